@@ -1,0 +1,78 @@
+# Brook developer entry points. `make run` starts a local cluster, `make test` runs the suite.
+# Both install what they need: a virtualenv in .venv, buf in .tools, etcd from apt when missing.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+BUF := .tools/node_modules/.bin/buf
+PROTO_SRC := $(wildcard protos/brook/v1/*.proto)
+GEN_STAMP := brook/v1/.generated
+PROTO_ALL := $(shell find protos -name "*.proto")
+DATA ?= ./data
+NODES ?= 3
+DURATION ?= 300
+
+.PHONY: all setup proto lint test test-fast run bench bench-storage bench-cluster chaos clean etcd fmt
+
+all: test
+
+$(VENV)/.installed: pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+$(BUF):
+	mkdir -p .tools
+	cd .tools && npm install --silent --no-fund --no-audit @bufbuild/buf@1.75.0
+
+$(GEN_STAMP): $(VENV)/.installed $(PROTO_ALL) scripts/genproto.py
+	$(PY) scripts/genproto.py
+	touch $@
+
+setup: $(VENV)/.installed $(GEN_STAMP) etcd
+
+proto: $(GEN_STAMP)
+
+# etcd comes from the system packages; we install it when missing (root) or say how.
+etcd:
+	@command -v etcd >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    echo "installing etcd-server from the system packages"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client) >/dev/null; \
+	  else \
+	    echo "etcd is missing: run 'sudo apt-get install -y etcd-server etcd-client'"; exit 1; \
+	  fi; }
+
+lint: $(GEN_STAMP) $(BUF)
+	cd protos && ../$(BUF) lint
+	$(VENV)/bin/ruff check brook/__init__.py brook/errors.py storage services client tests bench scripts
+	$(VENV)/bin/mypy brook/errors.py storage services client
+
+fmt: $(VENV)/.installed
+	$(VENV)/bin/ruff check --fix brook/__init__.py brook/errors.py storage services client tests bench scripts
+	$(VENV)/bin/ruff format brook/__init__.py brook/errors.py storage services client tests bench scripts
+
+test: setup lint
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-fast: setup
+	$(PY) -m pytest -q -p no:cacheprovider -m "not integration"
+
+run: setup
+	$(VENV)/bin/brook dev --nodes $(NODES) --data-dir $(DATA)
+
+bench: bench-storage bench-cluster
+
+bench-storage: setup
+	$(PY) bench/storage_bench.py
+
+bench-cluster: setup
+	$(PY) bench/cluster_bench.py
+
+chaos: setup
+	$(PY) -m pytest -q -p no:cacheprovider tests/chaos --chaos-duration $(DURATION)
+
+clean:
+	rm -rf $(VENV) .tools brook/v1 build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Brook clients: Producer, Consumer, Admin, and the `brook` CLI."""

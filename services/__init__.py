@@ -1,0 +1,1 @@
+"""Brook server processes: storage node, coordinator, group manager, and shared plumbing."""

@@ -1,0 +1,1 @@
+"""Plumbing shared by Brook gRPC servers: server lifecycle and error mapping."""

@@ -1,0 +1,119 @@
+"""gRPC server lifecycle shared by every Brook process.
+
+`GrpcServer` builds a `grpc.aio` server with the standard health service and server
+reflection, binds the configured address (port 0 picks a free port), and stops
+gracefully: health goes NOT_SERVING first, then in-flight calls get `grace_s` to
+finish. `run_until_signal` drives a process until SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+log = logging.getLogger("brook.server")
+
+# Bounds on what one connection may ask of a server.
+DEFAULT_MAX_MESSAGE_BYTES = 64 << 20
+DEFAULT_MAX_CONCURRENT_STREAMS = 256
+
+
+class GrpcServer:
+    """One grpc.aio server with health and reflection; owns its start and stop."""
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        max_concurrent_rpcs: int | None = None,
+        options: Iterable[tuple[str, Any]] = (),
+    ) -> None:
+        self.server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", max_message_bytes),
+                ("grpc.max_send_message_length", max_message_bytes),
+                ("grpc.max_concurrent_streams", DEFAULT_MAX_CONCURRENT_STREAMS),
+                ("grpc.so_reuseport", 0),
+                *options,
+            ],
+            maximum_concurrent_rpcs=max_concurrent_rpcs,
+        )
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        self._service_names: list[str] = [health.SERVICE_NAME, reflection.SERVICE_NAME]
+        self._requested_address = address
+        self.port = 0
+
+    def add_service(
+        self, service_full_name: str, register: Callable[[grpc.aio.Server], None]
+    ) -> None:
+        """Registers a servicer (register(server)) and lists it for reflection and health."""
+        register(self.server)
+        self._service_names.append(service_full_name)
+
+    @property
+    def address(self) -> str:
+        host = self._requested_address.rsplit(":", 1)[0]
+        return f"{host}:{self.port}"
+
+    async def start(self) -> None:
+        reflection.enable_server_reflection(self._service_names, self.server)
+        self.port = self.server.add_insecure_port(self._requested_address)
+        if self.port == 0:
+            raise OSError(f"could not bind {self._requested_address}")
+        await self.server.start()
+        await self.set_serving(True)
+        log.info("serving %s on %s", ", ".join(self._service_names[2:]), self.address)
+
+    async def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ["", *self._service_names[2:]]:
+            await self.health.set(name, status)
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Reports NOT_SERVING, then lets in-flight calls finish for up to grace_s."""
+        await self.set_serving(False)
+        await self.server.stop(grace_s)
+
+
+async def run_until_signal(
+    start: Callable[[], Awaitable[None]],
+    stop: Callable[[], Awaitable[None]],
+    *,
+    stop_timeout_s: float = 10.0,
+    done: asyncio.Event | None = None,
+) -> None:
+    """Starts a process, waits for SIGTERM/SIGINT (or `done`), then stops it within a bound."""
+    loop = asyncio.get_running_loop()
+    stop_requested = done or asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop_requested.set)
+    await start()
+    try:
+        await stop_requested.wait()
+        log.info("stopping")
+    finally:
+        try:
+            await asyncio.wait_for(stop(), timeout=stop_timeout_s)
+        except TimeoutError:
+            log.error("stop did not finish within %.1fs; exiting anyway", stop_timeout_s)
+
+
+def configure_logging(process_name: str, level: str = "INFO") -> None:
+    """One log format for every process: time, level, process name, logger, message."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format=f"%(asctime)s %(levelname)s [{process_name}] %(name)s: %(message)s",
+    )
