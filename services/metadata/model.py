@@ -7,7 +7,7 @@ compare-and-swap on the old one's etcd mod revision.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 NO_LEADER = -1
@@ -101,5 +101,5 @@ class PartitionRecord:
 
 def _known(cls: type, values: dict[str, Any]) -> dict[str, Any]:
     """Drops keys a newer writer added, so an older reader still loads the record."""
-    names = set(cls.__dataclass_fields__)
+    names = {f.name for f in fields(cls)}
     return {k: v for k, v in values.items() if k in names}

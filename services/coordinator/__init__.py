@@ -1,0 +1,1 @@
+"""The coordinator: Admin and Metadata services, replica placement, leader elections."""

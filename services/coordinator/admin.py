@@ -1,0 +1,527 @@
+"""AdminService: topic and config management, served by the active coordinator.
+
+A thin shell: validate (`validation.py`, `configs.py`), decide (`placement.py`,
+`election.py`), write to etcd with a compare-and-swap (`MetadataStore`), answer from the
+records (`views.py`). Reads come from the watch-fed cache; after a write the servicer
+waits (bounded) until its own cache shows it, so a client reads its own writes from this
+coordinator. Mutations are serialized by one lock so two concurrent requests cannot
+interleave their read-decide-write steps.
+
+A standby coordinator answers every Admin call with NOT_COORDINATOR, whose metadata
+carries the active coordinator's address (`coordinator_address`, `coordinator_id`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+import grpc
+from brook.services.common.rpc import handle_errors
+from brook.services.coordinator import election, placement, reassignment, validation, views
+from brook.services.coordinator.controller import Controller
+from brook.services.metadata import configs
+from brook.services.metadata.cache import MetadataCache
+from brook.services.metadata.model import PartitionRecord, TopicRecord
+from brook.services.metadata.store import MetadataStore
+
+from brook.errors import BrookError
+from brook.v1 import admin_pb2, admin_pb2_grpc, common_pb2
+
+log = logging.getLogger("brook.coordinator.admin")
+
+# How long a write waits for this process's cache to show it (read-your-writes).
+CACHE_CATCH_UP_S = 5.0
+# CAS attempts for topic-record updates (configs, partition count) under contention.
+TOPIC_CAS_ATTEMPTS_MAX = 5
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _status(record: PartitionRecord) -> admin_pb2.ReassignmentStatus:
+    return admin_pb2.ReassignmentStatus(
+        topic=record.topic,
+        partition=record.partition,
+        replica_ids=list(record.replicas),
+        adding_replica_ids=list(record.adding_replicas),
+        removing_replica_ids=list(record.removing_replicas),
+    )
+
+
+def _topic_written_after(name: str, revision: int) -> Callable[[MetadataCache], bool]:
+    """A cache predicate: the topic record changed after `revision` (or is gone)."""
+    return lambda cache: cache.topic_revisions.get(name, revision + 1) > revision
+
+
+class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
+    """brook.v1.AdminService over the metadata store, cache and controller."""
+
+    def __init__(
+        self,
+        store: MetadataStore,
+        cache: MetadataCache,
+        controller: Controller,
+        *,
+        clock_ms: Callable[[], int] = _now_ms,
+    ) -> None:
+        self.store = store
+        self.cache = cache
+        self.controller = controller
+        self._clock_ms = clock_ms
+        self._lock = asyncio.Lock()
+        # This process's Endpoint id (set once serving): a role key naming ourselves while
+        # we are not active is stale (our lease was lost), not a pointer to another process.
+        self.endpoint_id = ""
+
+    # -- helpers -----------------------------------------------------------------------
+    def _require_active(self) -> None:
+        if self.controller.active:
+            return
+        holder = self.cache.coordinator
+        if holder is None or holder.id == self.endpoint_id:
+            raise BrookError(
+                "COORDINATOR_NOT_AVAILABLE", "no coordinator is active yet; retry shortly"
+            )
+        raise BrookError(
+            "NOT_COORDINATOR",
+            f"this coordinator is a standby; the active one is at {holder.address}",
+            {"coordinator_address": holder.address, "coordinator_id": holder.id},
+        )
+
+    def _topic(self, name: str) -> TopicRecord:
+        record = self.cache.topics.get(name)
+        if record is None:
+            raise BrookError("TOPIC_NOT_FOUND", f"topic {name!r} does not exist", {"topic": name})
+        return record
+
+    async def _fresh_topic(self, name: str) -> tuple[TopicRecord, int]:
+        found = await self.store.get_topic(name)
+        if found is None:
+            raise BrookError("TOPIC_NOT_FOUND", f"topic {name!r} does not exist", {"topic": name})
+        return found
+
+    def _live(self) -> frozenset[int]:
+        return frozenset(self.cache.nodes)
+
+    def _load(self) -> dict[int, placement.NodeLoad]:
+        records = [p for p in self.cache.partitions.values() if p.topic in self.cache.topics]
+        return placement.current_load([p.replicas for p in records], [p.leader for p in records])
+
+    async def _catch_up(self, predicate: Callable[[MetadataCache], bool]) -> None:
+        if not await self.cache.wait_for(predicate, CACHE_CATCH_UP_S):
+            log.warning("cache did not show a committed write within %.1fs", CACHE_CATCH_UP_S)
+
+    # -- topics ------------------------------------------------------------------------
+    @handle_errors
+    async def CreateTopic(
+        self, request: admin_pb2.CreateTopicRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.CreateTopicResponse:
+        self._require_active()
+        name = request.name
+        validation.validate_topic_name(name)
+        live_nodes = dict(self.cache.nodes)
+        assignments: dict[int, tuple[int, ...]] = {}
+        for assignment in request.replica_assignments:
+            if assignment.partition in assignments:
+                raise BrookError(
+                    "INVALID_REQUEST",
+                    f"partition {assignment.partition} is assigned twice",
+                    {"partition": assignment.partition},
+                )
+            assignments[assignment.partition] = tuple(assignment.replica_ids)
+        if assignments:
+            count = request.partition_count or len(assignments)
+            validation.validate_partition_count(count)
+            factor = validation.validate_assignments(assignments, range(count), live_nodes)
+            if request.replication_factor and request.replication_factor != factor:
+                raise BrookError(
+                    "INVALID_REPLICATION_FACTOR",
+                    f"replication_factor {request.replication_factor} differs from the"
+                    f" assignments' {factor}",
+                )
+        else:
+            count = request.partition_count or validation.DEFAULT_PARTITION_COUNT
+            validation.validate_partition_count(count)
+            factor = request.replication_factor or validation.default_replication_factor(
+                len(live_nodes)
+            )
+            validation.validate_replication_factor(factor, len(live_nodes))
+        overrides = configs.validate_configs(dict(request.configs), replication_factor=factor)
+        async with self._lock:
+            if name in self.cache.topics:
+                raise BrookError(
+                    "TOPIC_ALREADY_EXISTS", f"topic {name!r} already exists", {"topic": name}
+                )
+            if assignments:
+                replica_lists = [assignments[i] for i in range(count)]
+            else:
+                replica_lists = placement.place_replicas(
+                    count, factor, list(live_nodes.values()), self._load()
+                )
+            topic = TopicRecord(
+                name=name,
+                topic_id=uuid.uuid4().hex,
+                partition_count=count,
+                replication_factor=factor,
+                configs=overrides,
+                created_ms=self._clock_ms(),
+            )
+            partitions = [
+                PartitionRecord(
+                    topic=name,
+                    partition=index,
+                    topic_id=topic.topic_id,
+                    replicas=replicas,
+                    leader=replicas[0],
+                    leader_epoch=0,
+                    isr=replicas,
+                )
+                for index, replicas in enumerate(replica_lists)
+            ]
+            if not request.validate_only:
+                await self.store.create_topic(topic, partitions)
+                log.info("created topic %s: %d partitions, RF %d", name, count, factor)
+                await self._catch_up(
+                    lambda c: (
+                        c.topics.get(name) is not None and c.topics[name].topic_id == topic.topic_id
+                    )
+                )
+        return admin_pb2.CreateTopicResponse(
+            topic=views.topic_description(topic, partitions, live_nodes)
+        )
+
+    @handle_errors
+    async def DeleteTopic(
+        self, request: admin_pb2.DeleteTopicRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.DeleteTopicResponse:
+        self._require_active()
+        if not request.name:
+            raise BrookError("INVALID_TOPIC_NAME", "topic name is empty")
+        async with self._lock:
+            deleted = await self.store.delete_topic(request.name)
+            log.info("deleted topic %s (%s)", deleted.name, deleted.topic_id)
+            await self._catch_up(
+                lambda c: (
+                    c.topics.get(request.name) is None
+                    or c.topics[request.name].topic_id != deleted.topic_id
+                )
+            )
+        return admin_pb2.DeleteTopicResponse(topic_id=deleted.topic_id)
+
+    @handle_errors
+    async def ListTopics(
+        self, request: admin_pb2.ListTopicsRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.ListTopicsResponse:
+        self._require_active()
+        size = validation.page_size(request.page_size)
+        after = validation.decode_page_token(request.page_token)
+        topics = dict(self.cache.topics)
+        names, next_token = validation.page(list(topics), after, size)
+        return admin_pb2.ListTopicsResponse(
+            topics=[views.topic_summary(topics[n]) for n in names], next_page_token=next_token
+        )
+
+    @handle_errors
+    async def DescribeTopic(
+        self, request: admin_pb2.DescribeTopicRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.DescribeTopicResponse:
+        self._require_active()
+        topic = self._topic(request.name)
+        return admin_pb2.DescribeTopicResponse(
+            topic=views.topic_description(
+                topic, self.cache.topic_partitions(topic.name), self._live()
+            )
+        )
+
+    @handle_errors
+    async def DescribeCluster(
+        self, request: admin_pb2.DescribeClusterRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.DescribeClusterResponse:
+        self._require_active()
+        live = self._live()
+        records = [
+            p for name in sorted(self.cache.topics) for p in self.cache.topic_partitions(name)
+        ]
+        response = admin_pb2.DescribeClusterResponse(
+            cluster_id=self.cache.cluster_id,
+            nodes=views.node_descriptions(self.cache.nodes, records),
+            under_replicated_partitions=[
+                common_pb2.PartitionRef(topic=p.topic, partition=p.partition)
+                for p in records
+                if views.is_under_replicated(p, live)
+            ],
+            offline_partitions=[
+                common_pb2.PartitionRef(topic=p.topic, partition=p.partition)
+                for p in records
+                if views.is_offline(p, live)
+            ],
+            topic_count=len(self.cache.topics),
+            partition_count=len(records),
+        )
+        coordinator = views.endpoint(self.cache.coordinator)
+        if coordinator is not None:
+            response.coordinator.CopyFrom(coordinator)
+        group_manager = views.endpoint(self.cache.group_manager)
+        if group_manager is not None:
+            response.group_manager.CopyFrom(group_manager)
+        return response
+
+    # -- configs -----------------------------------------------------------------------
+    @handle_errors
+    async def DescribeConfigs(
+        self, request: admin_pb2.DescribeConfigsRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.DescribeConfigsResponse:
+        self._require_active()
+        return admin_pb2.DescribeConfigsResponse(
+            configs=views.config_entries(self._topic(request.topic))
+        )
+
+    @handle_errors
+    async def AlterConfigs(
+        self, request: admin_pb2.AlterConfigsRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.AlterConfigsResponse:
+        self._require_active()
+        deletes = set()
+        for raw in request.delete:
+            key = configs.normalize_name(raw)
+            if key not in configs.TOPIC_CONFIGS:
+                raise BrookError(
+                    "INVALID_CONFIG", f"config {raw!r}: unknown config", {"config": raw}
+                )
+            deletes.add(key)
+        async with self._lock:
+            for _ in range(TOPIC_CAS_ATTEMPTS_MAX):
+                topic, revision = await self._fresh_topic(request.topic)
+                sets = configs.validate_configs(dict(request.set))
+                both = deletes & set(sets)
+                if both:
+                    raise BrookError(
+                        "INVALID_REQUEST",
+                        f"configs {sorted(both)} are both set and deleted",
+                    )
+                merged = {k: v for k, v in {**topic.configs, **sets}.items() if k not in deletes}
+                merged = configs.validate_configs(
+                    merged, replication_factor=topic.replication_factor
+                )
+                updated = dataclasses.replace(topic, configs=merged)
+                if request.validate_only or merged == topic.configs:
+                    return admin_pb2.AlterConfigsResponse(configs=views.config_entries(updated))
+                if await self.store.put_topic(updated, revision):
+                    log.info("topic %s configs now %s", topic.name, merged)
+                    await self._catch_up(_topic_written_after(topic.name, revision))
+                    return admin_pb2.AlterConfigsResponse(configs=views.config_entries(updated))
+        raise BrookError("REQUEST_TIMED_OUT", f"topic {request.topic!r} kept changing; retry")
+
+    # -- partitions and leadership -----------------------------------------------------
+    @handle_errors
+    async def CreatePartitions(
+        self, request: admin_pb2.CreatePartitionsRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.CreatePartitionsResponse:
+        self._require_active()
+        validation.validate_partition_count(request.partition_count)
+        live_nodes = dict(self.cache.nodes)
+        async with self._lock:
+            for _ in range(TOPIC_CAS_ATTEMPTS_MAX):
+                topic, revision = await self._fresh_topic(request.topic)
+                if request.partition_count <= topic.partition_count:
+                    raise BrookError(
+                        "INVALID_PARTITION_COUNT",
+                        f"topic {topic.name!r} has {topic.partition_count} partitions; the new"
+                        f" count {request.partition_count} must be larger",
+                        {"topic": topic.name, "partition_count": topic.partition_count},
+                    )
+                validation.validate_replication_factor(topic.replication_factor, len(live_nodes))
+                added = request.partition_count - topic.partition_count
+                replica_lists = placement.place_replicas(
+                    added, topic.replication_factor, list(live_nodes.values()), self._load()
+                )
+                new_partitions = [
+                    PartitionRecord(
+                        topic=topic.name,
+                        partition=topic.partition_count + i,
+                        topic_id=topic.topic_id,
+                        replicas=replicas,
+                        leader=replicas[0],
+                        isr=replicas,
+                    )
+                    for i, replicas in enumerate(replica_lists)
+                ]
+                updated = dataclasses.replace(topic, partition_count=request.partition_count)
+                existing = [p for p, _ in await self.store.get_partitions(topic.name)]
+                everything = [*existing[: topic.partition_count], *new_partitions]
+                if request.validate_only:
+                    return admin_pb2.CreatePartitionsResponse(
+                        topic=views.topic_description(updated, everything, live_nodes)
+                    )
+                if await self.store.add_partitions(updated, revision, new_partitions):
+                    log.info("topic %s now has %d partitions", topic.name, updated.partition_count)
+                    await self._catch_up(_topic_written_after(topic.name, revision))
+                    return admin_pb2.CreatePartitionsResponse(
+                        topic=views.topic_description(updated, everything, live_nodes)
+                    )
+        raise BrookError("REQUEST_TIMED_OUT", f"topic {request.topic!r} kept changing; retry")
+
+    @handle_errors
+    async def ElectLeaders(
+        self, request: admin_pb2.ElectLeadersRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.ElectLeadersResponse:
+        self._require_active()
+        unclean = request.election_type == admin_pb2.ELECTION_TYPE_UNCLEAN
+        if len(request.partitions) > validation.ELECT_PARTITIONS_MAX:
+            raise BrookError(
+                "INVALID_REQUEST",
+                f"at most {validation.ELECT_PARTITIONS_MAX} partitions per request",
+            )
+        if request.partitions:
+            refs = [(ref.topic, ref.partition) for ref in request.partitions]
+        else:
+            refs = sorted(
+                (name, p.partition)
+                for name in self.cache.topics
+                for p in self.cache.topic_partitions(name)
+            )
+
+        def choose(record: PartitionRecord) -> election.Outcome:
+            live = self._live()
+            if unclean:
+                return election.unclean_election(record, live)
+            return election.preferred_election(record, live)
+
+        results = []
+        for topic_name, index in refs:
+            result = admin_pb2.ElectionResult(topic=topic_name, partition=index)
+            topic = self.cache.topics.get(topic_name)
+            if topic is None or not 0 <= index < topic.partition_count:
+                reason = "TOPIC_NOT_FOUND" if topic is None else "PARTITION_NOT_FOUND"
+                result.error.CopyFrom(
+                    BrookError(reason, f"{topic_name}-{index} does not exist").to_partition_error()
+                )
+                results.append(result)
+                continue
+            reasons: list[str] = []
+
+            def decide(
+                record: PartitionRecord, reasons: list[str] = reasons
+            ) -> PartitionRecord | None:
+                outcome = choose(record)
+                if outcome.reason:
+                    reasons.append(outcome.reason)
+                return outcome.record
+
+            written, seen = await self.controller.commit((topic_name, index), decide)
+            final = written or seen
+            if final is not None:
+                result.leader_id = final.leader
+                result.leader_epoch = final.leader_epoch
+            if written is None:
+                reason = reasons[-1] if reasons else "ELIGIBLE_LEADERS_NOT_AVAILABLE"
+                result.error.CopyFrom(
+                    BrookError(
+                        reason, f"{topic_name}-{index}: no election ({reason})"
+                    ).to_partition_error()
+                )
+            results.append(result)
+        return admin_pb2.ElectLeadersResponse(results=results)
+
+    @handle_errors
+    async def ReassignPartitions(
+        self, request: admin_pb2.ReassignPartitionsRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.ReassignPartitionsResponse:
+        self._require_active()
+        topic = self._topic(request.topic)
+        if not request.reassignments:
+            raise BrookError("INVALID_REQUEST", "no reassignments given")
+        live = self._live()
+        plans: dict[int, tuple[int, ...]] = {}
+        for assignment in request.reassignments:
+            index = assignment.partition
+            if index in plans:
+                raise BrookError(
+                    "INVALID_REQUEST", f"partition {index} is named twice", {"partition": index}
+                )
+            if not 0 <= index < topic.partition_count:
+                raise BrookError(
+                    "PARTITION_NOT_FOUND",
+                    f"topic {topic.name!r} has no partition {index}",
+                    {"topic": topic.name, "partition": index},
+                )
+            target = tuple(assignment.replica_ids)
+            if target:
+                validation.validate_assignments({index: target}, [index], live)
+            plans[index] = target
+
+        def outcome_for(record: PartitionRecord, target: tuple[int, ...]) -> election.Outcome:
+            if not target:
+                return reassignment.cancel(record, self._live())
+            return reassignment.start(record, target, self._live())
+
+        # Check every partition before writing any, so a bad request changes nothing.
+        for index, target in plans.items():
+            record = self.cache.partitions.get((topic.name, index))
+            if record is None:
+                raise BrookError("PARTITION_NOT_FOUND", f"{topic.name}-{index} has no record")
+            outcome = outcome_for(record, target)
+            if outcome.reason:
+                raise BrookError(
+                    outcome.reason,
+                    f"{topic.name}-{index}: cannot {'cancel' if not target else 'start'} the"
+                    f" reassignment ({outcome.reason})",
+                    {"topic": topic.name, "partition": index},
+                )
+        statuses = []
+        async with self._lock:
+            for index, target in plans.items():
+                if request.validate_only:
+                    record = self.cache.partitions[(topic.name, index)]
+                    final = outcome_for(record, target).record or record
+                else:
+                    reasons: list[str] = []
+
+                    def decide(
+                        record: PartitionRecord,
+                        target: tuple[int, ...] = target,
+                        reasons: list[str] = reasons,
+                    ) -> PartitionRecord | None:
+                        outcome = outcome_for(record, target)
+                        if outcome.reason:
+                            reasons.append(outcome.reason)
+                        return outcome.record
+
+                    written, seen = await self.controller.commit((topic.name, index), decide)
+                    if written is None and reasons:
+                        raise BrookError(
+                            reasons[-1],
+                            f"{topic.name}-{index}: the partition changed meanwhile"
+                            f" ({reasons[-1]}); earlier partitions of this request were applied",
+                            {"topic": topic.name, "partition": index},
+                        )
+                    final = written or seen
+                    if final is None:
+                        continue
+                    log.info(
+                        "partition %s-%d: reassignment %s -> replicas %s (adding %s, removing %s)",
+                        topic.name, index, "cancelled" if not target else "started",
+                        list(final.replicas), list(final.adding_replicas),
+                        list(final.removing_replicas),
+                    )  # fmt: skip
+                statuses.append(_status(final))
+        return admin_pb2.ReassignPartitionsResponse(reassignments=statuses)
+
+    @handle_errors
+    async def ListReassignments(
+        self, request: admin_pb2.ListReassignmentsRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.ListReassignmentsResponse:
+        self._require_active()
+        moving = [
+            p
+            for name in sorted(self.cache.topics)
+            for p in self.cache.topic_partitions(name)
+            if p.adding_replicas or p.removing_replicas
+        ]
+        return admin_pb2.ListReassignmentsResponse(reassignments=[_status(p) for p in moving])

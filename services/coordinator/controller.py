@@ -1,0 +1,271 @@
+"""The active coordinator's control loop: leader elections when nodes come and go,
+periodic preferred-leader elections, and completing partition reassignments.
+
+The decisions are pure (`election.py`); this shell feeds them the cache's view and commits
+each new record with a compare-and-swap on the partition's mod revision. On a lost race
+it re-reads the partition from etcd and decides again (bounded). It acts only while the
+coordinator lease is held: `run(lease)` returns as soon as the lease is lost, and every
+write is fenced on the role key (the store raises NOT_COORDINATOR after a takeover).
+
+The coordinator never talks to storage nodes: node liveness is the presence of their key
+in etcd, and nodes learn decisions from etcd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+
+from brook.services.coordinator import election, reassignment
+from brook.services.metadata import configs
+from brook.services.metadata.cache import MetadataCache
+from brook.services.metadata.model import PartitionRecord
+from brook.services.metadata.store import Lease, MetadataStore
+
+from brook.errors import BrookError
+
+log = logging.getLogger("brook.coordinator.controller")
+
+# Bounds (why): CAS attempts per partition decision before giving up until the next pass
+# (contention with a leader's ISR updates resolves within a few rounds).
+CAS_ATTEMPTS_MAX = 5
+# Partitions committed concurrently (etcd round trips overlap; etcd stays unflooded).
+COMMIT_CONCURRENCY = 32
+# A full reconcile pass runs at least this often even without node changes (repairs
+# anything a failed pass left behind).
+RECONCILE_INTERVAL_S = 10.0
+# Least time between two scans for finished reassignments (each scan reads every
+# partition of the cache).
+REASSIGN_SCAN_MIN_S = 0.2
+
+Decide = Callable[[PartitionRecord], PartitionRecord | None]
+PartitionKey = tuple[str, int]
+
+
+class Controller:
+    """Reacts to node liveness changes while this process is the active coordinator."""
+
+    def __init__(
+        self,
+        store: MetadataStore,
+        cache: MetadataCache,
+        *,
+        preferred_election_interval_s: float = 10.0,
+        reconcile_interval_s: float = RECONCILE_INTERVAL_S,
+    ) -> None:
+        self.store = store
+        self.cache = cache
+        self.preferred_election_interval_s = preferred_election_interval_s
+        self.reconcile_interval_s = reconcile_interval_s
+        self.active = False
+        self.lease: Lease | None = None
+        self.elections_committed = 0
+        self._wake = asyncio.Event()
+        self._preferred_due = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._known_nodes: frozenset[int] = frozenset()
+
+    # -- running while active ----------------------------------------------------------
+    async def run(self, lease: Lease) -> None:
+        """Acts as the active coordinator until `lease` is lost (or the task is cancelled)."""
+        self.lease = lease
+        self.active = True
+        self._known_nodes = frozenset(self.cache.nodes)
+        self.cache.add_listener(self._on_cache_change)
+        self._wake.set()  # a new coordinator reconciles at once: losses may have gone unseen
+        tasks = [
+            asyncio.create_task(self._reconcile_loop(), name="coordinator-reconcile"),
+            asyncio.create_task(self._reassignment_loop(), name="coordinator-reassign"),
+        ]
+        if self.preferred_election_interval_s > 0:
+            tasks.append(asyncio.create_task(self._preferred_loop(), name="coordinator-preferred"))
+        lost = asyncio.create_task(lease.lost.wait())
+        try:
+            await asyncio.wait([lost, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    log.error("controller task failed", exc_info=task.exception())
+        finally:
+            self.active = False
+            self.store.clear_fence()
+            self.cache.remove_listener(self._on_cache_change)
+            for task in [lost, *tasks]:
+                task.cancel()
+            for task in [lost, *tasks]:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        log.warning("stopped acting as coordinator (lease lost)")
+
+    def _on_cache_change(self) -> None:
+        self._changed.set()
+        nodes = frozenset(self.cache.nodes)
+        if nodes != self._known_nodes:
+            returned = nodes - self._known_nodes
+            self._known_nodes = nodes
+            self._wake.set()
+            if returned:
+                self._preferred_due.set()
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.reconcile_interval_s)
+            self._wake.clear()
+            try:
+                changed = await self.reconcile()
+                if changed:
+                    log.info("leadership reconcile changed %d partitions", changed)
+            except BrookError as error:
+                log.warning("reconcile pass failed: %s", error)
+                if error.reason == "NOT_COORDINATOR":
+                    return
+                await asyncio.sleep(0.5)  # etcd trouble: back off, then retry the pass
+                self._wake.set()
+
+    async def _preferred_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._preferred_due.wait(), self.preferred_election_interval_s
+                )
+            self._preferred_due.clear()
+            try:
+                moved = await self.run_preferred_elections()
+                if moved:
+                    log.info("preferred-leader election moved %d leaders", moved)
+            except BrookError as error:
+                log.warning("preferred-leader pass failed: %s", error)
+                if error.reason == "NOT_COORDINATOR":
+                    return
+
+    async def _reassignment_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), self.reconcile_interval_s)
+            self._changed.clear()
+            try:
+                completed = await self.progress_reassignments()
+                if completed:
+                    log.info("completed %d partition reassignments", completed)
+            except BrookError as error:
+                log.warning("reassignment pass failed: %s", error)
+                if error.reason == "NOT_COORDINATOR":
+                    return
+            # Rate limit: one scan of all partitions per REASSIGN_SCAN_MIN_S at most, however
+            # often ISRs change.
+            await asyncio.sleep(REASSIGN_SCAN_MIN_S)
+
+    # -- passes ------------------------------------------------------------------------
+    def _unclean_allowed(self, topic: str) -> bool:
+        record = self.cache.topics.get(topic)
+        return record is not None and configs.config_bool(record, "unclean_leader_election_enable")
+
+    def _live(self) -> frozenset[int]:
+        return frozenset(self.cache.nodes)
+
+    async def reconcile(self) -> int:
+        """Runs the node-loss / node-return decision for every partition; returns how many
+        changed."""
+        live = self._live()
+        todo: list[PartitionKey] = []
+        for key, record in list(self.cache.partitions.items()):
+            if key[0] not in self.cache.topics:
+                continue
+            if election.decide_leadership(
+                record, live, unclean_allowed=self._unclean_allowed(key[0])
+            ):
+                todo.append(key)
+
+        def decide(record: PartitionRecord) -> PartitionRecord | None:
+            return election.decide_leadership(
+                record, self._live(), unclean_allowed=self._unclean_allowed(record.topic)
+            )
+
+        return await self._commit_many(todo, decide)
+
+    async def run_preferred_elections(self) -> int:
+        """Moves leadership back to preferred replicas that are in the ISR; returns count."""
+        live = self._live()
+        todo = [
+            key
+            for key, record in list(self.cache.partitions.items())
+            if key[0] in self.cache.topics and election.needs_preferred_election(record, live)
+        ]
+
+        def decide(record: PartitionRecord) -> PartitionRecord | None:
+            return election.preferred_election(record, self._live()).record
+
+        return await self._commit_many(todo, decide)
+
+    async def progress_reassignments(self) -> int:
+        """Completes moves whose adding replicas have all joined the ISR; returns count."""
+        live = self._live()
+        todo = [
+            key
+            for key, record in list(self.cache.partitions.items())
+            if key[0] in self.cache.topics and reassignment.progress(record, live) is not None
+        ]
+
+        def decide(record: PartitionRecord) -> PartitionRecord | None:
+            return reassignment.progress(record, self._live())
+
+        return await self._commit_many(todo, decide)
+
+    async def _commit_many(self, keys: Iterable[PartitionKey], decide: Decide) -> int:
+        semaphore = asyncio.Semaphore(COMMIT_CONCURRENCY)
+        changed = 0
+
+        async def one(key: PartitionKey) -> None:
+            nonlocal changed
+            async with semaphore:
+                if not self.active:
+                    return
+                record, _ = await self.commit(key, decide)
+                if record is not None:
+                    changed += 1
+
+        results = await asyncio.gather(*(one(k) for k in keys), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return changed
+
+    async def commit(
+        self, key: PartitionKey, decide: Decide
+    ) -> tuple[PartitionRecord | None, PartitionRecord | None]:
+        """Decides on the partition's current record and writes the result with CAS.
+
+        Returns (written record or None when no change was needed, last record seen).
+        Starts from the cache; after a lost race re-reads etcd. Bounded attempts.
+        """
+        record = self.cache.partitions.get(key)
+        revision = self.cache.partition_revisions.get(key)
+        for _ in range(CAS_ATTEMPTS_MAX):
+            if not self.active or (self.lease is not None and self.lease.lost.is_set()):
+                raise BrookError("NOT_COORDINATOR", "this process is no longer the coordinator")
+            if record is None or revision is None:
+                found = await self.store.get_partition(*key)
+                if found is None:
+                    return None, None
+                record, revision = found
+            new = decide(record)
+            if new is None:
+                return None, record
+            written = await self.store.cas_partition(new, revision)
+            if written is not None:
+                self.elections_committed += 1
+                log.info(
+                    "partition %s-%d: leader %d -> %d (epoch %d), isr %s",
+                    key[0],
+                    key[1],
+                    record.leader,
+                    new.leader,
+                    new.leader_epoch,
+                    list(new.isr),
+                )
+                return new, new
+            record, revision = None, None  # lost the race: re-read and re-decide
+        log.warning("partition %s-%d: gave up after %d CAS attempts", *key, CAS_ATTEMPTS_MAX)
+        return None, record

@@ -1,0 +1,74 @@
+"""MetadataService: where partitions lead and where the services are, from the cache.
+
+Served by every coordinator process, active or standby, so any of them can be a client's
+bootstrap address. Never touches etcd on the request path.
+"""
+
+from __future__ import annotations
+
+import grpc
+from brook.services.common.rpc import handle_errors
+from brook.services.coordinator import views
+from brook.services.metadata.cache import MetadataCache
+
+from brook.errors import BrookError
+from brook.v1 import metadata_pb2, metadata_pb2_grpc
+
+# Bound on topics named in one request (each costs a lookup and a response entry).
+TOPICS_PER_REQUEST_MAX = 10_000
+
+
+class MetadataServicer(metadata_pb2_grpc.MetadataServiceServicer):
+    """brook.v1.MetadataService over the watch-fed cache."""
+
+    def __init__(self, cache: MetadataCache) -> None:
+        self.cache = cache
+
+    @handle_errors
+    async def GetMetadata(
+        self, request: metadata_pb2.GetMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> metadata_pb2.GetMetadataResponse:
+        if len(request.topics) > TOPICS_PER_REQUEST_MAX:
+            raise BrookError(
+                "INVALID_REQUEST", f"at most {TOPICS_PER_REQUEST_MAX} topics per request"
+            )
+        if not self.cache.loaded.is_set():
+            raise BrookError("COORDINATOR_NOT_AVAILABLE", "metadata not loaded yet; retry")
+        cache = self.cache
+        live = frozenset(cache.nodes)
+        names = list(request.topics) if request.topics else sorted(cache.topics)
+        topics = []
+        for name in names:
+            record = cache.topics.get(name)
+            if record is None:
+                topics.append(
+                    metadata_pb2.TopicMetadata(
+                        name=name,
+                        error=BrookError(
+                            "TOPIC_NOT_FOUND", f"topic {name!r} does not exist", {"topic": name}
+                        ).to_partition_error(),
+                    )
+                )
+                continue
+            topics.append(
+                metadata_pb2.TopicMetadata(
+                    name=name,
+                    topic_id=record.topic_id,
+                    partitions=[
+                        views.partition_state(p, live) for p in cache.topic_partitions(name)
+                    ],
+                )
+            )
+        response = metadata_pb2.GetMetadataResponse(
+            cluster_id=cache.cluster_id,
+            nodes=[views.node(cache.nodes[n]) for n in sorted(cache.nodes)],
+            topics=topics,
+            metadata_revision=cache.revision,
+        )
+        coordinator = views.endpoint(cache.coordinator)
+        if coordinator is not None:
+            response.coordinator.CopyFrom(coordinator)
+        group_manager = views.endpoint(cache.group_manager)
+        if group_manager is not None:
+            response.group_manager.CopyFrom(group_manager)
+        return response

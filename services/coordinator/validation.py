@@ -1,0 +1,156 @@
+"""Admin request validation: pure checks that raise BrookError with the reason to report.
+
+Kept apart from the servicer so every rule is unit-tested without gRPC or etcd.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Collection, Mapping, Sequence
+
+from brook.errors import BrookError
+
+TOPIC_NAME_CHARS_MAX = 249
+PARTITION_COUNT_MAX = 10_000
+PAGE_SIZE_DEFAULT = 100
+PAGE_SIZE_MAX = 1000
+# Topics are created with this many partitions when the request leaves the count at 0.
+DEFAULT_PARTITION_COUNT = 1
+# ...and at most this replication factor when it leaves the factor at 0.
+DEFAULT_REPLICATION_FACTOR_MAX = 3
+# Bounds on how many partitions one ElectLeaders request may name (a request naming none
+# means all partitions).
+ELECT_PARTITIONS_MAX = 100_000
+
+_TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
+
+
+def validate_topic_name(name: str) -> None:
+    """1 to 249 characters of [a-zA-Z0-9._-], not "." or ".."; INVALID_TOPIC_NAME."""
+    if not name:
+        raise BrookError("INVALID_TOPIC_NAME", "topic name is empty", {"topic": name})
+    if len(name) > TOPIC_NAME_CHARS_MAX:
+        raise BrookError(
+            "INVALID_TOPIC_NAME",
+            f"topic name is {len(name)} characters; the limit is {TOPIC_NAME_CHARS_MAX}",
+            {"topic": name[:TOPIC_NAME_CHARS_MAX]},
+        )
+    if name in (".", ".."):
+        raise BrookError("INVALID_TOPIC_NAME", f"topic name {name!r} is reserved", {"topic": name})
+    if not _TOPIC_NAME.match(name):
+        raise BrookError(
+            "INVALID_TOPIC_NAME",
+            f"topic name {name!r} may only contain letters, digits, '.', '_' and '-'",
+            {"topic": name},
+        )
+
+
+def validate_partition_count(count: int) -> None:
+    if not 1 <= count <= PARTITION_COUNT_MAX:
+        raise BrookError(
+            "INVALID_PARTITION_COUNT",
+            f"partition count {count} is outside 1..{PARTITION_COUNT_MAX}",
+            {"partition_count": count},
+        )
+
+
+def validate_replication_factor(factor: int, live_node_count: int) -> None:
+    if factor < 1 or factor > live_node_count:
+        raise BrookError(
+            "INVALID_REPLICATION_FACTOR",
+            f"replication factor {factor} is outside 1..{live_node_count}"
+            f" ({live_node_count} live nodes)",
+            {"replication_factor": factor, "live_nodes": live_node_count},
+        )
+
+
+def default_replication_factor(live_node_count: int) -> int:
+    return max(1, min(DEFAULT_REPLICATION_FACTOR_MAX, live_node_count))
+
+
+def validate_assignments(
+    assignments: Mapping[int, Sequence[int]],
+    partition_indexes: Collection[int],
+    live_nodes: Collection[int],
+) -> int:
+    """Checks hand-placed replica lists; returns their common replication factor.
+
+    One list per partition in `partition_indexes`, none for any other, all the same
+    length, no node twice in a list, every node live.
+    """
+    expected = set(partition_indexes)
+    given = set(assignments)
+    if given != expected:
+        missing = sorted(expected - given)[:10]
+        extra = sorted(given - expected)[:10]
+        raise BrookError(
+            "INVALID_REQUEST",
+            f"replica assignments must name each new partition exactly once"
+            f" (missing {missing}, unexpected {extra})",
+        )
+    factors = {len(replicas) for replicas in assignments.values()}
+    if len(factors) != 1:
+        raise BrookError(
+            "INVALID_REPLICATION_FACTOR",
+            "replica assignments have different lengths; every partition needs the same"
+            " replication factor",
+        )
+    factor = factors.pop()
+    if factor < 1:
+        raise BrookError("INVALID_REPLICATION_FACTOR", "a replica assignment is empty")
+    for partition, replicas in sorted(assignments.items()):
+        if len(set(replicas)) != len(replicas):
+            raise BrookError(
+                "INVALID_REQUEST",
+                f"partition {partition}: a node appears twice in {list(replicas)}",
+                {"partition": partition},
+            )
+        dead = [r for r in replicas if r not in live_nodes]
+        if dead:
+            raise BrookError(
+                "NODE_NOT_FOUND",
+                f"partition {partition}: nodes {dead} are not live",
+                {"partition": partition, "node_ids": ",".join(map(str, dead))},
+            )
+    return factor
+
+
+def page_size(requested: int) -> int:
+    """0 means the default; above the maximum is lowered to it (AIP-158)."""
+    if requested < 0:
+        raise BrookError("INVALID_REQUEST", f"page_size {requested} is negative")
+    if requested == 0:
+        return PAGE_SIZE_DEFAULT
+    return min(requested, PAGE_SIZE_MAX)
+
+
+def encode_page_token(after_name: str) -> str:
+    """An opaque token: where the next page starts (after this topic name)."""
+    payload = json.dumps({"v": 1, "after": after_name}).encode()
+    return base64.urlsafe_b64encode(payload).decode().rstrip("=")
+
+
+def decode_page_token(token: str) -> str:
+    """The name a token resumes after ("" for the first page); INVALID_PAGE_TOKEN."""
+    if not token:
+        return ""
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(data, dict) or data.get("v") != 1 or not isinstance(data["after"], str):
+            raise ValueError("unknown token layout")
+        return str(data["after"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise BrookError(
+            "INVALID_PAGE_TOKEN", f"page_token is not one this server issued ({error})"
+        ) from None
+
+
+def page(names: Sequence[str], after: str, size: int) -> tuple[list[str], str]:
+    """One page of sorted names after `after`, and the next token ("" on the last page)."""
+    remaining = [n for n in sorted(names) if n > after]
+    chosen = remaining[:size]
+    next_token = encode_page_token(chosen[-1]) if len(remaining) > size else ""
+    return chosen, next_token

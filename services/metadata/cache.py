@@ -1,0 +1,249 @@
+"""MetadataCache: a process's watch-fed snapshot of the cluster map.
+
+`start` reads everything the cache holds at one etcd revision R (`read_snapshot`), then
+watches the cluster prefix from R+1, so no change is missed or applied twice. When the
+watch breaks (etcd restarted, connection lost, revision compacted) the cache reloads a
+fresh snapshot and watches again, retrying with capped back-off until `stop`.
+
+Readers use the public dicts directly; they are replaced or mutated only on the event
+loop, between awaits, so a reader that does not await sees a consistent view. Listeners
+run on the loop once per applied batch of events (events that arrive together are
+applied together, then listeners are called once).
+
+Thread-safety: one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from brook.services.metadata import keys as keyspace
+from brook.services.metadata.keys import prefix_range_end
+from brook.services.metadata.model import Endpoint, NodeInfo, PartitionRecord, TopicRecord
+from brook.services.metadata.store import MetadataStore
+
+log = logging.getLogger("brook.metadata.cache")
+
+# Back-off bounds between reload attempts while etcd is unreachable.
+RELOAD_BACKOFF_MIN_S = 0.1
+RELOAD_BACKOFF_MAX_S = 2.0
+
+
+class MetadataCache:
+    """Watch-fed snapshot of nodes, roles, topics and partitions; one per process."""
+
+    def __init__(self, store: MetadataStore) -> None:
+        self.store = store
+        self.revision = 0
+        self.cluster_id = ""
+        self.nodes: dict[int, NodeInfo] = {}
+        self.topics: dict[str, TopicRecord] = {}
+        self.partitions: dict[tuple[str, int], PartitionRecord] = {}
+        self.partition_revisions: dict[tuple[str, int], int] = {}
+        self.topic_revisions: dict[str, int] = {}
+        self.coordinator: Endpoint | None = None
+        self.group_manager: Endpoint | None = None
+        # Set once the first snapshot is loaded; cleared never (a reload keeps serving the
+        # last snapshot until the new one replaces it).
+        self.loaded = asyncio.Event()
+        self._listeners: list[Callable[[], None]] = []
+        self._changed = asyncio.Event()
+        self._notify_scheduled = False
+        self._watch: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        """Loads the first snapshot and starts following changes (raises if etcd is down)."""
+        self.cluster_id = await self.store.cluster_id()
+        await self._load()
+        self._task = asyncio.get_running_loop().create_task(self._follow(), name="metadata-cache")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._cancel_watch()
+
+    # -- queries -----------------------------------------------------------------------
+    def topic_partitions(self, topic: str) -> list[PartitionRecord]:
+        """The partitions of `topic` (indexes below its partition count), by index."""
+        record = self.topics.get(topic)
+        if record is None:
+            return []
+        found = (self.partitions.get((topic, index)) for index in range(record.partition_count))
+        return [p for p in found if p is not None and p.topic_id == record.topic_id]
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """Calls `callback()` on the loop after each applied batch of events or reload."""
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: Callable[[], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(callback)
+
+    async def wait_for(self, predicate: Callable[[MetadataCache], bool], timeout_s: float) -> bool:
+        """Waits until predicate(cache) is true; False when timeout_s passes first."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if predicate(self):
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            changed = self._changed
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), left)
+
+    # -- internals ---------------------------------------------------------------------
+    async def _cancel_watch(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(watch.cancel(), 1.0)
+
+    async def _load(self) -> None:
+        """Replaces the whole view with a snapshot and opens a watch just after it."""
+        revision, kvs = await self.store.read_snapshot()
+        nodes: dict[int, NodeInfo] = {}
+        topics: dict[str, TopicRecord] = {}
+        topic_revisions: dict[str, int] = {}
+        partitions: dict[tuple[str, int], PartitionRecord] = {}
+        partition_revisions: dict[tuple[str, int], int] = {}
+        roles: dict[str, Endpoint] = {}
+        for kv in kvs:
+            parsed = self.store.keys.parse(bytes(kv.key))
+            if parsed is None:
+                continue
+            try:
+                value = bytes(kv.value)
+                if parsed.kind == keyspace.KIND_NODE:
+                    node = NodeInfo.from_json(value)
+                    nodes[node.node_id] = node
+                elif parsed.kind == keyspace.KIND_TOPIC:
+                    topics[parsed.parts[0]] = TopicRecord.from_json(value)
+                    topic_revisions[parsed.parts[0]] = kv.mod_revision
+                elif parsed.kind == keyspace.KIND_PARTITION:
+                    index = (parsed.parts[0], int(parsed.parts[1]))
+                    partitions[index] = PartitionRecord.from_json(value)
+                    partition_revisions[index] = kv.mod_revision
+                elif parsed.kind == keyspace.KIND_ROLE:
+                    roles[parsed.parts[0]] = Endpoint.from_json(value)
+                elif parsed.kind == keyspace.KIND_CLUSTER_ID:
+                    self.cluster_id = value.decode()
+            except (ValueError, TypeError, KeyError) as error:
+                log.error("skipping unreadable key %r: %s", bytes(kv.key), error)
+        await self._cancel_watch()
+        prefix = self.store.keys.prefix
+        self._watch = await self.store.client.watch(
+            prefix, range_end=prefix_range_end(prefix), start_revision=revision + 1
+        )
+        # Swap in the new view only once the watch exists, so the view and the stream of
+        # changes to it start at the same revision.
+        self.nodes = nodes
+        self.topics = topics
+        self.topic_revisions = topic_revisions
+        self.partitions = partitions
+        self.partition_revisions = partition_revisions
+        self.coordinator = roles.get(keyspace.ROLE_COORDINATOR)
+        self.group_manager = roles.get(keyspace.ROLE_GROUPS)
+        self.revision = revision
+        self.loaded.set()
+        self._schedule_notify()
+
+    async def _follow(self) -> None:
+        backoff_s = RELOAD_BACKOFF_MIN_S
+        while not self._stopping:
+            try:
+                watch = self._watch
+                if watch is not None:
+                    async for event in watch:
+                        self._apply(event)
+                        backoff_s = RELOAD_BACKOFF_MIN_S
+                if self._stopping:
+                    return
+                log.warning("metadata watch ended; reloading")
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("metadata watch failed (%s); reloading", error)
+            while not self._stopping:
+                try:
+                    await self._load()
+                    log.info("metadata reloaded at revision %d", self.revision)
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:
+                    log.warning("metadata reload failed: %s", error)
+                    await asyncio.sleep(backoff_s)
+                    backoff_s = min(backoff_s * 2, RELOAD_BACKOFF_MAX_S)
+
+    def _apply(self, event: Any) -> None:
+        kv = event.kv
+        parsed = self.store.keys.parse(kv.key)
+        self.revision = max(self.revision, kv.mod_revision)
+        if parsed is None or parsed.kind in (keyspace.KIND_GROUP, keyspace.KIND_OFFSET):
+            return
+        deleted = event.kind == "DELETE"
+        try:
+            if parsed.kind == keyspace.KIND_NODE:
+                node_id = int(parsed.parts[0])
+                if deleted:
+                    self.nodes.pop(node_id, None)
+                else:
+                    self.nodes[node_id] = NodeInfo.from_json(kv.value)
+            elif parsed.kind == keyspace.KIND_TOPIC:
+                name = parsed.parts[0]
+                if deleted:
+                    self.topics.pop(name, None)
+                    self.topic_revisions.pop(name, None)
+                else:
+                    self.topics[name] = TopicRecord.from_json(kv.value)
+                    self.topic_revisions[name] = kv.mod_revision
+            elif parsed.kind == keyspace.KIND_PARTITION:
+                index = (parsed.parts[0], int(parsed.parts[1]))
+                if deleted:
+                    self.partitions.pop(index, None)
+                    self.partition_revisions.pop(index, None)
+                else:
+                    self.partitions[index] = PartitionRecord.from_json(kv.value)
+                    self.partition_revisions[index] = kv.mod_revision
+            elif parsed.kind == keyspace.KIND_ROLE:
+                endpoint = None if deleted else Endpoint.from_json(kv.value)
+                if parsed.parts[0] == keyspace.ROLE_COORDINATOR:
+                    self.coordinator = endpoint
+                elif parsed.parts[0] == keyspace.ROLE_GROUPS:
+                    self.group_manager = endpoint
+            elif parsed.kind == keyspace.KIND_CLUSTER_ID and not deleted:
+                self.cluster_id = kv.value.decode()
+        except (ValueError, TypeError, KeyError) as error:
+            log.error("skipping unreadable key %r: %s", kv.key, error)
+            return
+        self._schedule_notify()
+
+    def _schedule_notify(self) -> None:
+        # Coalesce: the callback runs once the loop regains control, i.e. after every
+        # event already queued by the watch has been applied.
+        if not self._notify_scheduled:
+            self._notify_scheduled = True
+            asyncio.get_running_loop().call_soon(self._notify)
+
+    def _notify(self) -> None:
+        self._notify_scheduled = False
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+        for listener in list(self._listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("metadata listener failed")
