@@ -1,0 +1,258 @@
+"""The asyncio admin client: AdminService calls with coordinator redirects.
+
+AdminService is served by the active coordinator; a standby answers NOT_COORDINATOR
+and names the active one in the error metadata. `Admin` sends each call to the
+coordinator it last reached (else to the bootstrap addresses in turn), follows a
+redirect at once, and on COORDINATOR_NOT_AVAILABLE or a refused connection backs off and
+tries the next address, all within `max_attempts`. A deadline-exceeded mutating call is
+not retried (it may have been applied); reads are.
+
+Results are the API's protobuf messages (`brook.v1.admin_pb2`), which print well as JSON
+with `google.protobuf.json_format`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import grpc
+from brook.client import defaults
+from brook.client.metadata import ChannelPool, parse_bootstrap
+
+from brook.errors import BrookError, from_rpc_error
+from brook.v1 import admin_pb2, admin_pb2_grpc, common_pb2, metadata_pb2, metadata_pb2_grpc
+
+log = logging.getLogger("brook.client.admin")
+
+# Error metadata keys under which a standby may name the active coordinator.
+_REDIRECT_KEYS = ("coordinator_address", "active_address", "leader_address", "address")
+
+ELECTION_TYPES = {
+    "preferred": admin_pb2.ELECTION_TYPE_PREFERRED,
+    "unclean": admin_pb2.ELECTION_TYPE_UNCLEAN,
+}
+
+
+class Admin:
+    """Topic and cluster administration. Use `async with Admin(bootstrap) as admin:`."""
+
+    def __init__(
+        self,
+        bootstrap: str | Sequence[str],
+        *,
+        request_timeout_ms: int = defaults.REQUEST_TIMEOUT_MS,
+        max_attempts: int = defaults.ADMIN_MAX_ATTEMPTS,
+        retry_backoff_ms: int = defaults.ADMIN_RETRY_BACKOFF_MS,
+    ) -> None:
+        self._bootstrap = parse_bootstrap(bootstrap)
+        self._timeout_s = request_timeout_ms / 1000
+        self._max_attempts = max_attempts
+        self._backoff_s = retry_backoff_ms / 1000
+        self._channels = ChannelPool()
+        self._coordinator: str | None = None
+        self._next_bootstrap = 0
+
+    async def __aenter__(self) -> Admin:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channels.close()
+
+    # -- the calls -------------------------------------------------------------------------
+
+    async def create_topic(
+        self,
+        name: str,
+        partitions: int,
+        replication_factor: int,
+        configs: Mapping[str, str] | None = None,
+        *,
+        validate_only: bool = False,
+        replica_assignments: Mapping[int, Sequence[int]] | None = None,
+    ) -> admin_pb2.TopicDescription:
+        request = admin_pb2.CreateTopicRequest(
+            name=name,
+            partition_count=partitions,
+            replication_factor=replication_factor,
+            configs=dict(configs or {}),
+            validate_only=validate_only,
+            replica_assignments=[
+                admin_pb2.ReplicaAssignment(partition=p, replica_ids=list(r))
+                for p, r in sorted((replica_assignments or {}).items())
+            ],
+        )
+        response = await self._call(lambda s: s.CreateTopic, request, mutating=True)
+        return response.topic
+
+    async def delete_topic(self, name: str) -> str:
+        """Deletes a topic; returns its id."""
+        request = admin_pb2.DeleteTopicRequest(name=name)
+        response = await self._call(lambda s: s.DeleteTopic, request, mutating=True)
+        return str(response.topic_id)
+
+    async def list_topics(
+        self, page_size: int = defaults.LIST_TOPICS_PAGE_SIZE
+    ) -> list[admin_pb2.TopicSummary]:
+        """Every topic, by name, following pages (at most LIST_TOPICS_MAX_PAGES of them)."""
+        topics: list[admin_pb2.TopicSummary] = []
+        token = ""
+        for _ in range(defaults.LIST_TOPICS_MAX_PAGES):
+            request = admin_pb2.ListTopicsRequest(page_size=page_size, page_token=token)
+            response = await self._call(lambda s: s.ListTopics, request)
+            topics.extend(response.topics)
+            token = response.next_page_token
+            if not token:
+                return topics
+        raise BrookError(
+            "INTERNAL", f"topic listing did not end within {defaults.LIST_TOPICS_MAX_PAGES} pages"
+        )
+
+    async def describe_topic(self, name: str) -> admin_pb2.TopicDescription:
+        request = admin_pb2.DescribeTopicRequest(name=name)
+        response = await self._call(lambda s: s.DescribeTopic, request)
+        return response.topic
+
+    async def describe_cluster(self) -> admin_pb2.DescribeClusterResponse:
+        return await self._call(lambda s: s.DescribeCluster, admin_pb2.DescribeClusterRequest())
+
+    async def describe_configs(self, topic: str) -> list[admin_pb2.ConfigEntry]:
+        request = admin_pb2.DescribeConfigsRequest(topic=topic)
+        response = await self._call(lambda s: s.DescribeConfigs, request)
+        return list(response.configs)
+
+    async def alter_configs(
+        self,
+        topic: str,
+        set_configs: Mapping[str, str] | None = None,
+        delete: Iterable[str] = (),
+        *,
+        validate_only: bool = False,
+    ) -> list[admin_pb2.ConfigEntry]:
+        request = admin_pb2.AlterConfigsRequest(
+            topic=topic,
+            set=dict(set_configs or {}),
+            delete=list(delete),
+            validate_only=validate_only,
+        )
+        response = await self._call(lambda s: s.AlterConfigs, request, mutating=True)
+        return list(response.configs)
+
+    async def create_partitions(
+        self, topic: str, partition_count: int, *, validate_only: bool = False
+    ) -> admin_pb2.TopicDescription:
+        request = admin_pb2.CreatePartitionsRequest(
+            topic=topic, partition_count=partition_count, validate_only=validate_only
+        )
+        response = await self._call(lambda s: s.CreatePartitions, request, mutating=True)
+        return response.topic
+
+    async def elect_leaders(
+        self,
+        partitions: Iterable[tuple[str, int]] | None = None,
+        election_type: str = "preferred",
+    ) -> list[admin_pb2.ElectionResult]:
+        """Runs preferred (default) or unclean elections; None means every partition."""
+        if election_type not in ELECTION_TYPES:
+            raise ValueError(f"election_type must be one of {', '.join(ELECTION_TYPES)}")
+        request = admin_pb2.ElectLeadersRequest(
+            election_type=ELECTION_TYPES[election_type],
+            partitions=[common_pb2.PartitionRef(topic=t, partition=p) for t, p in partitions or ()],
+        )
+        response = await self._call(lambda s: s.ElectLeaders, request, mutating=True)
+        return list(response.results)
+
+    async def reassign_partitions(
+        self, topic: str, reassignments: Mapping[int, Sequence[int]], *, validate_only: bool = False
+    ) -> list[admin_pb2.ReassignmentStatus]:
+        request = admin_pb2.ReassignPartitionsRequest(
+            topic=topic,
+            reassignments=[
+                admin_pb2.ReplicaAssignment(partition=p, replica_ids=list(r))
+                for p, r in sorted(reassignments.items())
+            ],
+            validate_only=validate_only,
+        )
+        response = await self._call(lambda s: s.ReassignPartitions, request, mutating=True)
+        return list(response.reassignments)
+
+    async def list_reassignments(self) -> list[admin_pb2.ReassignmentStatus]:
+        response = await self._call(
+            lambda s: s.ListReassignments, admin_pb2.ListReassignmentsRequest()
+        )
+        return list(response.reassignments)
+
+    async def get_metadata(self, topics: Iterable[str] = ()) -> metadata_pb2.GetMetadataResponse:
+        """MetadataService.GetMetadata from the first bootstrap address that answers."""
+        last: BrookError | None = None
+        for address in self._bootstrap:
+            stub = metadata_pb2_grpc.MetadataServiceStub(self._channels.get(address))
+            try:
+                return await stub.GetMetadata(
+                    metadata_pb2.GetMetadataRequest(topics=list(topics)), timeout=self._timeout_s
+                )
+            except grpc.aio.AioRpcError as error:
+                last = from_rpc_error(error)
+        raise last or BrookError("UNAVAILABLE", "no bootstrap address")
+
+    # -- routing -----------------------------------------------------------------------------
+
+    def _target(self) -> str:
+        if self._coordinator is not None:
+            return self._coordinator
+        address = self._bootstrap[self._next_bootstrap % len(self._bootstrap)]
+        return address
+
+    async def _call(
+        self,
+        method: Callable[[admin_pb2_grpc.AdminServiceStub], Callable[..., Awaitable[Any]]],
+        request: Any,
+        *,
+        mutating: bool = False,
+    ) -> Any:
+        last_error: BrookError | None = None
+        for attempt in range(self._max_attempts):
+            address = self._target()
+            stub = admin_pb2_grpc.AdminServiceStub(self._channels.get(address))
+            try:
+                response = await method(stub)(request, timeout=self._timeout_s)
+            except grpc.aio.AioRpcError as rpc_error:
+                error = from_rpc_error(rpc_error)
+                last_error = error
+                if error.reason == "NOT_COORDINATOR":
+                    redirect = next(
+                        (error.metadata[k] for k in _REDIRECT_KEYS if error.metadata.get(k)), None
+                    )
+                    log.debug("%s is a standby; redirect to %s", address, redirect)
+                    self._coordinator = redirect if redirect and redirect != address else None
+                    if self._coordinator is None:
+                        self._next_bootstrap += 1
+                        await self._learn_coordinator()
+                    continue  # a standby did nothing: safe to retry at once
+                self._coordinator = None
+                if error.reason == "COORDINATOR_NOT_AVAILABLE" or (
+                    error.reason == "TRANSPORT"
+                    and (error.code is grpc.StatusCode.UNAVAILABLE or not mutating)
+                    and error.retriable
+                ):
+                    self._next_bootstrap += 1
+                    await asyncio.sleep(self._backoff_s * (attempt + 1))  # bounded retry back-off
+                    continue
+                raise error from None
+            self._coordinator = address
+            return response
+        raise last_error or BrookError("COORDINATOR_NOT_AVAILABLE", "no coordinator answered")
+
+    async def _learn_coordinator(self) -> None:
+        """Asks GetMetadata where the active coordinator is (standbys serve metadata)."""
+        try:
+            metadata = await self.get_metadata()
+        except BrookError:
+            return
+        if metadata.coordinator.address:
+            self._coordinator = metadata.coordinator.address
