@@ -1,0 +1,1 @@
+"""The storage node: partition replicas, Storage and Replica services, replication."""

@@ -1,0 +1,97 @@
+"""Every limit of the storage node, in one place, each with its flag and the reason for it.
+
+`NodeLimits` is built from the command line (`add_limit_arguments` / `limits_from_args`);
+the defaults suit a small cluster on one machine and are meant to be raised in production.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class NodeLimits:
+    """Bounds on what clients and peers may ask of one storage node."""
+
+    # Largest gRPC message the node accepts (a produce request with all its batches).
+    max_request_bytes: int = 64 * MIB
+    # Calls (all kinds, long-polls and streams included) the node serves at once; gRPC
+    # answers RESOURCE_EXHAUSTED beyond it.
+    max_concurrent_rpcs: int = 4096
+    # Largest Fetch/ReplicaFetch response (a client's max_bytes is capped to this); at
+    # least one batch is still returned when one is larger, so keep it >= max_batch_bytes.
+    max_fetch_bytes: int = 16 * MIB
+    # Fetch max_bytes / partition_max_bytes used when a request leaves them 0.
+    default_fetch_bytes: int = 4 * MIB
+    default_partition_fetch_bytes: int = 1 * MIB
+    # Cap on a Fetch long-poll (max_wait_ms), so a call never pins a handler for long.
+    max_wait_ms: int = 30_000
+    # Produce acks=all timeout when a request leaves timeout_ms 0, and its cap.
+    default_produce_timeout_ms: int = 30_000
+    max_produce_timeout_ms: int = 120_000
+    # Produce requests one client connection may have in flight at once.
+    max_inflight_produce_per_connection: int = 64
+    # acks=all produces that may wait for replication on one partition at once.
+    max_inflight_produce_per_partition: int = 512
+    # Consumer long-polls / subscribe streams that may wait on one partition at once.
+    max_fetch_waiters_per_partition: int = 1024
+    # Follower long-polls that may wait on one partition at once (one per follower).
+    max_replica_waiters_per_partition: int = 64
+    # Bytes of one Subscribe message = the per-stream buffer (one message is prepared
+    # only once the previous one was taken by gRPC flow control).
+    subscribe_buffer_bytes: int = 4 * MIB
+    # Subscribe streams open at once on this node.
+    max_subscribe_streams: int = 256
+    # Follower fetcher: response bound, per-partition share, long-poll wait.
+    replica_fetch_max_bytes: int = 16 * MIB
+    replica_fetch_partition_max_bytes: int = 8 * MIB
+    replica_fetch_wait_ms: int = 500
+    # Back-off of a follower fetcher after an error, doubling up to the max.
+    replica_backoff_min_ms: int = 50
+    replica_backoff_max_ms: int = 1000
+    # How often leaders check followers' lag for ISR shrinks.
+    isr_check_interval_ms: int = 200
+    # How often the time-based flush policy and retention run.
+    flush_check_interval_ms: int = 100
+    retention_check_interval_ms: int = 30_000
+    # Threads doing disk I/O off the event loop (appends, truncations, fsync, retention).
+    io_threads: int = 8
+    # Appends of at most this many bytes run on the loop: cheaper than a thread hop.
+    append_inline_max_bytes: int = 64 * 1024
+    # Node registration lease TTL (seconds) and how long SIGTERM may drain calls.
+    lease_ttl_s: int = 6
+    drain_timeout_s: float = 5.0
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per NodeLimits field (e.g. --max-fetch-bytes), defaulting to the field."""
+    group = parser.add_argument_group("limits")
+    for field in dataclasses.fields(NodeLimits):
+        default = field.default
+        group.add_argument(
+            _flag(field.name),
+            dest=f"limit_{field.name}",
+            type=type(default),
+            default=default,
+            metavar="N",
+            help=f"(default {default})",
+        )
+
+
+def limits_from_args(args: argparse.Namespace) -> NodeLimits:
+    values = {
+        field.name: getattr(args, f"limit_{field.name}") for field in dataclasses.fields(NodeLimits)
+    }
+    limits = NodeLimits(**values)
+    for name, value in values.items():
+        if value <= 0 and name not in ("drain_timeout_s",):
+            raise SystemExit(f"--{name.replace('_', '-')} must be positive, got {value}")
+    return limits

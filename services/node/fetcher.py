@@ -1,0 +1,438 @@
+"""Follower replication: one fetcher task per source leader node (Kafka's
+ReplicaFetcherThread, as asyncio tasks).
+
+A fetcher batches every partition this node follows from one leader into one
+ReplicaFetch long-poll. Each round:
+1. partitions that just became followers first reconcile their log with the leader's:
+   OffsetForLeaderEpoch for their latest epoch, then truncate where the logs diverge
+   (KIP-101/279, `partition.truncation_target`);
+2. one ReplicaFetch for all ready partitions (fetch_offset = our log end, the epoch we
+   follow, last_fetched_epoch for the leader's divergence check, KIP-320);
+3. per partition: append the leader's batches verbatim at their offsets and take the
+   leader's HW; or truncate on `diverging_epoch`; or restart the log at the leader's log
+   start on OFFSET_OUT_OF_RANGE (an empty or far-behind replica); or back off on epoch /
+   leadership errors until metadata catches up.
+The next request goes out as soon as the previous response is in the log: the leader
+records fetch_offset as our log end, so it must never run ahead of what we appended.
+One request is in flight per leader; a role change cancels it so new partitions are
+picked up at once instead of after the long-poll.
+
+Errors back off exponentially (bounded), per partition and per leader connection.
+
+Thread-safety: one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import grpc
+from brook.services.node.config import NodeLimits
+from brook.services.node.partition import Partition, Role, truncation_target
+from brook.services.node.storage_log import LogHandle
+
+from brook.errors import BrookError, from_partition_error
+from brook.internal.v1 import wire_pb2
+from brook.v1 import storage_pb2
+
+if TYPE_CHECKING:
+    from brook.services.node.replica_manager import ReplicaManager
+
+log = logging.getLogger("brook.node.fetcher")
+
+Key = tuple[str, int]
+# Reasons after which a partition waits for metadata to catch up before fetching again.
+_WAIT_FOR_METADATA = {
+    "NOT_LEADER",
+    "FENCED_LEADER_EPOCH",
+    "UNKNOWN_LEADER_EPOCH",
+    "NOT_LEADER_OR_FOLLOWER",
+    "TOPIC_NOT_FOUND",
+    "PARTITION_NOT_FOUND",
+    "LEADER_NOT_AVAILABLE",
+}
+# Slack on top of the long-poll wait before a fetch RPC counts as lost.
+_RPC_SLACK_S = 5.0
+
+
+class _Backoff:
+    """Exponential back-off state, doubling from min to max, reset on success."""
+
+    def __init__(self, min_ms: int, max_ms: int, now: Callable[[], float]) -> None:
+        self.min_s = min_ms / 1000
+        self.max_s = max_ms / 1000
+        self._now = now
+        self.delay_s = 0.0
+        self.until = 0.0
+
+    def fail(self) -> None:
+        self.delay_s = min(self.max_s, max(self.min_s, self.delay_s * 2))
+        self.until = self._now() + self.delay_s
+
+    def succeed(self) -> None:
+        self.delay_s = 0.0
+        self.until = 0.0
+
+    def waiting(self) -> bool:
+        return self._now() < self.until
+
+
+class LeaderFetcher:
+    """Replicates every partition this node follows from one leader node."""
+
+    def __init__(self, owner: FetcherManager, leader_id: int) -> None:
+        self.owner = owner
+        self.leader_id = leader_id
+        self.wake = asyncio.Event()
+        self._channel: grpc.aio.Channel | None = None
+        self._address = ""
+        self._fetch: grpc.aio.UnaryUnaryMultiCallable | None = None
+        self._epochs: grpc.aio.UnaryUnaryMultiCallable | None = None
+        limits = owner.limits
+        now = asyncio.get_running_loop().time
+        self._now = now
+        self._backoff = _Backoff(limits.replica_backoff_min_ms, limits.replica_backoff_max_ms, now)
+        self._partition_backoff: dict[Key, _Backoff] = {}
+        self._closed = False
+        self.task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"fetcher-from-{leader_id}"
+        )
+
+    async def close(self) -> None:
+        self._closed = True
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.task
+        await self._close_channel()
+
+    async def _close_channel(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            await channel.close()
+
+    def _partitions(self) -> list[Partition]:
+        return [
+            p
+            for p in self.owner.manager.partitions.values()
+            if p.role is Role.FOLLOWER and p.leader_id == self.leader_id
+        ]
+
+    def _partition_backoff_for(self, key: Key) -> _Backoff:
+        backoff = self._partition_backoff.get(key)
+        if backoff is None:
+            limits = self.owner.limits
+            backoff = _Backoff(limits.replica_backoff_min_ms, limits.replica_backoff_max_ms,
+                               self._now)
+            self._partition_backoff[key] = backoff
+        return backoff
+
+    async def _sleep(self, seconds: float) -> None:
+        """Waits `seconds` or until woken (a role change), whichever comes first."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), max(0.0, seconds))
+
+    async def _ensure_channel(self, address: str) -> None:
+        if self._channel is not None and address == self._address:
+            return
+        await self._close_channel()
+        limits = self.owner.limits
+        self._channel = grpc.aio.insecure_channel(
+            address,
+            options=[
+                ("grpc.max_receive_message_length", limits.replica_fetch_max_bytes + (16 << 20)),
+                ("grpc.max_send_message_length", 4 << 20),
+            ],
+        )
+        self._address = address
+        self._fetch = self._channel.unary_unary(
+            "/brook.v1.ReplicaService/ReplicaFetch",
+            request_serializer=storage_pb2.ReplicaFetchRequest.SerializeToString,
+            response_deserializer=wire_pb2.ReplicaFetchResponseWire.FromString,
+        )
+        self._epochs = self._channel.unary_unary(
+            "/brook.v1.ReplicaService/OffsetForLeaderEpoch",
+            request_serializer=storage_pb2.OffsetForLeaderEpochRequest.SerializeToString,
+            response_deserializer=storage_pb2.OffsetForLeaderEpochResponse.FromString,
+        )
+
+    async def _run(self) -> None:
+        while not self._closed:
+            self.wake.clear()
+            partitions = self._partitions()
+            if not partitions:
+                await self.wake.wait()
+                continue
+            address = self.owner.manager.address_of(self.leader_id)
+            if not address:
+                await self._sleep(self.owner.limits.replica_backoff_max_ms / 1000)
+                continue
+            if self._backoff.waiting():
+                await self._sleep(self._backoff.until - self._now())
+                continue
+            try:
+                await self._ensure_channel(address)
+                truncating = [p for p in partitions if p.needs_truncation
+                              and not self._partition_backoff_for(_key(p)).waiting()]
+                if truncating:
+                    await self._truncate(truncating)
+                ready = [p for p in partitions if not p.needs_truncation
+                         and not self._partition_backoff_for(_key(p)).waiting()]
+                if not ready:
+                    soonest = min(self._partition_backoff_for(_key(p)).until for p in partitions)
+                    await self._sleep(max(soonest - self._now(), 0.005))
+                    continue
+                await self._fetch_once(ready)
+                self._backoff.succeed()
+            except asyncio.CancelledError:
+                raise
+            except grpc.aio.AioRpcError as error:
+                log.info("fetch from node %d (%s) failed: %s %s", self.leader_id, address,
+                         error.code().name, error.details())
+                self._backoff.fail()
+            except BrookError as error:
+                log.warning("fetch from node %d: %s", self.leader_id, error)
+                self._backoff.fail()
+            except Exception:
+                log.exception("fetcher from node %d failed", self.leader_id)
+                self._backoff.fail()
+
+    # -- truncation (KIP-101) ----------------------------------------------------------
+    async def _truncate(self, partitions: list[Partition]) -> None:
+        asks: dict[Key, tuple[Partition, int, int]] = {}
+        for partition in partitions:
+            latest = partition.log.latest_epoch()
+            if latest is None:
+                # Nothing to reconcile in an empty log; the fetch finds the leader's start.
+                partition.truncation_done(partition.generation)
+                continue
+            asks[_key(partition)] = (partition, partition.generation, latest)
+        if not asks:
+            return
+        assert self._epochs is not None
+        request = storage_pb2.OffsetForLeaderEpochRequest(
+            replica_id=self.owner.node_id,
+            partitions=[
+                storage_pb2.OffsetForLeaderEpochPartition(
+                    topic=p.topic, partition=p.partition, current_leader_epoch=p.leader_epoch,
+                    leader_epoch=latest,
+                )
+                for p, _, latest in asks.values()
+            ],
+        )
+        response = await self._epochs(request, timeout=_RPC_SLACK_S)
+        for result in response.partitions:
+            found = asks.get((result.topic, result.partition))
+            if found is None:
+                continue
+            partition, generation, _ = found
+            if partition.generation != generation:
+                continue
+            error = from_partition_error(result.error)
+            if error is not None:
+                log.info("%s: OffsetForLeaderEpoch: %s", partition.name, error)
+                self._partition_backoff_for(_key(partition)).fail()
+                continue
+            if result.end_offset >= 0:
+                target = truncation_target(result.leader_epoch, result.end_offset, partition.log)
+                handle = self.owner.manager.handles.get(_key(partition))
+                if handle is None:
+                    continue
+                async with handle.lock:
+                    if partition.generation == generation:
+                        await handle.truncate_to_async(
+                            target, f"diverged from leader {self.leader_id} at epoch"
+                            f" {partition.leader_epoch} (its epoch {result.leader_epoch}"
+                            f" ends at {result.end_offset})",
+                        )
+                        partition.after_truncation()
+            # An undefined answer (-1) leaves it to the fetch's divergence check.
+            partition.truncation_done(generation)
+
+    # -- fetching ----------------------------------------------------------------------
+    async def _fetch_once(self, partitions: list[Partition]) -> None:
+        limits = self.owner.limits
+        generations: dict[Key, int] = {}
+        fetch_partitions = []
+        for partition in partitions:
+            offset, last_epoch = partition.fetch_position()
+            generations[_key(partition)] = partition.generation
+            fetch_partitions.append(
+                storage_pb2.ReplicaFetchPartition(
+                    topic=partition.topic,
+                    partition=partition.partition,
+                    fetch_offset=offset,
+                    current_leader_epoch=partition.leader_epoch,
+                    last_fetched_epoch=last_epoch,
+                    partition_max_bytes=limits.replica_fetch_partition_max_bytes,
+                )
+            )
+        request = storage_pb2.ReplicaFetchRequest(
+            replica_id=self.owner.node_id,
+            max_wait_ms=limits.replica_fetch_wait_ms,
+            min_bytes=1,
+            max_bytes=limits.replica_fetch_max_bytes,
+            partitions=fetch_partitions,
+        )
+        assert self._fetch is not None
+        call = self._fetch(request, timeout=limits.replica_fetch_wait_ms / 1000 + _RPC_SLACK_S)
+        answered: asyncio.Future[wire_pb2.ReplicaFetchResponseWire] = asyncio.ensure_future(call)
+        woken: asyncio.Future[object] = asyncio.ensure_future(self.wake.wait())
+        either: list[asyncio.Future[object]] = [answered, woken]  # type: ignore[list-item]
+        try:
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+            if not answered.done():
+                call.cancel()  # the partition set changed (or we are closing): re-plan
+                answered.cancel()
+                with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+                    await answered
+        if answered.cancelled():
+            return
+        response = answered.result()
+        for result in response.partitions:
+            key = (result.topic, result.partition)
+            partition = self.owner.manager.partitions.get(key)
+            if (
+                partition is None
+                or partition.role is not Role.FOLLOWER
+                or partition.generation != generations.get(key)
+            ):
+                continue
+            await self._apply(partition, result)
+
+    async def _apply(
+        self, partition: Partition, result: wire_pb2.ReplicaFetchedPartitionWire
+    ) -> None:
+        key = _key(partition)
+        handle = self.owner.manager.handles.get(key)
+        if handle is None:
+            return
+        backoff = self._partition_backoff_for(key)
+        error = from_partition_error(result.error)
+        if error is not None:
+            if error.reason == "OFFSET_OUT_OF_RANGE":
+                await self._out_of_range(partition, error)
+                return
+            if error.reason not in _WAIT_FOR_METADATA:
+                log.warning("%s: replica fetch from %d: %s", partition.name, self.leader_id,
+                            error)
+            backoff.fail()
+            return
+        generation = partition.generation
+        async with handle.lock:
+            if partition.generation != generation:
+                return
+            if result.HasField("diverging_epoch"):
+                await self._diverged(partition, handle, result)
+                return
+            stamped = partition.prepare_follower_append(result.batches)
+            await handle.append_async(stamped)
+            if partition.generation != generation:
+                return
+            partition.update_follower_high_watermark(result.high_watermark)
+            if handle.batch_flush_due():
+                await handle.flush(locked=True)
+        backoff.succeed()
+
+    async def _diverged(
+        self, partition: Partition, handle: LogHandle,
+        result: wire_pb2.ReplicaFetchedPartitionWire,
+    ) -> None:
+        """Truncates to where the leader says our log diverges (caller holds the lock)."""
+        epoch = result.diverging_epoch.epoch
+        end = result.diverging_epoch.end_offset
+        leo = partition.log.log_end_offset
+        target = truncation_target(epoch, end, partition.log)
+        if target >= leo:
+            # The leader says we diverge but the epoch history finds no point below our
+            # end: our history is inconsistent. Rebuild from the leader (safe, slow).
+            await handle.restart_at_async(
+                result.log_start_offset,
+                f"diverging epoch ({epoch}, {end}) gives no truncation point below {leo}",
+            )
+        else:
+            await handle.truncate_to_async(
+                target, f"diverging epoch ({epoch}, {end}) from leader {self.leader_id}"
+            )
+        partition.after_truncation()
+
+    async def _out_of_range(self, partition: Partition, error: BrookError) -> None:
+        """Our position is outside the leader's log: restart at its start, or cut back to
+        its end (a replica that is empty, far behind retention, or ahead after an
+        unclean election)."""
+        handle = self.owner.manager.handles.get(_key(partition))
+        if handle is None:
+            return
+        try:
+            leader_start = int(error.metadata["log_start_offset"])
+            leader_end = int(error.metadata["log_end_offset"])
+        except (KeyError, ValueError):
+            self._partition_backoff_for(_key(partition)).fail()
+            return
+        generation = partition.generation
+        async with handle.lock:
+            if partition.generation != generation:
+                return
+            leo = partition.log.log_end_offset
+            if leo < leader_start:
+                await handle.restart_at_async(
+                    leader_start, f"the leader's log starts at {leader_start}, after our end"
+                )
+            elif leo > leader_end:
+                await handle.truncate_to_async(
+                    leader_end, f"the leader's log ends at {leader_end}, before ours"
+                )
+            else:
+                self._partition_backoff_for(_key(partition)).fail()
+                return
+            partition.after_truncation()
+
+
+class FetcherManager:
+    """Keeps one LeaderFetcher per node this node follows partitions from."""
+
+    def __init__(self, manager: ReplicaManager, limits: NodeLimits, node_id: int) -> None:
+        self.manager = manager
+        self.limits = limits
+        self.node_id = node_id
+        self.fetchers: dict[int, LeaderFetcher] = {}
+        self._closed = False
+        self._stopping: set[asyncio.Task[None]] = set()
+
+    def update(self, changed: list[Partition] | None = None) -> None:
+        """Starts fetchers for new leaders, stops idle ones, and wakes the rest."""
+        if self._closed:
+            return
+        leaders = {
+            p.leader_id
+            for p in self.manager.partitions.values()
+            if p.role is Role.FOLLOWER and p.leader_id >= 0 and p.leader_id != self.node_id
+        }
+        for leader_id in leaders - set(self.fetchers):
+            self.fetchers[leader_id] = LeaderFetcher(self, leader_id)
+        for leader_id in set(self.fetchers) - leaders:
+            fetcher = self.fetchers.pop(leader_id)
+            task = asyncio.get_running_loop().create_task(fetcher.close())
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
+        for fetcher in self.fetchers.values():
+            fetcher.wake.set()
+
+    async def close(self) -> None:
+        self._closed = True
+        fetchers = list(self.fetchers.values())
+        self.fetchers.clear()
+        for fetcher in fetchers:
+            await fetcher.close()
+        for task in list(self._stopping):
+            with contextlib.suppress(Exception):
+                await task
+
+
+def _key(partition: Partition) -> Key:
+    return partition.topic, partition.partition

@@ -1,0 +1,229 @@
+"""`brook node`: the storage node process.
+
+    brook node --node-id N --listen HOST:PORT --data-dir DIR --etcd HOST:PORT
+               [--rack R] [--advertise HOST:PORT] [--ready-file F]
+               [--cluster-name NAME] [--log-level LEVEL] [limit flags, see --help]
+
+Start: connect to etcd, load the metadata cache, open the logs of the partitions etcd
+places here (deleting logs of topics that are gone), serve StorageService and
+ReplicaService, register the node under a lease, then write the ready file. Until the
+node is registered, and whenever its lease is lost, it leads nothing (every partition it
+leads answers NOT_LEADER and no acks=all produce completes); after a lost lease it
+registers again and re-reads its partitions from etcd before leading again.
+
+SIGTERM/SIGINT: health NOT_SERVING, long-polls and streams end, in-flight calls drain
+(bounded), logs are flushed and closed, the lease is revoked (so the coordinator moves
+leadership at once), exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from brook.services.common.server import GrpcServer, configure_logging, run_until_signal
+from brook.services.metadata.cache import MetadataCache
+from brook.services.metadata.model import NodeInfo
+from brook.services.metadata.store import Lease, MetadataStore
+from brook.services.node import replica_service, storage_service
+from brook.services.node.config import NodeLimits, add_limit_arguments, limits_from_args
+from brook.services.node.fetcher import FetcherManager
+from brook.services.node.replica_manager import ReplicaManager
+from brook.services.node.replica_service import ReplicaService
+from brook.services.node.storage_service import Closing, StorageService
+
+from brook.errors import BrookError
+
+log = logging.getLogger("brook.node")
+
+# Bound on loading the first metadata snapshot and opening the local logs at start.
+STARTUP_RECONCILE_TIMEOUT_S = 120.0
+# Room above the largest fetch response for message framing.
+RESPONSE_OVERHEAD_BYTES = 1 << 20
+
+
+def monotonic_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="brook node", description="Run a Brook storage node.")
+    parser.add_argument("--node-id", type=int, required=True, help="stable id of this node")
+    parser.add_argument("--listen", default="127.0.0.1:0",
+                        help="host:port to serve on; port 0 picks a free port")
+    parser.add_argument("--data-dir", type=Path, required=True, help="where the logs live")
+    parser.add_argument("--etcd", default="127.0.0.1:2379", help="etcd host:port")
+    parser.add_argument("--rack", default="", help="failure domain, for replica placement")
+    parser.add_argument("--advertise", default="",
+                        help="host:port peers and clients use (default: the bound address)")
+    parser.add_argument("--ready-file", type=Path, default=None,
+                        help='write {"address", "pid"} JSON here once serving')
+    parser.add_argument("--cluster-name", default="brook", help="etcd key prefix")
+    parser.add_argument("--log-level", default="INFO")
+    add_limit_arguments(parser)
+    return parser
+
+
+def write_ready_file(path: Path, address: str) -> None:
+    """Atomically (tmp + rename) writes the ready file tests and `brook dev` wait on."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"address": address, "pid": os.getpid()}))
+    os.replace(tmp, path)
+
+
+def advertised_address(listen_address: str, advertise: str) -> str:
+    if advertise:
+        return advertise
+    host, _, port = listen_address.rpartition(":")
+    if host in ("", "0.0.0.0", "[::]", "::"):
+        host = socket.getfqdn()
+    return f"{host}:{port}"
+
+
+class StorageNode:
+    """One storage node: owns its store, cache, replicas, fetchers, server and lease."""
+
+    def __init__(self, args: argparse.Namespace, limits: NodeLimits) -> None:
+        self.args = args
+        self.limits = limits
+        self.node_id: int = args.node_id
+        self.process_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.store = MetadataStore(args.etcd, cluster_name=args.cluster_name)
+        self.cache = MetadataCache(self.store)
+        self.lease: Lease | None = None
+        # True until registered, and from a lost lease until registered again.
+        self.fenced = True
+        self.closing = Closing()
+        self.io_executor = ThreadPoolExecutor(limits.io_threads, thread_name_prefix="node-io")
+        self.manager = ReplicaManager(
+            self.node_id, args.data_dir, limits,
+            store=self.store, cache=self.cache, monotonic_ms=monotonic_ms,
+            leadership_valid=self.leadership_valid, executor=self.io_executor,
+        )
+        self.fetchers = FetcherManager(self.manager, limits, self.node_id)
+        self.manager.on_roles_changed = self.fetchers.update
+        self.server = GrpcServer(
+            args.listen,
+            # GrpcServer applies one bound to both directions (and the first channel arg
+            # wins, so it cannot be split here): the larger of request and response.
+            max_message_bytes=max(limits.max_request_bytes,
+                                  limits.max_fetch_bytes + RESPONSE_OVERHEAD_BYTES),
+            max_concurrent_rpcs=limits.max_concurrent_rpcs,
+        )
+        self.storage_service = StorageService(self.manager, limits, self.closing)
+        self.replica_service = ReplicaService(self.manager, limits, self.closing)
+        self.server.add_service(storage_service.SERVICE_NAME, self.storage_service.register)
+        self.server.add_service(replica_service.SERVICE_NAME, self.replica_service.register)
+        self.address = ""
+        self._lease_task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def leadership_valid(self) -> bool:
+        """True while this node may act as a leader: registered, lease surely valid."""
+        lease = self.lease
+        return not self.fenced and lease is not None and lease.time_left_s() > 0
+
+    def node_info(self) -> NodeInfo:
+        return NodeInfo(self.node_id, self.address, self.args.rack, self.process_id)
+
+    async def start(self) -> None:
+        await self.store.connect()
+        await self.cache.start()
+        self.manager.start()
+        await asyncio.wait_for(self.manager.reconciled.wait(), STARTUP_RECONCILE_TIMEOUT_S)
+        await self.server.start()
+        self.address = advertised_address(self.server.address, self.args.advertise)
+        self.lease = await self.store.register_node(self.node_info(),
+                                                    ttl_s=self.limits.lease_ttl_s)
+        self.fenced = False
+        self.manager.leadership_restored()
+        self._lease_task = asyncio.get_running_loop().create_task(
+            self._watch_lease(), name="lease-watch"
+        )
+        log.info("node %d serving on %s (advertised %s), data in %s", self.node_id,
+                 self.server.address, self.address, self.args.data_dir)
+        if self.args.ready_file is not None:
+            write_ready_file(self.args.ready_file, self.address)
+
+    async def _watch_lease(self) -> None:
+        """On a lost lease: stop leading at once, then register again (bounded back-off)."""
+        while not self._stopping:
+            lease = self.lease
+            assert lease is not None
+            await lease.lost.wait()
+            if self._stopping:
+                return
+            self.fenced = True
+            self.manager.fence_all()
+            log.error("node lease lost: no longer acting as leader; registering again")
+            delay_s = 0.1
+            while not self._stopping:
+                try:
+                    self.lease = await self.store.register_node(
+                        self.node_info(), ttl_s=self.limits.lease_ttl_s
+                    )
+                    # The cache may lag etcd: read what we lead straight from etcd first.
+                    await self.manager.refresh_from_etcd()
+                    self.fenced = False
+                    self.manager.leadership_restored()
+                    log.info("node %d registered again", self.node_id)
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:
+                    log.warning("registering again failed: %s; retrying in %.1fs", error,
+                                delay_s)
+                    await asyncio.sleep(delay_s)
+                    delay_s = min(delay_s * 2, 2.0)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self.closing.set()
+        if self._lease_task is not None:
+            self._lease_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lease_task
+        await self.fetchers.close()
+        await self.server.stop(self.limits.drain_timeout_s)
+        self.fenced = True
+        await self.manager.close()
+        if self.lease is not None:
+            await self.lease.revoke()
+        await self.cache.stop()
+        await self.store.close()
+        self.io_executor.shutdown(wait=True)
+        log.info("node %d stopped", self.node_id)
+
+
+async def run(args: argparse.Namespace, limits: NodeLimits) -> int:
+    node = StorageNode(args, limits)
+    try:
+        await run_until_signal(node.start, node.stop,
+                               stop_timeout_s=limits.drain_timeout_s + 10.0)
+    except (BrookError, OSError, TimeoutError) as error:
+        log.error("node %d could not start: %s", args.node_id, error)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(node.stop(), limits.drain_timeout_s + 10.0)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    limits = limits_from_args(args)
+    configure_logging(f"node-{args.node_id}", args.log_level)
+    return asyncio.run(run(args, limits))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,818 @@
+"""One partition replica on this node: role, leader epoch, high watermark, ISR, waiters.
+
+This is the pure core of the storage node (no gRPC, no etcd): the servicers and the
+replication driver call it and carry out what it decides. Time comes from an injected
+monotonic clock, leadership validity (the node's etcd lease) from an injected callable,
+and the log behind a narrow `ReplicaLog` interface, so every rule here is unit-tested
+with a fake log and a fake clock.
+
+Rules (Kafka's, adapted):
+- Epochs. A request carries the leader epoch its sender believes in. Older than ours ->
+  FENCED_LEADER_EPOCH; newer -> UNKNOWN_LEADER_EPOCH (we have not heard yet); -1 skips.
+- Leader. Appends stamp each batch with its offsets and our epoch. The high watermark
+  (HW) is the smallest log end offset over the ISR; it only moves forward, and only
+  while leadership is valid, so a leader whose lease lapsed (SIGSTOP, partition) never
+  advances it from stale follower fetches and never completes an acks=all waiter.
+- ISR. The committed ISR is what etcd holds. A change is proposed here, committed by the
+  driver with a compare-and-swap, and only then relied on: acks=all checks the committed
+  ISR's size; the HW is computed over committed + pending, so neither a pending shrink
+  nor a pending expansion lets the HW run ahead of a replica that is or may become a
+  member. A follower leaves when it has not caught up to the leader's log end for
+  `replica_lag_max_ms`; it rejoins when its log end reaches the HW and the start of the
+  current leader epoch.
+- Follower. Appends leader batches verbatim at their offsets; its HW follows the
+  leader's (capped by its own log end). On becoming follower it must truncate where its
+  log diverges from the leader's (KIP-101/279) before fetching; `truncation_target`
+  decides where, from leader-epoch end offsets.
+
+Thread-safety: one event loop; every method is synchronous except the waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from brook.services.metadata.model import NO_LEADER, PartitionRecord
+from brook.services.node.batches import (
+    BatchInfo,
+    ValidBatch,
+    read_batch_info,
+    stamp,
+    validate_batches,
+)
+from brook.services.node.waiters import OffsetWaiters, Waiter
+
+from brook.errors import BrookError
+
+log = logging.getLogger("brook.node.partition")
+
+UNDEFINED_EPOCH = -1
+UNDEFINED_OFFSET = -1
+
+
+class Role(enum.Enum):
+    NONE = "none"
+    LEADER = "leader"
+    FOLLOWER = "follower"
+
+
+@dataclass(frozen=True, slots=True)
+class StampedBatch:
+    """A batch ready for the log: payload bytes and the header fields the engine stores."""
+
+    payload: bytes
+    base_offset: int
+    record_count: int
+    max_timestamp_ms: int
+    leader_epoch: int
+
+
+class ReplicaLog(Protocol):
+    """What a replica needs from its partition log (adapter over brook.storage.PartitionLog)."""
+
+    @property
+    def log_start_offset(self) -> int: ...
+
+    @property
+    def log_end_offset(self) -> int: ...
+
+    def latest_epoch(self) -> int | None: ...
+
+    def epoch_entries(self) -> list[tuple[int, int]]: ...
+
+    def append(self, batches: Sequence[StampedBatch]) -> None:
+        """Appends all batches (contiguous, explicit base offsets) or none."""
+
+    def read(self, start_offset: int, max_bytes: int, max_offset: int) -> tuple[list[bytes], int]:
+        """(stored payloads, next offset): whole batches from the one holding start_offset,
+        ending below max_offset, up to max_bytes (at least one batch when one is available).
+        The next offset is after the last batch returned (start_offset if none)."""
+
+    def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
+        """(offset, max_timestamp_ms) of the first batch with max_timestamp_ms >= the
+        given time, or None."""
+
+    def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
+        """(largest known epoch <= epoch, where it ends), or (-1, -1)."""
+
+    def truncate_to(self, offset: int) -> None: ...
+
+    def truncate_fully_and_start_at(self, offset: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class PartitionSettings:
+    """The topic configs a replica acts on (from TopicRecord.configs)."""
+
+    min_insync_replicas: int = 1
+    replica_lag_max_ms: int = 10_000
+    max_batch_bytes: int = 8 << 20
+
+
+@dataclass(frozen=True)
+class WaiterLimits:
+    """How many callers may wait on one partition, per kind (why: bounded memory)."""
+
+    produce: int = 1024
+    fetch: int = 1024
+    replica: int = 64
+
+
+@dataclass
+class FollowerState:
+    """The leader's view of one follower, reset at every leader epoch."""
+
+    # The follower's log end offset (its last fetch offset); -1 before its first fetch.
+    log_end_offset: int = -1
+    last_fetch_ms: int = 0
+    # The leader's log end offset when it served the follower's previous fetch.
+    last_fetch_leader_end_offset: int = -1
+    # When the follower was last known to have everything the leader had.
+    last_caught_up_ms: int = 0
+
+
+@dataclass(frozen=True)
+class IsrProposal:
+    """An ISR change the leader wants committed (CAS on the record at `base_revision`)."""
+
+    isr: tuple[int, ...]
+    leader_epoch: int
+    base_record: PartitionRecord
+    base_revision: int
+    added: tuple[int, ...]
+    removed: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class PreparedAppend:
+    """Stamped batches waiting to be written, and where they will land."""
+
+    batches: list[StampedBatch]
+    base_offset: int
+    last_offset: int
+    generation: int
+
+    @property
+    def payload_bytes(self) -> int:
+        return sum(len(batch.payload) for batch in self.batches)
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    base_offset: int
+    last_offset: int
+    # The partition's role generation the batches were appended in.
+    generation: int
+
+
+@dataclass(frozen=True)
+class ReplicaRead:
+    """The leader's answer to one follower fetch."""
+
+    batches: list[bytes]
+    high_watermark: int
+    log_start_offset: int
+    log_end_offset: int
+    diverging: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class CommittedRead:
+    batches: list[bytes]
+    high_watermark: int
+    log_start_offset: int
+    # Where the next read continues (after the last batch returned).
+    next_offset: int
+
+
+class Change(enum.Enum):
+    """What applying a partition record did (the driver reacts to it)."""
+
+    NOTHING = "nothing"
+    BECAME_LEADER = "became_leader"
+    BECAME_FOLLOWER = "became_follower"
+    ISR_UPDATED = "isr_updated"
+    STOPPED = "stopped"
+
+
+@dataclass
+class _Clocks:
+    monotonic_ms: Callable[[], int]
+    leadership_valid: Callable[[], bool]
+    address_of: Callable[[int], str]
+
+
+def truncation_target(
+    leader_epoch: int,
+    leader_end_offset: int,
+    log: ReplicaLog,
+) -> int:
+    """Where a follower truncates, given where the leader says `leader_epoch` ends.
+
+    `leader_epoch`/`leader_end_offset` come from OffsetForLeaderEpoch (the largest epoch
+    at or below the follower's latest that the leader knows) or from a ReplicaFetch
+    `diverging_epoch`. KIP-279: the follower finds its own end for that epoch; when both
+    know the epoch the logs agree up to the smaller end; when the follower's floor epoch
+    differs, it truncates to its own end of that floor epoch (the leader never had the
+    follower's later epochs there) and asks again; when the follower knows no epoch that
+    old, everything from its first epoch on is unknown to the leader. Returns an offset
+    <= the follower's log end.
+    """
+    leo = log.log_end_offset
+    if leader_epoch == UNDEFINED_EPOCH:
+        return min(leader_end_offset, leo) if leader_end_offset >= 0 else leo
+    own_epoch, own_end = log.end_offset_for_epoch(leader_epoch)
+    if own_epoch == UNDEFINED_EPOCH:
+        entries = log.epoch_entries()
+        first_start = entries[0][1] if entries else leo
+        return min(leader_end_offset, first_start, leo)
+    if own_epoch != leader_epoch:
+        return min(own_end, leo)
+    return min(own_end, leader_end_offset, leo)
+
+
+class Partition:
+    """State of one replica of one partition on this node."""
+
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        node_id: int,
+        replica_log: ReplicaLog,
+        *,
+        settings: PartitionSettings | None = None,
+        limits: WaiterLimits | None = None,
+        monotonic_ms: Callable[[], int],
+        leadership_valid: Callable[[], bool] = lambda: True,
+        address_of: Callable[[int], str] = lambda node_id: "",
+    ) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.node_id = node_id
+        self.log = replica_log
+        self.settings = settings or PartitionSettings()
+        limits = limits or WaiterLimits()
+        self._clocks = _Clocks(monotonic_ms, leadership_valid, address_of)
+        self.role = Role.NONE
+        self.leader_id = NO_LEADER
+        self.leader_epoch = UNDEFINED_EPOCH
+        self.replicas: tuple[int, ...] = ()
+        self.isr: tuple[int, ...] = ()
+        self.pending_isr: tuple[int, ...] | None = None
+        self.record: PartitionRecord | None = None
+        self.record_revision = 0
+        self.high_watermark = replica_log.log_start_offset
+        # Our log end offset when we became leader at this epoch: a follower is only
+        # consistent with this epoch once it has fetched past it.
+        self.leader_epoch_start_offset = UNDEFINED_OFFSET
+        self.followers: dict[int, FollowerState] = {}
+        # Follower side: True until the log was truncated to where it agrees with the
+        # current leader (set on every new epoch).
+        self.needs_truncation = False
+        self._produce_waiters = OffsetWaiters("acks=all produce", limits.produce)
+        self._fetch_waiters = OffsetWaiters("fetch", limits.fetch)
+        self._replica_waiters = OffsetWaiters("replica fetch", limits.replica)
+        # Bumped on every role/epoch change, so long-running callers notice one.
+        self.generation = 0
+
+    # -- identity and errors -----------------------------------------------------------
+    def __repr__(self) -> str:
+        return (
+            f"Partition({self.topic}-{self.partition} {self.role.value} epoch={self.leader_epoch}"
+            f" hw={self.high_watermark} leo={self.log.log_end_offset} isr={self.isr})"
+        )
+
+    @property
+    def name(self) -> str:
+        return f"{self.topic}-{self.partition}"
+
+    def _meta(self, **extra: object) -> dict[str, object]:
+        return {"topic": self.topic, "partition": self.partition, **extra}
+
+    def not_leader_error(self) -> BrookError:
+        """NOT_LEADER naming the leader this node knows (-1 when none or when fenced)."""
+        leader = self.leader_id
+        if leader == self.node_id:
+            leader = NO_LEADER  # we are the recorded leader but our lease lapsed
+        address = self._clocks.address_of(leader) if leader != NO_LEADER else ""
+        where = f"node {leader} at {address}" if leader != NO_LEADER else "no leader known here"
+        return BrookError(
+            "NOT_LEADER",
+            f"node {self.node_id} does not lead {self.name} (epoch {self.leader_epoch});"
+            f" {where}; refresh metadata and retry",
+            self._meta(
+                leader_id=leader, leader_address=address, leader_epoch=self.leader_epoch
+            ),
+        )
+
+    def check_epoch(self, requested_epoch: int) -> None:
+        """FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH when the caller's epoch is not ours."""
+        if requested_epoch == UNDEFINED_EPOCH:
+            return
+        if requested_epoch < self.leader_epoch:
+            raise BrookError(
+                "FENCED_LEADER_EPOCH",
+                f"leader epoch {requested_epoch} of {self.name} is older than this replica's"
+                f" {self.leader_epoch}; refresh metadata",
+                self._meta(leader_epoch=self.leader_epoch, requested_epoch=requested_epoch),
+            )
+        if requested_epoch > self.leader_epoch:
+            raise BrookError(
+                "UNKNOWN_LEADER_EPOCH",
+                f"leader epoch {requested_epoch} of {self.name} is newer than this replica"
+                f" knows ({self.leader_epoch}); retry shortly",
+                self._meta(leader_epoch=self.leader_epoch, requested_epoch=requested_epoch),
+            )
+
+    @property
+    def is_leader(self) -> bool:
+        """Leading and allowed to act on it (the node's lease is surely valid)."""
+        return self.role is Role.LEADER and self._clocks.leadership_valid()
+
+    def require_leader(self, requested_epoch: int) -> None:
+        self.check_epoch(requested_epoch)
+        if not self.is_leader:
+            raise self.not_leader_error()
+
+    # -- metadata ----------------------------------------------------------------------
+    def apply_record(self, record: PartitionRecord, revision: int) -> Change:
+        """Applies the partition's etcd record (from the cache or a CAS we made).
+
+        Records are applied in etcd revision order; an older one is ignored.
+        """
+        if revision <= self.record_revision:
+            return Change.NOTHING
+        self.record = record
+        self.record_revision = revision
+        members = set(record.replicas) | set(record.adding_replicas)
+        if self.node_id not in members:
+            if self.role is Role.NONE:
+                return Change.NOTHING
+            self._stop()
+            return Change.STOPPED
+        self.replicas = tuple(sorted(members))
+        new_epoch = record.leader_epoch > self.leader_epoch
+        # A leader change always comes with a new epoch; a changed leader at the same
+        # epoch (e.g. leader -1 for an offline partition) is still obeyed, defensively.
+        if new_epoch or self.role is Role.NONE or (
+            record.leader != self.leader_id and record.leader_epoch == self.leader_epoch
+        ):
+            if record.leader == self.node_id:
+                self._become_leader(record)
+                return Change.BECAME_LEADER
+            self._become_follower(record)
+            return Change.BECAME_FOLLOWER
+        if record.leader_epoch < self.leader_epoch:
+            log.warning("%s: ignoring record with older epoch %d", self.name, record.leader_epoch)
+            return Change.NOTHING
+        # Same epoch: the ISR (or the replica set) changed.
+        previous_isr = self.isr
+        self.isr = tuple(record.isr)
+        if self.role is Role.LEADER:
+            now = self._clocks.monotonic_ms()
+            for replica in self.replicas:
+                if replica != self.node_id and replica not in self.followers:
+                    self.followers[replica] = FollowerState(last_caught_up_ms=now)
+            if len(self.isr) < self.settings.min_insync_replicas:
+                self._produce_waiters.fail_all(self._isr_too_small_after_append())
+            self._maybe_advance_hw()
+        return Change.ISR_UPDATED if previous_isr != self.isr else Change.NOTHING
+
+    def _become_leader(self, record: PartitionRecord) -> None:
+        now = self._clocks.monotonic_ms()
+        self._reset_role()
+        self.role = Role.LEADER
+        self.leader_id = self.node_id
+        self.leader_epoch = record.leader_epoch
+        self.isr = tuple(record.isr)
+        self.pending_isr = None
+        self.needs_truncation = False
+        self.leader_epoch_start_offset = self.log.log_end_offset
+        # In-sync followers start "caught up now": the new leader gives them a full lag
+        # period to fetch before dropping them.
+        self.followers = {
+            replica: FollowerState(last_caught_up_ms=now if replica in self.isr else 0)
+            for replica in self.replicas
+            if replica != self.node_id
+        }
+        self.high_watermark = min(
+            max(self.high_watermark, self.log.log_start_offset), self.log.log_end_offset
+        )
+        log.info("%s: leader at epoch %d, isr %s, leo %d, hw %d", self.name, self.leader_epoch,
+                 self.isr, self.log.log_end_offset, self.high_watermark)
+        self._maybe_advance_hw()
+
+    def _become_follower(self, record: PartitionRecord) -> None:
+        self.role = Role.FOLLOWER
+        self.leader_id = record.leader
+        self.leader_epoch = record.leader_epoch
+        self.isr = tuple(record.isr)
+        self.pending_isr = None
+        self.followers = {}
+        self.leader_epoch_start_offset = UNDEFINED_OFFSET
+        self.needs_truncation = record.leader != NO_LEADER
+        self._reset_role()  # after the fields: the NOT_LEADER error names the new leader
+        log.info("%s: follower of %d at epoch %d, leo %d, hw %d", self.name, self.leader_id,
+                 self.leader_epoch, self.log.log_end_offset, self.high_watermark)
+
+    def _stop(self) -> None:
+        self.role = Role.NONE
+        self.leader_id = NO_LEADER
+        self.followers = {}
+        self.pending_isr = None
+        self.needs_truncation = False
+        self._reset_role()
+
+    def _reset_role(self) -> None:
+        self.generation += 1
+        self._produce_waiters.fail_all(self.not_leader_error())
+        self._fetch_waiters.wake_all()
+        self._replica_waiters.wake_all()
+
+    def fence(self) -> None:
+        """The node's lease is lost: stop acting as leader at once.
+
+        The role stays (etcd still names us until the coordinator moves it), but
+        `is_leader` is False from now on, so every produce and fetch is refused and no
+        waiter completes; waiting acks=all produces fail with NOT_LEADER.
+        """
+        self.generation += 1
+        self._produce_waiters.fail_all(self.not_leader_error())
+        self._fetch_waiters.wake_all()
+        self._replica_waiters.wake_all()
+
+    def leadership_restored(self) -> None:
+        """The node is registered (again): a leader may now move its HW (e.g. a restarted
+        single-replica leader whose whole log is in its one-member ISR)."""
+        self._maybe_advance_hw()
+
+    def close(self) -> None:
+        """The replica is going away (shutdown or deletion): fail and wake every waiter."""
+        self._stop()
+
+    # -- leader: produce ---------------------------------------------------------------
+    def check_can_append(self, requested_epoch: int, acks_all: bool) -> None:
+        """Everything that must hold before any batch of a request is appended."""
+        self.require_leader(requested_epoch)
+        if acks_all:
+            if len(self.isr) < self.settings.min_insync_replicas:
+                raise BrookError(
+                    "NOT_ENOUGH_REPLICAS",
+                    f"{self.name} has {len(self.isr)} in-sync replicas {list(self.isr)}, fewer"
+                    f" than min_insync_replicas {self.settings.min_insync_replicas}; nothing"
+                    " was appended",
+                    self._meta(isr=",".join(map(str, self.isr)),
+                               min_insync_replicas=self.settings.min_insync_replicas),
+                )
+            if len(self._produce_waiters) >= self._produce_waiters.limit:
+                raise BrookError(
+                    "TOO_MANY_REQUESTS",
+                    f"{self._produce_waiters.limit} acks=all produces already wait on"
+                    f" {self.name}; back off and retry",
+                    self._meta(),
+                )
+
+    def prepare_leader_append(
+        self, raw_batches: Sequence[bytes], requested_epoch: int, acks_all: bool
+    ) -> PreparedAppend:
+        """Checks leadership, validates every batch and stamps them from the log end.
+
+        Nothing is written: the driver appends `batches` (holding the partition's lock
+        from here to `complete_leader_append`, so the log end cannot move in between).
+        One bad batch fails the whole request before anything is written.
+        """
+        self.check_can_append(requested_epoch, acks_all)
+        valid = validate_batches(raw_batches, self.settings.max_batch_bytes)
+        return self._stamp(valid)
+
+    def _stamp(self, batches: Sequence[ValidBatch]) -> PreparedAppend:
+        base = self.log.log_end_offset
+        next_offset = base
+        stamped: list[StampedBatch] = []
+        for valid in batches:
+            payload = stamp(valid, next_offset, self.leader_epoch)
+            stamped.append(StampedBatch(payload, next_offset, valid.record_count,
+                                        valid.max_timestamp_ms, self.leader_epoch))
+            next_offset += valid.record_count
+        return PreparedAppend(stamped, base, next_offset - 1, self.generation)
+
+    def complete_leader_append(self, prepared: PreparedAppend) -> AppendResult:
+        """After the driver appended `prepared`: wake followers, move the HW.
+
+        If leadership changed while the append ran, the batches stay in the log
+        unacknowledged (the next leader's log decides whether they survive) and the
+        producer gets NOT_LEADER.
+        """
+        self._replica_waiters.advance(self.log.log_end_offset)
+        if prepared.generation != self.generation or not self.is_leader:
+            raise self.not_leader_error()
+        self._maybe_advance_hw()
+        return AppendResult(prepared.base_offset, prepared.last_offset, prepared.generation)
+
+    def append_raw_as_leader(
+        self, raw_batches: Sequence[bytes], requested_epoch: int, acks_all: bool
+    ) -> AppendResult:
+        """prepare + append + complete in one step, the append on the calling thread."""
+        prepared = self.prepare_leader_append(raw_batches, requested_epoch, acks_all)
+        self.log.append(prepared.batches)
+        return self.complete_leader_append(prepared)
+
+    def append_as_leader(
+        self, batches: Sequence[ValidBatch], requested_epoch: int, acks_all: bool
+    ) -> AppendResult:
+        """Stamps and appends already validated batches, all or none (same thread)."""
+        self.check_can_append(requested_epoch, acks_all)
+        prepared = self._stamp(batches)
+        self.log.append(prepared.batches)
+        return self.complete_leader_append(prepared)
+
+    async def wait_for_commit(
+        self, last_offset: int, timeout_s: float, generation: int | None = None
+    ) -> None:
+        """Waits until the HW passes last_offset with an ISR of at least min_insync_replicas.
+
+        `generation` is the one the batches were appended in (AppendResult.generation):
+        after any role change in between, the offset may hold other data, so the wait
+        fails. Fails with NOT_LEADER (leadership lost or fenced),
+        NOT_ENOUGH_REPLICAS_AFTER_APPEND (the committed ISR shrank below the minimum) or
+        REQUEST_TIMED_OUT.
+        """
+        if generation is None:
+            generation = self.generation
+        if not self.is_leader or generation != self.generation:
+            raise self.not_leader_error()
+        waiter = self._produce_waiters.add(last_offset + 1, self.high_watermark)
+        try:
+            await asyncio.wait_for(waiter.future, max(0.0, timeout_s))
+        except TimeoutError:
+            raise BrookError(
+                "REQUEST_TIMED_OUT",
+                f"{self.name}: offset {last_offset} was appended on the leader but not"
+                f" replicated to the ISR {list(self.isr)} within {timeout_s:.3f}s",
+                self._meta(last_offset=last_offset),
+            ) from None
+        finally:
+            waiter.discard()
+        if not self.is_leader or generation != self.generation:
+            raise self.not_leader_error()
+        if len(self.isr) < self.settings.min_insync_replicas:
+            raise self._isr_too_small_after_append()
+
+    def _isr_too_small_after_append(self) -> BrookError:
+        return BrookError(
+            "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
+            f"{self.name}: the ISR {list(self.isr)} shrank below min_insync_replicas"
+            f" {self.settings.min_insync_replicas} before the batches were replicated;"
+            " they may or may not survive",
+            self._meta(isr=",".join(map(str, self.isr))),
+        )
+
+    # -- leader: HW and ISR ------------------------------------------------------------
+    def _maybe_advance_hw(self) -> None:
+        if not self.is_leader:
+            return
+        members = set(self.isr) | set(self.pending_isr or ())
+        candidate = self.log.log_end_offset
+        for replica in members:
+            if replica == self.node_id:
+                continue
+            state = self.followers.get(replica)
+            if state is None or state.log_end_offset < 0:
+                return  # a member we have not heard from at this epoch holds the HW back
+            candidate = min(candidate, state.log_end_offset)
+        if candidate > self.high_watermark:
+            self.high_watermark = candidate
+            self._fetch_waiters.advance(candidate)
+            self._produce_waiters.advance(candidate)
+
+    def isr_change_wanted(self) -> IsrProposal | None:
+        """The ISR change this leader wants now, if any (none while one is in flight)."""
+        if not self.is_leader or self.pending_isr is not None or self.record is None:
+            return None
+        now = self._clocks.monotonic_ms()
+        lag_max = self.settings.replica_lag_max_ms
+        current = set(self.isr)
+        removed = {
+            replica
+            for replica in current
+            if replica != self.node_id
+            and now - self.followers.get(replica, FollowerState()).last_caught_up_ms > lag_max
+        }
+        added = {
+            replica
+            for replica, state in self.followers.items()
+            if replica not in current
+            and replica in self.replicas
+            and state.log_end_offset >= self.high_watermark
+            and state.log_end_offset >= self.leader_epoch_start_offset
+        }
+        if not removed and not added:
+            return None
+        new_isr = tuple(sorted((current - removed) | added))
+        return IsrProposal(new_isr, self.leader_epoch, self.record, self.record_revision,
+                           tuple(sorted(added)), tuple(sorted(removed)))
+
+    def begin_isr_change(self, proposal: IsrProposal) -> None:
+        """The driver is committing `proposal`; the HW now counts its members too."""
+        self.pending_isr = proposal.isr
+
+    def finish_isr_change(self, proposal: IsrProposal) -> None:
+        """The CAS returned (either way); the new record, if any, comes via apply_record."""
+        if proposal.leader_epoch == self.leader_epoch and self.pending_isr == proposal.isr:
+            self.pending_isr = None
+            self._maybe_advance_hw()
+
+    # -- leader: serving followers -----------------------------------------------------
+    def read_for_follower(
+        self,
+        replica_id: int,
+        fetch_offset: int,
+        current_leader_epoch: int,
+        last_fetched_epoch: int,
+        max_bytes: int,
+    ) -> ReplicaRead:
+        """Reads batches for a follower and records its position (KIP-320 divergence)."""
+        self.require_leader(current_leader_epoch)
+        if replica_id not in self.replicas or replica_id == self.node_id:
+            raise BrookError(
+                "NOT_LEADER_OR_FOLLOWER",
+                f"node {replica_id} is not a follower of {self.name} (replicas"
+                f" {list(self.replicas)}); refresh metadata",
+                self._meta(replica_id=replica_id),
+            )
+        log_start = self.log.log_start_offset
+        leo = self.log.log_end_offset
+        diverging = self._divergence(fetch_offset, last_fetched_epoch)
+        if diverging is not None:
+            return ReplicaRead([], self.high_watermark, log_start, leo, diverging)
+        if fetch_offset < log_start or fetch_offset > leo:
+            raise self._out_of_range(fetch_offset)
+        batches = self.log.read(fetch_offset, max_bytes, leo)[0] if fetch_offset < leo else []
+        self._record_follower_fetch(replica_id, fetch_offset)
+        return ReplicaRead(batches, self.high_watermark, log_start, leo)
+
+    def _divergence(self, fetch_offset: int, last_fetched_epoch: int) -> tuple[int, int] | None:
+        if last_fetched_epoch < 0:
+            return None  # an empty follower log agrees with anything
+        epoch, end = self.log.end_offset_for_epoch(last_fetched_epoch)
+        if epoch == UNDEFINED_EPOCH:
+            # Every epoch we hold is newer than the follower's: what it has from our log
+            # start on came from leaders we never followed.
+            log_start = self.log.log_start_offset
+            return None if fetch_offset <= log_start else (UNDEFINED_EPOCH, log_start)
+        if epoch != last_fetched_epoch or end < fetch_offset:
+            return epoch, end
+        return None
+
+    def _out_of_range(self, offset: int) -> BrookError:
+        return BrookError(
+            "OFFSET_OUT_OF_RANGE",
+            f"offset {offset} of {self.name} is outside [{self.log.log_start_offset},"
+            f" {self.log.log_end_offset}]",
+            self._meta(
+                offset=offset,
+                log_start_offset=self.log.log_start_offset,
+                log_end_offset=self.log.log_end_offset,
+                high_watermark=self.high_watermark,
+            ),
+        )
+
+    def _record_follower_fetch(self, replica_id: int, fetch_offset: int) -> None:
+        now = self._clocks.monotonic_ms()
+        state = self.followers.setdefault(replica_id, FollowerState())
+        leo = self.log.log_end_offset
+        # Caught up now if it has everything; or as of its previous fetch if it has
+        # everything we had then (Kafka's rule: a follower that keeps up with a busy
+        # leader is never exactly at the log end when it fetches).
+        if fetch_offset >= leo:
+            state.last_caught_up_ms = now
+        elif fetch_offset >= state.last_fetch_leader_end_offset >= 0:
+            state.last_caught_up_ms = max(state.last_caught_up_ms, state.last_fetch_ms)
+        state.last_fetch_leader_end_offset = leo
+        state.last_fetch_ms = now
+        state.log_end_offset = fetch_offset
+        self._maybe_advance_hw()
+
+    def replica_waiter(self, fetch_offset: int) -> Waiter:
+        """A waiter resolved when the log end passes fetch_offset (follower long-poll)."""
+        return self._replica_waiters.add(fetch_offset + 1, self.log.log_end_offset)
+
+    def end_offset_for_epoch(
+        self, requested_epoch: int, current_leader_epoch: int
+    ) -> tuple[int, int]:
+        """OffsetForLeaderEpoch on the leader: where `requested_epoch` ends here."""
+        self.require_leader(current_leader_epoch)
+        return self.log.end_offset_for_epoch(requested_epoch)
+
+    # -- leader: serving consumers -----------------------------------------------------
+    def read_committed(
+        self, fetch_offset: int, requested_epoch: int, max_bytes: int
+    ) -> CommittedRead:
+        """Committed batches from fetch_offset (only below the HW)."""
+        self.require_leader(requested_epoch)
+        log_start = self.log.log_start_offset
+        if fetch_offset < log_start or fetch_offset > self.log.log_end_offset:
+            raise self._out_of_range(fetch_offset)
+        hw = self.high_watermark
+        if fetch_offset >= hw:
+            return CommittedRead([], hw, log_start, fetch_offset)
+        batches, next_offset = self.log.read(fetch_offset, max_bytes, hw)
+        return CommittedRead(batches, hw, log_start, next_offset)
+
+    def fetch_waiter(self, fetch_offset: int) -> Waiter:
+        """A waiter resolved when the HW passes fetch_offset (or the role changes)."""
+        current = self.high_watermark if self.is_leader else fetch_offset + 1
+        return self._fetch_waiters.add(fetch_offset + 1, current)
+
+    def list_offset(self, query: str, timestamp_ms: int, requested_epoch: int) -> tuple[int, int]:
+        """(offset, timestamp_ms) for "earliest", "latest" (the HW) or "timestamp"."""
+        self.require_leader(requested_epoch)
+        if query == "earliest":
+            return self.log.log_start_offset, -1
+        if query == "latest":
+            return self.high_watermark, -1
+        found = self.log.offset_for_timestamp(timestamp_ms)
+        if found is None or found[0] >= self.high_watermark:
+            return self.high_watermark, -1
+        return found
+
+    # -- follower ----------------------------------------------------------------------
+    def fetch_position(self) -> tuple[int, int]:
+        """(fetch_offset, last_fetched_epoch) for the next ReplicaFetch."""
+        latest = self.log.latest_epoch()
+        return self.log.log_end_offset, latest if latest is not None else UNDEFINED_EPOCH
+
+    def prepare_follower_append(self, payloads: Sequence[bytes]) -> list[StampedBatch]:
+        """The leader's batches to append verbatim at their own offsets.
+
+        Batches that end at or below our log end are skipped (a re-sent response).
+        Raises CORRUPT_BATCH on a gap, which the fetcher answers by re-truncating.
+        """
+        if self.role is not Role.FOLLOWER:
+            return []
+        expected = self.log.log_end_offset
+        stamped: list[StampedBatch] = []
+        for payload in payloads:
+            info: BatchInfo = read_batch_info(payload)
+            if info.next_offset <= expected:
+                continue
+            if info.base_offset != expected:
+                raise BrookError(
+                    "CORRUPT_BATCH",
+                    f"{self.name}: leader batch at {info.base_offset} does not continue our"
+                    f" log end {expected}",
+                    self._meta(base_offset=info.base_offset, log_end_offset=expected),
+                )
+            stamped.append(StampedBatch(payload, info.base_offset, info.record_count,
+                                        info.max_timestamp_ms, info.leader_epoch))
+            expected = info.next_offset
+        return stamped
+
+    def append_as_follower(self, payloads: Sequence[bytes], leader_high_watermark: int) -> int:
+        """prepare + append + HW update in one step; returns how many batches were added."""
+        stamped = self.prepare_follower_append(payloads)
+        if stamped:
+            self.log.append(stamped)
+        self.update_follower_high_watermark(leader_high_watermark)
+        return len(stamped)
+
+    def update_follower_high_watermark(self, leader_high_watermark: int) -> None:
+        """A follower's HW is the leader's, capped by what it has; it never goes back."""
+        if self.role is not Role.FOLLOWER:
+            return
+        candidate = min(leader_high_watermark, self.log.log_end_offset)
+        if candidate > self.high_watermark:
+            self.high_watermark = candidate
+
+    def after_truncation(self) -> None:
+        """The log was truncated (by the driver): the HW cannot exceed what is left."""
+        self.high_watermark = max(min(self.high_watermark, self.log.log_end_offset),
+                                  self.log.log_start_offset)
+        # A truncation that finished just after we became leader moved our epoch's start.
+        self.leader_epoch_start_offset = min(self.leader_epoch_start_offset,
+                                             self.log.log_end_offset)
+
+    def truncate_to(self, offset: int) -> None:
+        """Drops everything at and after `offset` (follower reconciliation, same thread)."""
+        if offset < self.log.log_start_offset:
+            self.truncate_fully_and_start_at(offset)
+            return
+        if offset < self.log.log_end_offset:
+            self.log.truncate_to(offset)
+        self.after_truncation()
+
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        """Empties the log and restarts it at `offset` (same thread)."""
+        self.log.truncate_fully_and_start_at(offset)
+        self.after_truncation()
+
+    def truncation_done(self, generation: int) -> None:
+        if generation == self.generation:
+            self.needs_truncation = False
+
