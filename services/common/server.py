@@ -33,13 +33,15 @@ class GrpcServer:
         address: str,
         *,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        max_send_message_bytes: int | None = None,
         max_concurrent_rpcs: int | None = None,
         options: Iterable[tuple[str, Any]] = (),
     ) -> None:
         self.server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", max_message_bytes),
-                ("grpc.max_send_message_length", max_message_bytes),
+                # Responses may have their own bound (a fetch answer vs a produce request).
+                ("grpc.max_send_message_length", max_send_message_bytes or max_message_bytes),
                 ("grpc.max_concurrent_streams", DEFAULT_MAX_CONCURRENT_STREAMS),
                 ("grpc.so_reuseport", 0),
                 *options,

@@ -114,10 +114,8 @@ class StorageNode:
         self.manager.on_roles_changed = self.fetchers.update
         self.server = GrpcServer(
             args.listen,
-            # GrpcServer applies one bound to both directions (and the first channel arg
-            # wins, so it cannot be split here): the larger of request and response.
-            max_message_bytes=max(limits.max_request_bytes,
-                                  limits.max_fetch_bytes + RESPONSE_OVERHEAD_BYTES),
+            max_message_bytes=limits.max_request_bytes,
+            max_send_message_bytes=limits.max_fetch_bytes + RESPONSE_OVERHEAD_BYTES,
             max_concurrent_rpcs=limits.max_concurrent_rpcs,
         )
         self.storage_service = StorageService(self.manager, limits, self.closing)

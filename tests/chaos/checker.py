@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 PartitionKey = tuple[str, int]
 
@@ -99,7 +100,7 @@ def check(acknowledged: Iterable[Ack], observed: Iterable[Read], final: Iterable
         by_stream[(ack.producer, ack.partition)].append(ack)
     for (producer, partition), stream in by_stream.items():
         stream.sort(key=lambda a: a.sequence)
-        for earlier, later in zip(stream, stream[1:], strict=False):
+        for earlier, later in pairwise(stream):
             if later.offset <= earlier.offset:
                 report.order_violations.append(
                     (partition, producer, earlier.sequence, later.sequence)
