@@ -1,0 +1,375 @@
+"""`brook group ...`: list, describe (and watch), reset offsets of, and delete consumer groups.
+
+    brook group list [--state STATE]
+    brook group describe G [--watch [--lag-interval-ms N]]
+    brook group reset-offsets G (--topic T[:P,P...] ... | --all-topics)
+        (--to-earliest | --to-latest | --to-datetime ISO | --to-offset N | --shift-by N)
+        [--dry-run | --execute]
+    brook group delete G
+
+`register(subparsers)` adds the `group` command to the CLI (client/cli.py imports this
+module lazily). Calls go to the active group manager, found with GetMetadata through the
+bootstrap coordinator; NOT_COORDINATOR and transport failures (a manager fail-over) are
+retried a bounded number of times after refreshing metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TextIO, TypeVar
+
+import grpc
+from brook.client.metadata import ChannelPool, ClusterMetadata
+
+from brook.errors import BrookError, from_rpc_error
+from brook.v1 import common_pb2, groups_pb2, groups_pb2_grpc
+
+T = TypeVar("T")
+
+# NOT_COORDINATOR redirects and fail-overs one command follows before giving up.
+ATTEMPTS_MAX = 6
+RETRY_BACKOFF_S = 0.3
+REQUEST_TIMEOUT_S = 10.0
+LIST_PAGE_SIZE = 1000
+# A listing stops after this many pages, whatever the server says.
+LIST_PAGES_MAX = 1000
+
+STATES = {
+    "empty": groups_pb2.GROUP_STATE_EMPTY,
+    "reconciling": groups_pb2.GROUP_STATE_RECONCILING,
+    "stable": groups_pb2.GROUP_STATE_STABLE,
+    "dead": groups_pb2.GROUP_STATE_DEAD,
+}
+
+
+def state_name(state: int) -> str:
+    return groups_pb2.GroupState.Name(state).removeprefix("GROUP_STATE_")  # type: ignore[arg-type]
+
+
+class GroupAdmin:
+    """GroupService calls against the active group manager, with bounded redirects."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._channels = ChannelPool()
+        self._metadata = ClusterMetadata(bootstrap, self._channels)
+
+    async def __aenter__(self) -> GroupAdmin:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._metadata.close()
+        await self._channels.close()
+
+    async def _stub(self, refresh: bool) -> groups_pb2_grpc.GroupServiceStub:
+        if refresh or not self._metadata.group_manager_address:
+            await self._metadata.refresh()
+        address = self._metadata.group_manager_address
+        if not address:
+            raise BrookError("COORDINATOR_NOT_AVAILABLE", "no active group manager is known")
+        return groups_pb2_grpc.GroupServiceStub(self._channels.get(address))
+
+    async def call(self, method: str, request: Any) -> Any:
+        refresh = False
+        for attempt in range(ATTEMPTS_MAX):
+            stub = await self._stub(refresh)
+            try:
+                return await getattr(stub, method)(request, timeout=REQUEST_TIMEOUT_S)
+            except grpc.aio.AioRpcError as rpc_error:
+                error = from_rpc_error(rpc_error)
+            if not error.retriable or attempt + 1 == ATTEMPTS_MAX:
+                raise error
+            refresh = True
+            await asyncio.sleep(RETRY_BACKOFF_S * (attempt + 1))  # back-off of a bounded retry
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def list_groups(self, states: Sequence[int] = ()) -> list[groups_pb2.GroupSummary]:
+        groups: list[groups_pb2.GroupSummary] = []
+        token = ""
+        for _ in range(LIST_PAGES_MAX):
+            page = await self.call(
+                "ListGroups",
+                groups_pb2.ListGroupsRequest(
+                    page_size=LIST_PAGE_SIZE,
+                    page_token=token,
+                    states=list(states),  # type: ignore[arg-type]
+                ),
+            )
+            groups.extend(page.groups)
+            token = page.next_page_token
+            if not token:
+                break
+        return groups
+
+    async def describe(self, group_id: str) -> groups_pb2.GroupDescription:
+        response = await self.call(
+            "DescribeGroup", groups_pb2.DescribeGroupRequest(group_id=group_id, include_lag=True)
+        )
+        return response.group
+
+    async def watch(
+        self, group_id: str, lag_interval_ms: int
+    ) -> AsyncIterator[groups_pb2.GroupDescription]:
+        """Descriptions as the group changes; reconnects (bounded) after a fail-over."""
+        request = groups_pb2.WatchGroupRequest(group_id=group_id, lag_interval_ms=lag_interval_ms)
+        failures = 0
+        refresh = False
+        while True:
+            stub = await self._stub(refresh)
+            try:
+                async for update in stub.WatchGroup(request):
+                    failures = 0
+                    yield update.group
+                    if update.group.state == groups_pb2.GROUP_STATE_DEAD:
+                        return
+                return
+            except grpc.aio.AioRpcError as rpc_error:
+                error = from_rpc_error(rpc_error)
+                failures += 1
+                if not error.retriable or failures >= ATTEMPTS_MAX:
+                    raise error from None
+                refresh = True
+                await asyncio.sleep(RETRY_BACKOFF_S * failures)  # back-off of a bounded retry
+
+
+# -- output ----------------------------------------------------------------------------
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO) -> None:
+    """Left-aligned columns separated by two spaces; "-" for empty cells."""
+    cells = [[str(c) if c not in ("", None) else "-" for c in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    for line in [list(headers), *cells]:
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip(), file=out)
+
+
+def _partitions_text(items: Sequence[common_pb2.TopicPartitions]) -> str:
+    if not items:
+        return "-"
+    return " ".join(f"{i.topic}:{','.join(str(p) for p in sorted(i.partitions))}" for i in items)
+
+
+def print_description(group: groups_pb2.GroupDescription, out: TextIO) -> None:
+    print(
+        f"Group: {group.group_id}  State: {state_name(group.state)}  GroupEpoch: "
+        f"{group.group_epoch}  AssignmentEpoch: {group.assignment_epoch}  Assignor: "
+        f"{group.assignor or '-'}  Members: {len(group.members)}",
+        file=out,
+    )
+    hosts = {m.member_id: (m.client_host, m.client_id) for m in group.members}
+    print(file=out)
+    table(
+        [
+            "TOPIC",
+            "PARTITION",
+            "CURRENT-OFFSET",
+            "LOG-END-OFFSET",
+            "LAG",
+            "MEMBER-ID",
+            "HOST",
+            "CLIENT-ID",
+        ],
+        [
+            [
+                o.topic,
+                o.partition,
+                o.committed_offset if o.committed_offset >= 0 else "-",
+                o.log_end_offset if o.log_end_offset >= 0 else "-",
+                o.lag if o.lag >= 0 else "-",
+                o.member_id,
+                hosts.get(o.member_id, ("", ""))[0],
+                hosts.get(o.member_id, ("", ""))[1],
+            ]
+            for o in group.offsets
+        ],
+        out,
+    )
+    if group.members:
+        print(file=out)
+        table(
+            ["MEMBER-ID", "INSTANCE-ID", "HOST", "CLIENT-ID", "EPOCH", "ASSIGNED", "TARGET"],
+            [
+                [
+                    m.member_id,
+                    m.instance_id,
+                    m.client_host,
+                    m.client_id,
+                    m.member_epoch,
+                    _partitions_text(m.assignment),
+                    _partitions_text(m.target_assignment),
+                ]
+                for m in group.members
+            ],
+            out,
+        )
+
+
+# -- argument parsing --------------------------------------------------------------------
+def parse_datetime_ms(text: str) -> int:
+    """Milliseconds since the epoch from ISO-8601 (naive times are UTC) or digits."""
+    text = text.strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"--to-datetime expects ISO-8601 (or ms), got {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def parse_topic_spec(spec: str) -> common_pb2.TopicPartitions:
+    """ "orders" (every partition) or "orders:0,2,5"."""
+    topic, sep, rest = spec.partition(":")
+    if not topic:
+        raise ValueError(f"--topic expects TOPIC or TOPIC:P,P..., got {spec!r}")
+    partitions: list[int] = []
+    if sep:
+        try:
+            partitions = [int(p) for p in rest.split(",") if p.strip()]
+        except ValueError:
+            raise ValueError(f"--topic expects TOPIC:P,P... with numbers, got {spec!r}") from None
+    return common_pb2.TopicPartitions(topic=topic, partitions=partitions)
+
+
+def register(subparsers: Any) -> None:
+    """Adds `brook group ...` to the CLI's subparsers."""
+    group = subparsers.add_parser("group", help="list, describe, reset offsets, delete groups")
+    actions = group.add_subparsers(dest="group_command", metavar="ACTION")
+    actions.required = True
+
+    listing = actions.add_parser("list", help="list consumer groups")
+    listing.add_argument("--state", choices=sorted(STATES), action="append", default=[])
+    listing.set_defaults(handler=cmd_list)
+
+    describe = actions.add_parser("describe", help="members, assignment, offsets and lag")
+    describe.add_argument("group")
+    describe.add_argument("--watch", action="store_true", help="print again on every change")
+    describe.add_argument(
+        "--lag-interval-ms", type=int, default=5000, help="with --watch: refresh lag this often"
+    )
+    describe.add_argument("--max-updates", type=int, help=argparse.SUPPRESS)
+    describe.set_defaults(handler=cmd_describe)
+
+    reset = actions.add_parser(
+        "reset-offsets", help="move an inactive group's committed offsets (dry run by default)"
+    )
+    reset.add_argument("group")
+    which = reset.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--topic",
+        action="append",
+        metavar="TOPIC[:P,P]",
+        help="topic (all partitions) or topic:partitions; repeatable",
+    )
+    which.add_argument(
+        "--all-topics", action="store_true", help="every topic the group has offsets for"
+    )
+    target = reset.add_mutually_exclusive_group(required=True)
+    target.add_argument("--to-earliest", action="store_true")
+    target.add_argument("--to-latest", action="store_true")
+    target.add_argument("--to-datetime", metavar="ISO", help="first offset at or after this time")
+    target.add_argument("--to-offset", type=int, metavar="N")
+    target.add_argument("--shift-by", type=int, metavar="N", help="move by N (may be negative)")
+    mode = reset.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true", help="show the changes only (default)")
+    mode.add_argument("--execute", action="store_true", help="store the new offsets")
+    reset.set_defaults(handler=cmd_reset_offsets)
+
+    delete = actions.add_parser("delete", help="delete an empty group and its offsets")
+    delete.add_argument("group")
+    delete.set_defaults(handler=cmd_delete)
+
+
+# -- commands ----------------------------------------------------------------------------
+async def _with_admin(args: argparse.Namespace, run: Callable[[GroupAdmin], Awaitable[T]]) -> T:
+    async with GroupAdmin(args.bootstrap) as admin:
+        return await run(admin)
+
+
+async def cmd_list(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    states = [STATES[s] for s in args.state]
+    groups = await _with_admin(args, lambda admin: admin.list_groups(states))
+    table(
+        ["GROUP", "STATE", "MEMBERS", "ASSIGNOR"],
+        [[g.group_id, state_name(g.state), g.member_count, g.assignor] for g in groups],
+        out,
+    )
+    return 0
+
+
+async def cmd_describe(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+
+    async def run(admin: GroupAdmin) -> int:
+        if not args.watch:
+            print_description(await admin.describe(args.group), out)
+            return 0
+        updates = 0
+        async for group in admin.watch(args.group, args.lag_interval_ms):
+            if updates:
+                print(file=out)
+            stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S")
+            print(f"--- {stamp}", file=out)
+            print_description(group, out)
+            out.flush()
+            updates += 1
+            if args.max_updates is not None and updates >= args.max_updates:
+                break
+        return 0
+
+    return await _with_admin(args, run)
+
+
+async def cmd_reset_offsets(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    request = groups_pb2.ResetOffsetsRequest(
+        group_id=args.group,
+        partitions=[parse_topic_spec(s) for s in (args.topic or [])],
+        dry_run=not args.execute,
+    )
+    if args.to_earliest:
+        request.to_earliest = True
+    elif args.to_latest:
+        request.to_latest = True
+    elif args.to_datetime is not None:
+        request.to_timestamp_ms = parse_datetime_ms(args.to_datetime)
+    elif args.to_offset is not None:
+        request.to_offset = args.to_offset
+    else:
+        request.shift_by = args.shift_by
+    response = await _with_admin(args, lambda admin: admin.call("ResetOffsets", request))
+    table(
+        ["TOPIC", "PARTITION", "PREVIOUS-OFFSET", "NEW-OFFSET"],
+        [
+            [
+                c.topic,
+                c.partition,
+                c.previous_offset if c.previous_offset >= 0 else "-",
+                c.new_offset,
+            ]
+            for c in response.changes
+        ],
+        out,
+    )
+    if not args.execute:
+        print("(dry run: nothing stored; add --execute to apply)", file=out)
+    return 0
+
+
+async def cmd_delete(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    await _with_admin(
+        args,
+        lambda admin: admin.call("DeleteGroup", groups_pb2.DeleteGroupRequest(group_id=args.group)),
+    )
+    print(f"deleted group {args.group}", file=out)
+    return 0

@@ -1,0 +1,338 @@
+"""GroupService: the thin gRPC shell of the group manager.
+
+Each method validates and converts the request, calls the `GroupManager` (which calls the
+pure core and persists), and converts the answer. Errors are `BrookError`s, mapped to
+statuses in one place (`handle_errors`); per-partition failures go into the partition's
+`error` field. A standby answers every call with NOT_COORDINATOR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+
+import grpc
+from brook.services.common.rpc import handle_errors, handle_stream_errors
+from brook.services.groups.assignors import TopicPartition
+from brook.services.groups.manager import GroupManager, PartitionLagInfo, ResetTarget
+from brook.services.groups.state import (
+    Group,
+    GroupState,
+    HeartbeatInput,
+    OffsetCommitInput,
+    validate_group_id,
+)
+
+from brook.errors import BrookError
+from brook.v1 import common_pb2, groups_pb2, groups_pb2_grpc
+
+log = logging.getLogger("brook.groups.service")
+
+LIST_PAGE_SIZE_DEFAULT = 100
+LIST_PAGE_SIZE_MAX = 1000
+WATCH_LAG_INTERVAL_DEFAULT_MS = 5000
+WATCH_LAG_INTERVAL_MIN_MS = 500
+# Changes closer together than this are sent as one update (a rebalance touches a group
+# many times in a few milliseconds).
+WATCH_COALESCE_MS = 100
+# Bounds on one request, beyond gRPC's message size.
+OFFSETS_PER_COMMIT_MAX = 100_000
+OWNED_PARTITIONS_MAX = 100_000
+
+
+def tps_to_proto(tps: Iterable[TopicPartition]) -> list[common_pb2.TopicPartitions]:
+    by_topic: dict[str, list[int]] = {}
+    for topic, partition in sorted(tps):
+        by_topic.setdefault(topic, []).append(partition)
+    return [common_pb2.TopicPartitions(topic=t, partitions=ps) for t, ps in by_topic.items()]
+
+
+def tps_from_proto(items: Iterable[common_pb2.TopicPartitions]) -> frozenset[TopicPartition]:
+    return frozenset((item.topic, int(p)) for item in items for p in item.partitions)
+
+
+def wanted_from_proto(items: Iterable[common_pb2.TopicPartitions]) -> list[tuple[str, list[int]]]:
+    return [(item.topic, [int(p) for p in item.partitions]) for item in items]
+
+
+def describe(group: Group, lag: list[PartitionLagInfo] | None) -> groups_pb2.GroupDescription:
+    description = groups_pb2.GroupDescription(
+        group_id=group.group_id,
+        state=group.state.value,  # type: ignore[arg-type]
+        group_epoch=group.group_epoch,
+        assignment_epoch=group.assignment_epoch,
+        assignor=group.assignor,
+    )
+    for member in sorted(group.members.values(), key=lambda m: m.member_id):
+        description.members.append(
+            groups_pb2.MemberDescription(
+                member_id=member.member_id,
+                instance_id=member.instance_id,
+                client_id=member.client_id,
+                client_host=member.client_host,
+                rack_id=member.rack_id,
+                member_epoch=-2 if member.departed else member.member_epoch,
+                subscribed_topic_names=list(member.subscribed_topic_names),
+                subscribed_topic_regex=member.subscribed_topic_regex,
+                assignment=tps_to_proto(member.owned),
+                target_assignment=tps_to_proto(group.target.get(member.member_id, ())),
+            )
+        )
+    if lag is None:
+        owners = group.owners
+        for tp in sorted(set(group.offsets) | set(owners)):
+            record = group.offsets.get(tp)
+            description.offsets.append(
+                groups_pb2.PartitionLag(
+                    topic=tp[0],
+                    partition=tp[1],
+                    committed_offset=record.offset if record else -1,
+                    log_end_offset=-1,
+                    lag=-1,
+                    member_id=owners.get(tp, ""),
+                    metadata=record.metadata if record else "",
+                )
+            )
+    else:
+        for item in lag:
+            description.offsets.append(
+                groups_pb2.PartitionLag(
+                    topic=item.topic,
+                    partition=item.partition,
+                    committed_offset=item.committed_offset,
+                    log_end_offset=item.log_end_offset,
+                    lag=item.lag,
+                    member_id=item.member_id,
+                    metadata=item.metadata,
+                )
+            )
+    return description
+
+
+class GroupService(groups_pb2_grpc.GroupServiceServicer):
+    """brook.v1.GroupService over a GroupManager."""
+
+    def __init__(self, manager: GroupManager) -> None:
+        self.manager = manager
+
+    @handle_errors
+    async def Heartbeat(
+        self, request: groups_pb2.HeartbeatRequest, context: grpc.aio.ServicerContext
+    ) -> groups_pb2.HeartbeatResponse:
+        owned = tps_from_proto(request.owned_partitions)
+        if len(owned) > OWNED_PARTITIONS_MAX:
+            raise BrookError("INVALID_REQUEST", f"at most {OWNED_PARTITIONS_MAX} owned partitions")
+        output = await self.manager.heartbeat(
+            HeartbeatInput(
+                group_id=request.group_id,
+                member_id=request.member_id,
+                member_epoch=request.member_epoch,
+                instance_id=request.instance_id,
+                rack_id=request.rack_id,
+                rebalance_timeout_ms=max(0, request.rebalance_timeout_ms),
+                topics=tuple(request.subscribed_topic_names),
+                regex=request.subscribed_topic_regex,
+                assignor=request.server_assignor,
+                owned=owned,
+                client_id=request.client_id,
+                client_host=request.client_host or _peer_host(context),
+                session_timeout_ms=max(0, request.session_timeout_ms),
+            )
+        )
+        return groups_pb2.HeartbeatResponse(
+            member_id=output.member_id,
+            member_epoch=output.member_epoch,
+            heartbeat_interval_ms=output.heartbeat_interval_ms,
+            assignment=tps_to_proto(output.assignment),
+            group_epoch=output.group_epoch,
+        )
+
+    @handle_errors
+    async def CommitOffsets(
+        self, request: groups_pb2.CommitOffsetsRequest, context: grpc.aio.ServicerContext
+    ) -> groups_pb2.CommitOffsetsResponse:
+        if len(request.offsets) > OFFSETS_PER_COMMIT_MAX:
+            raise BrookError("INVALID_REQUEST", f"at most {OFFSETS_PER_COMMIT_MAX} offsets")
+        seen: set[TopicPartition] = set()
+        for item in request.offsets:
+            tp = (item.topic, item.partition)
+            if tp in seen:
+                raise BrookError("INVALID_REQUEST", f"{item.topic}-{item.partition} appears twice")
+            seen.add(tp)
+        offsets = [
+            OffsetCommitInput(
+                topic=item.topic,
+                partition=item.partition,
+                offset=item.offset,
+                leader_epoch=item.leader_epoch,
+                metadata=item.metadata,
+            )
+            for item in request.offsets
+        ]
+        results = await self.manager.commit(
+            request.group_id, request.member_id, request.member_epoch, offsets
+        )
+        response = groups_pb2.CommitOffsetsResponse()
+        for item in offsets:
+            result = groups_pb2.CommitOffsetResult(topic=item.topic, partition=item.partition)
+            error = results.get((item.topic, item.partition))
+            if error is not None:
+                result.error.CopyFrom(error.to_partition_error())
+            response.results.append(result)
+        return response
+
+    @handle_errors
+    async def FetchOffsets(
+        self, request: groups_pb2.FetchOffsetsRequest, context: grpc.aio.ServicerContext
+    ) -> groups_pb2.FetchOffsetsResponse:
+        found = self.manager.fetch_offsets(request.group_id, wanted_from_proto(request.partitions))
+        response = groups_pb2.FetchOffsetsResponse()
+        for (topic, partition), record in found:
+            if record is None:
+                response.offsets.append(
+                    groups_pb2.CommittedOffset(
+                        topic=topic, partition=partition, offset=-1, leader_epoch=-1
+                    )
+                )
+            else:
+                response.offsets.append(
+                    groups_pb2.CommittedOffset(
+                        topic=topic,
+                        partition=partition,
+                        offset=record.offset,
+                        leader_epoch=record.leader_epoch,
+                        metadata=record.metadata,
+                        commit_timestamp_ms=record.commit_timestamp_ms,
+                    )
+                )
+        return response
+
+    @handle_errors
+    async def ListGroups(
+        self, request: groups_pb2.ListGroupsRequest, context: grpc.aio.ServicerContext
+    ) -> groups_pb2.ListGroupsResponse:
+        page_size = request.page_size or LIST_PAGE_SIZE_DEFAULT
+        if not 1 <= page_size <= LIST_PAGE_SIZE_MAX:
+            raise BrookError("INVALID_REQUEST", f"page_size must be 1 to {LIST_PAGE_SIZE_MAX}")
+        requested = set(request.states)
+        states: set[GroupState] = set()  # empty: every state
+        if requested and groups_pb2.GROUP_STATE_UNSPECIFIED not in requested:
+            valid = {state.value for state in GroupState}
+            states = {GroupState(s) for s in requested if s in valid}
+            if not states:  # only ASSIGNING, which is never reported
+                return groups_pb2.ListGroupsResponse()
+        groups, token = self.manager.list_groups(page_size, request.page_token, states)
+        return groups_pb2.ListGroupsResponse(
+            groups=[
+                groups_pb2.GroupSummary(
+                    group_id=g.group_id,
+                    state=g.state.value,  # type: ignore[arg-type]
+                    member_count=len(g.members),
+                    assignor=g.assignor,
+                )
+                for g in groups
+            ],
+            next_page_token=token,
+        )
+
+    @handle_errors
+    async def DescribeGroup(
+        self, request: groups_pb2.DescribeGroupRequest, context: grpc.aio.ServicerContext
+    ) -> groups_pb2.DescribeGroupResponse:
+        group = self.manager.get_group(request.group_id)
+        if not request.include_lag:
+            return groups_pb2.DescribeGroupResponse(group=describe(group, None))
+        lag = await self.manager.lag(group)
+        # Describe the group as it is now, after the lag lookups.
+        group = self.manager.get_group(request.group_id)
+        return groups_pb2.DescribeGroupResponse(group=describe(group, lag))
+
+    @handle_errors
+    async def DeleteGroup(
+        self, request: groups_pb2.DeleteGroupRequest, context: grpc.aio.ServicerContext
+    ) -> groups_pb2.DeleteGroupResponse:
+        await self.manager.delete_group(request.group_id)
+        return groups_pb2.DeleteGroupResponse()
+
+    @handle_errors
+    async def ResetOffsets(
+        self, request: groups_pb2.ResetOffsetsRequest, context: grpc.aio.ServicerContext
+    ) -> groups_pb2.ResetOffsetsResponse:
+        validate_group_id(request.group_id)
+        which = request.WhichOneof("target")
+        if which is None:
+            raise BrookError(
+                "INVALID_REQUEST",
+                "set a target: to_earliest, to_latest, to_timestamp_ms, to_offset or shift_by",
+            )
+        target = {
+            "to_earliest": ResetTarget("earliest"),
+            "to_latest": ResetTarget("latest"),
+            "to_timestamp_ms": ResetTarget("timestamp", request.to_timestamp_ms),
+            "to_offset": ResetTarget("offset", request.to_offset),
+            "shift_by": ResetTarget("shift", request.shift_by),
+        }[which]
+        changes = await self.manager.reset_offsets(
+            request.group_id, wanted_from_proto(request.partitions), target, request.dry_run
+        )
+        return groups_pb2.ResetOffsetsResponse(
+            changes=[
+                groups_pb2.OffsetChange(
+                    topic=c.topic,
+                    partition=c.partition,
+                    previous_offset=c.previous_offset,
+                    new_offset=c.new_offset,
+                )
+                for c in changes
+            ]
+        )
+
+    @handle_stream_errors
+    async def WatchGroup(
+        self, request: groups_pb2.WatchGroupRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[groups_pb2.WatchGroupResponse]:
+        interval_ms = request.lag_interval_ms or WATCH_LAG_INTERVAL_DEFAULT_MS
+        if interval_ms < WATCH_LAG_INTERVAL_MIN_MS:
+            raise BrookError(
+                "INVALID_REQUEST", f"lag_interval_ms must be at least {WATCH_LAG_INTERVAL_MIN_MS}"
+            )
+        manager = self.manager
+        group_id = request.group_id
+        group = manager.get_group(group_id)  # GROUP_NOT_FOUND up front
+        sent_version = -1
+        next_lag_at = 0.0
+        while True:
+            manager.require_active()
+            version = manager.version(group_id)
+            now = time.monotonic()
+            if version != sent_version or now >= next_lag_at:
+                sent_version = version
+                next_lag_at = now + interval_ms / 1000
+                group_now = manager.registry.groups.get(group_id)
+                if group_now is None:  # deleted while watched: say so, then end
+                    dead = groups_pb2.GroupDescription(
+                        group_id=group_id, state=groups_pb2.GROUP_STATE_DEAD
+                    )
+                    yield groups_pb2.WatchGroupResponse(group=dead)
+                    return
+                lag = await manager.lag(group_now)
+                group = manager.registry.groups.get(group_id) or group_now
+                yield groups_pb2.WatchGroupResponse(group=describe(group, lag))
+                await asyncio.sleep(WATCH_COALESCE_MS / 1000)  # rate limit, not a sync
+            left = max(0.0, next_lag_at - time.monotonic())
+            if manager.version(group_id) == sent_version:
+                await manager.wait_changed(left)
+
+
+def _peer_host(context: grpc.aio.ServicerContext) -> str:
+    """The caller's host from the gRPC peer string ("ipv4:1.2.3.4:5678")."""
+    try:
+        peer = context.peer() or ""
+    except Exception:
+        return ""
+    kind, _, rest = peer.partition(":")
+    if kind in ("ipv4", "ipv6"):
+        return rest.rsplit(":", 1)[0].strip("[]")
+    return rest
