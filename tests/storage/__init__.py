@@ -1,0 +1,1 @@
+"""Tests of the log engine (brook.storage): unit, model-based, recovery and crash tests."""
