@@ -72,8 +72,10 @@ def storage_errors(name: str) -> Iterator[None]:
             "FENCED_LEADER_EPOCH", str(error), {"leader_epoch": error.latest_epoch}
         ) from error
     except InvalidOffsetError as error:
+        # A follower append at the wrong base offset: the follower's view of the leader's
+        # log is off (it refetches after truncation), not a corrupt batch.
         raise BrookError(
-            "CORRUPT_BATCH", str(error), {"log_end_offset": error.log_end_offset}
+            "INVALID_REQUEST", str(error), {"log_end_offset": error.log_end_offset}
         ) from error
     except (LogClosedError, CorruptBatchError, OSError) as error:
         raise BrookError(
