@@ -13,7 +13,7 @@ DATA ?= ./data
 NODES ?= 3
 DURATION ?= 300
 
-.PHONY: all setup proto lint test test-fast run bench bench-storage bench-cluster chaos clean etcd fmt
+.PHONY: all setup proto lint test test-fast run bench bench-storage bench-cluster bench-kafka chaos clean etcd fmt
 
 all: test
 
@@ -70,6 +70,17 @@ bench-storage: setup
 
 bench-cluster: setup
 	$(PY) bench/cluster_bench.py
+
+# The Kafka comparison fetches Kafka's jars from Maven Central (about 55 MB, once).
+KAFKA_JARS := bench/kafka/lib/.fetched
+
+$(KAFKA_JARS): bench/kafka/pom.xml
+	rm -rf bench/kafka/lib
+	mvn -q -f bench/kafka/pom.xml dependency:copy-dependencies
+	touch $@
+
+bench-kafka: setup $(KAFKA_JARS)
+	$(PY) bench/kafka/run_kafka_bench.py --with-brook $(if $(SCALE),--scale $(SCALE))
 
 chaos: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests/chaos --chaos-duration $(DURATION)
