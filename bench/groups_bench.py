@@ -48,9 +48,9 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+
 from brook.services.metadata import MetadataStore, PartitionRecord, TopicRecord
 from brook.services.metadata.group_store import GroupStore
-
 from brook.v1 import common_pb2, groups_pb2, groups_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[1]

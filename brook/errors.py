@@ -112,7 +112,7 @@ class BrookError(Exception):
         return f"BrookError({self.reason!r}, {self.message!r}, {self.metadata!r})"
 
     def to_status(self) -> Any:
-        """A `grpc.Status` with a `google.rpc.Status` carrying ErrorInfo, for `context.abort_with_status`."""
+        """A `grpc.Status` carrying ErrorInfo, for `context.abort_with_status`."""
         from google.protobuf import any_pb2
         from google.rpc import code_pb2, error_details_pb2, status_pb2
         from grpc_status import rpc_status

@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterable
 
 from brook.client import codec
 from brook.client.records import Header, RecordMetadata
-
 from brook.v1 import records_pb2
 
 

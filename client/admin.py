@@ -19,9 +19,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import grpc
+
 from brook.client import defaults
 from brook.client.metadata import ChannelPool, parse_bootstrap
-
 from brook.errors import BrookError, from_rpc_error
 from brook.v1 import admin_pb2, admin_pb2_grpc, common_pb2, metadata_pb2, metadata_pb2_grpc
 

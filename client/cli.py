@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 from brook.client import defaults
-
 from brook.errors import BrookError
 
 # Server subcommands: `brook NAME ...` runs `<module>.main(rest)`.

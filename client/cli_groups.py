@@ -23,8 +23,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TextIO, TypeVar
 
 import grpc
-from brook.client.metadata import ChannelPool, ClusterMetadata
 
+from brook.client.metadata import ChannelPool, ClusterMetadata
 from brook.errors import BrookError, from_rpc_error
 from brook.v1 import common_pb2, groups_pb2, groups_pb2_grpc
 

@@ -22,9 +22,9 @@ from typing import cast
 import crc32c as _crc32c
 import lz4.frame
 import zstandard
+
 from brook.client import defaults
 from brook.client.records import ConsumerRecord, Header
-
 from brook.errors import BrookError
 from brook.v1 import records_pb2
 

@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from typing import TypeAlias, cast
 
 import grpc
+
 from brook.client import codec, defaults
 from brook.client.metadata import ChannelPool, ClusterMetadata
 from brook.client.records import ConsumerRecord, TopicPartition
-
 from brook.errors import BrookError, from_partition_error, from_rpc_error
 from brook.v1 import records_pb2, storage_pb2, storage_pb2_grpc
 

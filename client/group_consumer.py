@@ -39,7 +39,6 @@ from brook.client.membership import (
 )
 from brook.client.metadata import ChannelPool
 from brook.client.records import ConsumerRecord, TopicPartition
-
 from brook.errors import BrookError
 
 log = logging.getLogger("brook.client.group_consumer")

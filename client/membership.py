@@ -37,9 +37,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc
+
 from brook.client.metadata import ChannelPool, ClusterMetadata
 from brook.client.records import TopicPartition
-
 from brook.errors import BrookError, from_partition_error, from_rpc_error
 from brook.v1 import common_pb2, groups_pb2, groups_pb2_grpc
 

@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import grpc
-from brook.client import defaults
 
+from brook.client import defaults
 from brook.errors import BrookError, from_partition_error, from_rpc_error
 from brook.v1 import metadata_pb2, metadata_pb2_grpc
 

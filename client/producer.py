@@ -35,12 +35,12 @@ from dataclasses import dataclass
 from typing import cast
 
 import grpc
+
 from brook.client import codec, defaults
 from brook.client.accumulator import BufferPool, PartitionQueue, ProducerBatch, RecordAccumulator
 from brook.client.metadata import ChannelPool, ClusterMetadata, TopicInfo
 from brook.client.partitioner import StickyPartitioner, partition_for_key
 from brook.client.records import BatchResult, Header, RecordMetadata
-
 from brook.errors import BrookError, from_partition_error, from_rpc_error
 from brook.v1 import storage_pb2, storage_pb2_grpc
 

@@ -22,7 +22,6 @@ from brook.client.admin import Admin
 from brook.client.consumer import Consumer, TopicPartitionLike
 from brook.client.producer import Producer
 from brook.client.records import ConsumerRecord, Header, RecordMetadata, TopicPartition
-
 from brook.v1 import admin_pb2
 
 T = TypeVar("T")

@@ -21,6 +21,8 @@ import uuid
 from collections.abc import Callable
 
 import grpc
+
+from brook.errors import BrookError
 from brook.services.common.rpc import handle_errors
 from brook.services.coordinator import election, placement, reassignment, validation, views
 from brook.services.coordinator.controller import Controller
@@ -28,8 +30,6 @@ from brook.services.metadata import configs
 from brook.services.metadata.cache import MetadataCache
 from brook.services.metadata.model import PartitionRecord, TopicRecord
 from brook.services.metadata.store import MetadataStore
-
-from brook.errors import BrookError
 from brook.v1 import admin_pb2, admin_pb2_grpc, common_pb2
 
 log = logging.getLogger("brook.coordinator.admin")

@@ -18,13 +18,12 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable
 
+from brook.errors import BrookError
 from brook.services.coordinator import election, reassignment
 from brook.services.metadata import configs
 from brook.services.metadata.cache import MetadataCache
 from brook.services.metadata.model import PartitionRecord
 from brook.services.metadata.store import Lease, MetadataStore
-
-from brook.errors import BrookError
 
 log = logging.getLogger("brook.coordinator.controller")
 

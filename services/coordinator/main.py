@@ -23,6 +23,7 @@ import socket
 import uuid
 from pathlib import Path
 
+from brook.errors import BrookError
 from brook.services.common.server import GrpcServer, configure_logging, run_until_signal
 from brook.services.coordinator.admin import AdminServicer
 from brook.services.coordinator.controller import Controller
@@ -31,8 +32,6 @@ from brook.services.metadata.cache import MetadataCache
 from brook.services.metadata.keys import ROLE_COORDINATOR
 from brook.services.metadata.model import Endpoint
 from brook.services.metadata.store import Lease, MetadataStore
-
-from brook.errors import BrookError
 from brook.v1 import admin_pb2_grpc, metadata_pb2_grpc
 
 log = logging.getLogger("brook.coordinator")

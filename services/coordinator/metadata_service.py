@@ -7,11 +7,11 @@ bootstrap address. Never touches etcd on the request path.
 from __future__ import annotations
 
 import grpc
+
+from brook.errors import BrookError
 from brook.services.common.rpc import handle_errors
 from brook.services.coordinator import views
 from brook.services.metadata.cache import MetadataCache
-
-from brook.errors import BrookError
 from brook.v1 import metadata_pb2, metadata_pb2_grpc
 
 # Bound on topics named in one request (each costs a lookup and a response entry).

@@ -15,7 +15,6 @@ from brook.services.metadata.model import (
     PartitionRecord,
     TopicRecord,
 )
-
 from brook.v1 import admin_pb2, common_pb2
 
 

@@ -13,10 +13,10 @@ import contextlib
 from collections.abc import Iterable
 
 import grpc
-from brook.services.metadata.cache import MetadataCache
-from brook.services.metadata.model import NO_LEADER
 
 from brook.errors import BrookError, from_partition_error, from_rpc_error
+from brook.services.metadata.cache import MetadataCache
+from brook.services.metadata.model import NO_LEADER
 from brook.v1 import storage_pb2, storage_pb2_grpc
 
 TopicPartition = tuple[str, int]

@@ -20,6 +20,7 @@ import socket
 import uuid
 from pathlib import Path
 
+from brook.errors import BrookError
 from brook.services.common.server import GrpcServer, configure_logging, run_until_signal
 from brook.services.groups.manager import GroupManager
 from brook.services.groups.service import GroupService
@@ -28,8 +29,6 @@ from brook.services.metadata.cache import MetadataCache
 from brook.services.metadata.keys import ROLE_GROUPS
 from brook.services.metadata.model import Endpoint
 from brook.services.metadata.store import Lease, MetadataStore
-
-from brook.errors import BrookError
 from brook.v1 import groups_pb2_grpc
 
 log = logging.getLogger("brook.groups")

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from brook.errors import BrookError
 from brook.services.groups.log_offsets import EARLIEST, LATEST, TIMESTAMP, LogOffsets
 from brook.services.groups.state import (
     NO_OFFSET,
@@ -40,8 +41,6 @@ from brook.services.groups.state import (
 from brook.services.metadata.cache import MetadataCache
 from brook.services.metadata.group_store import GroupStore
 from brook.services.metadata.store import MetadataStore
-
-from brook.errors import BrookError
 
 log = logging.getLogger("brook.groups")
 

@@ -14,6 +14,8 @@ import time
 from collections.abc import AsyncIterator, Iterable
 
 import grpc
+
+from brook.errors import BrookError
 from brook.services.common.rpc import handle_errors, handle_stream_errors
 from brook.services.groups.assignors import TopicPartition
 from brook.services.groups.manager import GroupManager, PartitionLagInfo, ResetTarget
@@ -24,8 +26,6 @@ from brook.services.groups.state import (
     OffsetCommitInput,
     validate_group_id,
 )
-
-from brook.errors import BrookError
 from brook.v1 import common_pb2, groups_pb2, groups_pb2_grpc
 
 log = logging.getLogger("brook.groups.service")

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from brook.errors import BrookError
 from brook.services.groups.assignors import (
     ASSIGNORS,
     DEFAULT_ASSIGNOR,
@@ -47,8 +48,6 @@ from brook.services.groups.assignors import (
     TopicPartition,
     get_assignor,
 )
-
-from brook.errors import BrookError
 
 GROUP_ID_MAX_CHARS = 249
 OFFSET_METADATA_MAX_BYTES = 4096

@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aetcd.rpc
+
+from brook.errors import BrookError
 from brook.services.metadata import keys as keyspace
 from brook.services.metadata.keys import prefix_range_end
 from brook.services.metadata.store import MetadataStore
-
-from brook.errors import BrookError
 
 log = logging.getLogger("brook.groups.store")
 

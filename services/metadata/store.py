@@ -31,8 +31,6 @@ from typing import Any, TypeVar
 import aetcd
 import aetcd.exceptions
 import aetcd.rpc
-from brook.services.metadata.keys import Keys, prefix_range_end
-from brook.services.metadata.model import Endpoint, NodeInfo, PartitionRecord, TopicRecord
 from tenacity import (
     AsyncRetrying,
     RetryError,
@@ -43,6 +41,8 @@ from tenacity import (
 )
 
 from brook.errors import BrookError
+from brook.services.metadata.keys import Keys, prefix_range_end
+from brook.services.metadata.model import Endpoint, NodeInfo, PartitionRecord, TopicRecord
 
 log = logging.getLogger("brook.metadata")
 

@@ -31,12 +31,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import grpc
-from brook.services.node.config import NodeLimits
-from brook.services.node.partition import Partition, Role, truncation_target
-from brook.services.node.storage_log import LogHandle
 
 from brook.errors import BrookError, from_partition_error
 from brook.internal.v1 import wire_pb2
+from brook.services.node.config import NodeLimits
+from brook.services.node.partition import Partition, Role, truncation_target
+from brook.services.node.storage_log import LogHandle
 from brook.v1 import storage_pb2
 
 if TYPE_CHECKING:

@@ -31,6 +31,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from brook.errors import BrookError
 from brook.services.common.server import GrpcServer, configure_logging, run_until_signal
 from brook.services.metadata.cache import MetadataCache
 from brook.services.metadata.model import NodeInfo
@@ -41,8 +42,6 @@ from brook.services.node.fetcher import FetcherManager
 from brook.services.node.replica_manager import ReplicaManager
 from brook.services.node.replica_service import ReplicaService
 from brook.services.node.storage_service import Closing, StorageService
-
-from brook.errors import BrookError
 
 log = logging.getLogger("brook.node")
 

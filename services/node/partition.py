@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from brook.errors import BrookError
 from brook.services.metadata.model import NO_LEADER, PartitionRecord
 from brook.services.node.batches import (
     BatchInfo,
@@ -46,8 +47,6 @@ from brook.services.node.batches import (
     validate_batches,
 )
 from brook.services.node.waiters import OffsetWaiters, Waiter
-
-from brook.errors import BrookError
 
 log = logging.getLogger("brook.node.partition")
 

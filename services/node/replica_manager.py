@@ -32,6 +32,7 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from brook.errors import BrookError
 from brook.services.metadata.configs import config_int, log_config_for
 from brook.services.metadata.model import NO_LEADER, PartitionRecord, TopicRecord
 from brook.services.node.batches import STAMP_OVERHEAD_BYTES
@@ -47,8 +48,6 @@ from brook.services.node.partition import (
 from brook.services.node.storage_log import LogHandle
 from brook.storage import LogConfig, LogManager
 from brook.storage.record_batch import MAX_PAYLOAD_BYTES
-
-from brook.errors import BrookError
 
 if TYPE_CHECKING:
     from brook.services.metadata.cache import MetadataCache

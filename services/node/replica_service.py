@@ -14,14 +14,14 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+
+from brook.errors import BrookError
+from brook.internal.v1 import wire_pb2
 from brook.services.common.rpc import handle_errors
 from brook.services.node.config import NodeLimits
 from brook.services.node.partition import Partition
 from brook.services.node.replica_manager import ReplicaManager
 from brook.services.node.storage_service import Closing, wait_for_any
-
-from brook.errors import BrookError
-from brook.internal.v1 import wire_pb2
 from brook.v1 import storage_pb2
 
 SERVICE_NAME = "brook.v1.ReplicaService"

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from typing import TypeVar
 
+from brook.errors import BrookError
 from brook.services.node.partition import StampedBatch
 from brook.storage import (
     BatchTooLargeError,
@@ -37,8 +38,6 @@ from brook.storage import (
     PartitionLog,
     StorageError,
 )
-
-from brook.errors import BrookError
 
 T = TypeVar("T")
 

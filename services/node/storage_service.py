@@ -24,13 +24,13 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 
 import grpc
+
+from brook.errors import BrookError
+from brook.internal.v1 import wire_pb2
 from brook.services.common.rpc import handle_errors, handle_stream_errors
 from brook.services.node.config import NodeLimits
 from brook.services.node.partition import AppendResult, Partition
 from brook.services.node.replica_manager import ReplicaManager
-
-from brook.errors import BrookError
-from brook.internal.v1 import wire_pb2
 from brook.v1 import storage_pb2
 
 SERVICE_NAME = "brook.v1.StorageService"

@@ -51,7 +51,7 @@ def test_twins_keep_field_numbers_and_types() -> None:
 
 
 def test_stored_batch_bytes_decode_as_public_fetch_response() -> None:
-    """A FetchResponseWire carrying serialized batches parses as FetchResponse with equal batches."""
+    """A FetchResponseWire with serialized batches parses as FetchResponse, batches equal."""
     batch = records_pb2.RecordBatch(
         base_offset=42, partition_leader_epoch=3, record_count=2, crc32c=7, records=b"\x01" * 64
     )

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 
 import crc32c
 import grpc
-from brook.services.common.rpc import handle_errors
 
 from brook.errors import BrookError
+from brook.services.common.rpc import handle_errors
 from brook.v1 import (
     admin_pb2,
     admin_pb2_grpc,

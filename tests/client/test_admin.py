@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from brook.client.admin import Admin
 
+from brook.client.admin import Admin
 from brook.errors import BrookError
 from tests.client.fake_cluster import FakeCluster
 

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from brook.client import cli
 from brook.client.records import ConsumerRecord
-
 from tests.client.fake_cluster import FakeCluster
 
 

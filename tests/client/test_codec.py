@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from brook.client import codec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from brook.client import codec
 from brook.errors import BrookError
 from brook.v1 import records_pb2
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from brook.client.consumer import Consumer
 from brook.client.producer import Producer
 from brook.client.records import ConsumerRecord, TopicPartition
-
 from brook.errors import BrookError
 from tests.client.fake_cluster import FakeCluster
 

@@ -6,6 +6,7 @@ import random
 from collections import Counter
 
 import pytest
+
 from brook.client.partitioner import StickyPartitioner, murmur2, partition_for_key, to_positive
 
 # Kafka's own vectors (clients/src/test/java/org/apache/kafka/common/utils/UtilsTest.java,

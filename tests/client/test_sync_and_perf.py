@@ -8,10 +8,10 @@ from array import array
 from collections.abc import Iterator
 
 import pytest
+
 from brook.client import perf
 from brook.client.records import BatchResult
 from brook.client.sync import SyncAdmin, SyncConsumer, SyncProducer, _LoopThread
-
 from brook.errors import BrookError
 from tests.client.fake_cluster import FakeCluster
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import grpc
 import pytest
-from brook.services.metadata import Lease, MetadataStore, NodeInfo
 
 from brook.errors import BrookError, from_rpc_error
+from brook.services.metadata import Lease, MetadataStore, NodeInfo
 from brook.v1 import admin_pb2, admin_pb2_grpc, common_pb2, metadata_pb2, metadata_pb2_grpc
 from tests.harness.cluster import LocalCluster
 from tests.harness.etcd import EtcdServer

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from brook.services.metadata import MetadataStore, PartitionRecord, TopicRecord
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from brook.errors import from_rpc_error
+from brook.services.metadata import MetadataStore, PartitionRecord, TopicRecord
 from brook.v1 import admin_pb2, admin_pb2_grpc
 from tests.harness.wait import eventually
 

@@ -3,10 +3,11 @@ plus the named cases from Kafka's rules."""
 
 from __future__ import annotations
 
-from brook.services.coordinator import election
-from brook.services.metadata.model import NO_LEADER, PartitionRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from brook.services.coordinator import election
+from brook.services.metadata.model import NO_LEADER, PartitionRecord
 
 NODES = list(range(1, 7))
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from brook.services.coordinator.placement import NodeLoad, current_load, place_replicas
-from brook.services.metadata.model import NodeInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from brook.services.coordinator.placement import NodeLoad, current_load, place_replicas
+from brook.services.metadata.model import NodeInfo
 
 
 @st.composite

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from brook.services.coordinator import reassignment
-from brook.services.metadata.model import PartitionRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from brook.services.coordinator import reassignment
+from brook.services.metadata.model import PartitionRecord
 
 LIVE = {1, 2, 3, 4, 5}
 

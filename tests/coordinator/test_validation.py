@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from brook.services.coordinator import validation
 
 from brook.errors import BrookError
+from brook.services.coordinator import validation
 
 
 @pytest.mark.parametrize("name", ["a", "A-b_c.1", "x" * 249, "..."])

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from brook.services.groups.assignors import (
     ASSIGNORS,
     Assignment,
@@ -13,8 +16,6 @@ from brook.services.groups.assignors import (
     range_assign,
     uniform_assign,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 TOPICS = ["a", "b", "c", "d"]
 

@@ -14,13 +14,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from brook.client import cli_groups
 from brook.client.admin import Admin
 from brook.client.group_consumer import GroupConsumer
 from brook.client.producer import Producer
 from brook.client.records import ConsumerRecord
 from brook.services.metadata import MetadataStore
-
 from tests.harness.cluster import LocalCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

@@ -7,10 +7,10 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
-from brook.services.metadata.group_store import GroupStore
-from brook.services.metadata.store import MetadataStore
 
 from brook.errors import BrookError
+from brook.services.metadata.group_store import GroupStore
+from brook.services.metadata.store import MetadataStore
 
 pytestmark = pytest.mark.integration
 

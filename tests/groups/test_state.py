@@ -6,6 +6,10 @@ import itertools
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from brook.errors import BrookError
 from brook.services.groups.assignors import TopicPartition
 from brook.services.groups.state import (
     Group,
@@ -17,10 +21,6 @@ from brook.services.groups.state import (
     OffsetCommitInput,
     OffsetRecord,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from brook.errors import BrookError
 
 SESSION_MS = 3000
 REBALANCE_MS = 5000

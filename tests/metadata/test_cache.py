@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+
 from brook.services.metadata import (
     Endpoint,
     MetadataCache,
@@ -13,7 +14,6 @@ from brook.services.metadata import (
     PartitionRecord,
     TopicRecord,
 )
-
 from tests.harness.etcd import EtcdServer
 
 pytestmark = pytest.mark.integration

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+
+from brook.errors import BrookError
 from brook.services.metadata import configs
 from brook.services.metadata.keys import Keys, prefix_range_end
 from brook.services.metadata.model import TopicRecord
-
-from brook.errors import BrookError
 
 
 def test_keys_match_the_design_layout_and_parse_back() -> None:

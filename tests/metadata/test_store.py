@@ -7,6 +7,8 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+
+from brook.errors import BrookError
 from brook.services.metadata import (
     Endpoint,
     MetadataStore,
@@ -14,8 +16,6 @@ from brook.services.metadata import (
     PartitionRecord,
     TopicRecord,
 )
-
-from brook.errors import BrookError
 from tests.harness.etcd import EtcdServer
 
 pytestmark = pytest.mark.integration

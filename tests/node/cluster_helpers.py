@@ -10,10 +10,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeAlias
 
 import grpc
-from brook.services.metadata.model import PartitionRecord, TopicRecord
-from brook.services.metadata.store import MetadataStore
 
 from brook.errors import BrookError, from_partition_error
+from brook.services.metadata.model import PartitionRecord, TopicRecord
+from brook.services.metadata.store import MetadataStore
 from brook.v1 import records_pb2, storage_pb2, storage_pb2_grpc
 
 Acks: TypeAlias = storage_pb2.Acks.ValueType

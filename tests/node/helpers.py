@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from crc32c import crc32c
+
 from brook.services.metadata.model import PartitionRecord
 from brook.services.node.partition import Partition, PartitionSettings, WaiterLimits
 from brook.services.node.storage_log import LogHandle
 from brook.storage import LogConfig, PartitionLog
-from crc32c import crc32c
-
 from brook.v1 import records_pb2
 
 TIMESTAMP_MS = 1_700_000_000_000

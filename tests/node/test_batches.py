@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from brook.services.node.batches import read_batch_info, stamp, validate_batch, validate_batches
-from brook.services.node.partition import PartitionSettings
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from brook.errors import BrookError
+from brook.services.node.batches import read_batch_info, stamp, validate_batch, validate_batches
+from brook.services.node.partition import PartitionSettings
 from brook.v1 import records_pb2
 from tests.node.helpers import FakeClock, make_batch, open_partition, raw_batch, record
 

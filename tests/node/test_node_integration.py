@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 import pytest
-from brook.services.metadata.store import MetadataStore
 
 from brook.errors import from_partition_error
+from brook.services.metadata.store import MetadataStore
 from brook.v1 import storage_pb2
 from tests.harness.cluster import LocalCluster
 from tests.node.cluster_helpers import (

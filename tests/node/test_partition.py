@@ -10,6 +10,8 @@ import asyncio
 from pathlib import Path
 
 import pytest
+
+from brook.errors import BrookError
 from brook.services.node.partition import (
     Change,
     Partition,
@@ -18,8 +20,6 @@ from brook.services.node.partition import (
     WaiterLimits,
     truncation_target,
 )
-
-from brook.errors import BrookError
 from tests.node.helpers import FakeClock, decode_values, open_partition, raw_batch, record
 
 LAG_MS = 1000

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from brook.services.node.waiters import OffsetWaiters
 
 from brook.errors import BrookError
+from brook.services.node.waiters import OffsetWaiters
 
 
 async def test_advance_resolves_only_satisfied_waiters() -> None:
