@@ -601,9 +601,11 @@ class Producer:
                     continue
                 base_offset = answer.base_offset if self.acks != storage_pb2.ACKS_NONE else -1
                 for batch in batches:
+                    # _finish releases the batch's records; take the count first.
+                    record_count = batch.record_count
                     self._finish(batch, None, base_offset)
                     if base_offset >= 0:
-                        base_offset += batch.record_count
+                        base_offset += record_count
         finally:
             for queue, _batches in drained:
                 queue.in_flight -= 1

@@ -42,6 +42,27 @@ async def test_send_acknowledges_with_offsets_and_keys_pick_murmur2_partitions(
     assert any(len(request.partitions) > 1 for request in fake.state.produce_requests)
 
 
+async def test_several_batches_of_one_partition_in_one_request_get_their_own_offsets(
+    fake: FakeCluster,
+) -> None:
+    """Proves that when one Produce carries several batches of the same partition, each
+    record's acknowledged offset is where it is stored: tiny batch_bytes closes a batch per
+    record, and a long linger lets them all ride in one request."""
+    fake.create_topic("t", 1)
+    async with Producer(fake.bootstrap, linger_ms=10_000, batch_bytes=40) as producer:
+        futures = [await producer.send("t", f"v{i:03d}".encode(), partition=0) for i in range(6)]
+        await asyncio.wait_for(producer.flush(), WAIT_S)
+        offsets = [(await asyncio.wait_for(f, WAIT_S)).offset for f in futures]
+    stored = [r.value for r in fake.state.records("t", 0)]
+    assert any(
+        len(partition.batches) > 1
+        for request in fake.state.produce_requests
+        for partition in request.partitions
+    ), "the test needs a request with several batches of one partition"
+    for index, offset in enumerate(offsets):
+        assert stored[offset] == f"v{index:03d}".encode()
+
+
 async def test_keyless_records_stick_to_a_partition_per_batch(fake: FakeCluster) -> None:
     """Proves keyless records without a partition fill one partition's batch at a time
     (sticky partitioning) rather than spreading one record per partition."""

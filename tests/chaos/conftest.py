@@ -1,0 +1,75 @@
+"""Options and markers of the chaos tests.
+
+`--chaos-duration SECONDS` turns on the long randomized campaign (tests/chaos/
+test_campaign.py), which is skipped without it so `make test` stays short:
+
+    make chaos DURATION=600
+    .venv/bin/python -m pytest tests/chaos --chaos-duration 600 [--chaos-seed N]
+
+pytest honours `pytest_addoption` only in initial conftests (the rootdir's, and those
+of the paths named on the command line), which is why the option works when
+`tests/chaos` (or a file in it) is named. `tests/chaos/options.py` holds the same hook
+as a plugin for the root conftest (`pytest_plugins = ["tests.chaos.options"]`), so the
+option is also known when pytest runs from the root with no path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from brook.client.admin import Admin
+from tests.chaos.options import (
+    add_chaos_options,
+    campaign_seed,
+    campaign_timeout_s,
+    chaos_option,
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_chaos_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "chaos_campaign: the long randomized fault campaign (--chaos-duration)"
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """Logs the campaign's seed first thing, so a failed run can be replayed."""
+    duration = chaos_option(config, "chaos_duration")
+    if duration is None:
+        return None
+    return f"chaos campaign: duration {duration:g}s, seed {campaign_seed(config)}" \
+        f" (replay with --chaos-seed {campaign_seed(config)})"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The campaign runs for --chaos-duration: give it a timeout that fits (the suite's
+    default per-test timeout is far shorter)."""
+    timeout_s = campaign_timeout_s(config)
+    if timeout_s is None:
+        return
+    for item in items:
+        if item.get_closest_marker("chaos_campaign") is not None:
+            item.add_marker(pytest.mark.timeout(timeout_s))
+
+
+@pytest.fixture
+async def admins() -> AsyncIterator[Callable[[str], Admin]]:
+    """A factory of Admin clients, all closed at teardown."""
+    made: list[Admin] = []
+
+    def make(bootstrap: str) -> Admin:
+        admin = Admin(bootstrap)
+        made.append(admin)
+        return admin
+
+    try:
+        yield make
+    finally:
+        for admin in made:
+            await admin.close()
