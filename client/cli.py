@@ -281,16 +281,28 @@ async def cmd_cluster(args: argparse.Namespace, out: TextIO) -> int:
 def _stdin_reader(
     source: BinaryIO, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[bytes | None]
 ) -> None:
-    """Reads stdin in a thread (a blocking read must not stall the sender) into the queue."""
+    """Reads stdin in a thread (a blocking read must not stall the sender) into the queue.
+
+    Stops quietly when the command has already ended (its loop closed), e.g. after an error.
+    """
+
+    def hand_over(chunk: bytes | None) -> bool:
+        if loop.is_closed():
+            return False
+        try:
+            asyncio.run_coroutine_threadsafe(queue.put(chunk), loop).result()
+        except RuntimeError:  # the loop closed between the check and the call
+            return False
+        return True
+
     try:
         while True:
             read1 = getattr(source, "read1", None)
             chunk = read1(STDIN_CHUNK_BYTES) if read1 else source.read(STDIN_CHUNK_BYTES)
-            if not chunk:
+            if not chunk or not hand_over(chunk):
                 break
-            asyncio.run_coroutine_threadsafe(queue.put(chunk), loop).result()
     finally:
-        asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
+        hand_over(None)
 
 
 async def cmd_produce(args: argparse.Namespace, stdin: BinaryIO, err: TextIO) -> int:
