@@ -12,7 +12,7 @@ bounded retries with back-off) sends one record right after the kill and the clo
 when it is acknowledged, which can only be by the new leader (the old one is dead and the
 record was sent after it died). Alongside, DescribeTopic is polled to report when the
 coordinator named the new leader ("election"), which separates the server's part from
-the client's retry back-off (up to 1 s by default). The victim is then restarted and the
+the client's retry back-off (up to 0.5 s by default). The victim is then restarted and the
 round ends once it is back in the ISR, so every round starts from a healthy cluster.
 The failover figure includes the node lease expiring in etcd (TTL), the coordinator's
 election, the new leader learning it from its etcd watch and the client's metadata
@@ -49,7 +49,7 @@ from tests.harness.etcd import EtcdServer  # noqa: E402
 
 TOPIC = "failover-bench"
 NODES = (1, 2, 3)
-# Bounds (why): with default leases (6 s) a failover takes several seconds; a restarted
+# Bounds (why): with default leases (2 s) a failover takes a few seconds; a restarted
 # node catches up within seconds more. Generous, so a slow box reports instead of hanging.
 FAILOVER_TIMEOUT_S = 60.0
 REJOIN_TIMEOUT_S = 90.0

@@ -45,7 +45,8 @@ MAX_REQUEST_BYTES = 16 << 20
 RETRIES = 20
 DELIVERY_TIMEOUT_MS = 120_000
 RETRY_BACKOFF_MS = 100
-RETRY_BACKOFF_MAX_MS = 1_000
+# Capped low so a producer notices a new leader soon after a failover (about 2-3 s).
+RETRY_BACKOFF_MAX_MS = 500
 # How long send() may wait for buffer space or for topic metadata (Kafka's max.block.ms).
 MAX_BLOCK_MS = 60_000
 # Estimated protobuf framing per record (tags, varints, timestamp); only used to account

@@ -62,8 +62,11 @@ class NodeLimits:
     io_threads: int = 8
     # Appends of at most this many bytes run on the loop: cheaper than a thread hop.
     append_inline_max_bytes: int = 64 * 1024
-    # Node registration lease TTL (seconds) and how long SIGTERM may drain calls.
-    lease_ttl_s: int = 6
+    # Node registration lease TTL (seconds): how long a dead node goes unnoticed, so it
+    # bounds failover time (kill -9 -> new leader in about TTL + 0.5 s of etcd's expiry
+    # sweep). The lease is refreshed every TTL/3; a node that misses refreshes for TTL -
+    # 0.5 s stops leading on its own. And how long SIGTERM may drain calls.
+    lease_ttl_s: int = 2
     drain_timeout_s: float = 5.0
 
 
