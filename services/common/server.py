@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -88,6 +89,38 @@ class GrpcServer:
         """Reports NOT_SERVING, then lets in-flight calls finish for up to grace_s."""
         await self.set_serving(False)
         await self.server.stop(grace_s)
+
+
+def unary_unary_handler(
+    method: Callable[..., Any], request_type: type[Message], response_type: type[Message]
+) -> grpc.RpcMethodHandler:
+    """A generic unary handler with the (de)serializers of the given message types (which
+    may differ from the public API's, e.g. the `*Wire` twins)."""
+    return grpc.unary_unary_rpc_method_handler(
+        method,
+        request_deserializer=request_type.FromString,
+        response_serializer=response_type.SerializeToString,
+    )
+
+
+def unary_stream_handler(
+    method: Callable[..., Any], request_type: type[Message], response_type: type[Message]
+) -> grpc.RpcMethodHandler:
+    """Like `unary_unary_handler`, for a server-streaming method."""
+    return grpc.unary_stream_rpc_method_handler(
+        method,
+        request_deserializer=request_type.FromString,
+        response_serializer=response_type.SerializeToString,
+    )
+
+
+def add_generic_service(
+    server: grpc.aio.Server, service_full_name: str, handlers: dict[str, grpc.RpcMethodHandler]
+) -> None:
+    """Registers `handlers` (method name -> handler) under the service's public name."""
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service_full_name, handlers),)
+    )
 
 
 async def run_until_signal(

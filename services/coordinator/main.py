@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
 import logging
-import os
-import socket
 import uuid
-from pathlib import Path
 
 from brook.errors import BrookError
-from brook.services.common.server import GrpcServer, configure_logging, run_until_signal
+from brook.services.common.process import (
+    add_common_arguments,
+    advertised_address,
+    cancel_and_wait,
+    run_main,
+    write_ready_file,
+)
+from brook.services.common.server import GrpcServer
 from brook.services.coordinator.admin import AdminServicer
 from brook.services.coordinator.controller import Controller
 from brook.services.coordinator.metadata_service import MetadataServicer
@@ -48,12 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="brook coordinator",
         description="Brook coordinator: Admin and Metadata services, leader elections.",
     )
-    parser.add_argument("--listen", default="127.0.0.1:7070", help="HOST:PORT (port 0: any)")
-    parser.add_argument("--etcd", default="127.0.0.1:2379", help="etcd HOST:PORT")
-    parser.add_argument("--cluster-name", default="brook", help="etcd key prefix")
-    parser.add_argument("--advertise", default="", help="HOST:PORT clients should use")
-    parser.add_argument("--ready-file", default="", help="write {address, pid} here once serving")
-    parser.add_argument("--log-level", default="INFO")
+    add_common_arguments(parser, listen_default="127.0.0.1:7070")
     parser.add_argument(
         "--lease-ttl-s", type=int, default=6, help="coordinator lease TTL (failover time)"
     )
@@ -64,26 +61,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between preferred-leader elections; 0 turns them off",
     )
     return parser
-
-
-def write_ready_file(path: str, address: str) -> None:
-    """Writes {"address", "pid"} atomically (tmp + rename): readers never see half a file."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"address": address, "pid": os.getpid()}))
-    os.replace(tmp, target)
-
-
-def advertised_address(listen_address: str, advertise: str) -> str:
-    """What others should dial: --advertise, else the bound address, with a wildcard host
-    replaced by this machine's name."""
-    if advertise:
-        return advertise
-    host, _, port = listen_address.rpartition(":")
-    if host in ("0.0.0.0", "[::]", "::", ""):
-        host = socket.getfqdn()
-    return f"{host}:{port}"
 
 
 class CoordinatorProcess:
@@ -147,10 +124,7 @@ class CoordinatorProcess:
 
     async def stop(self) -> None:
         await self.server.set_serving(False)
-        if self._role_task is not None:
-            self._role_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._role_task
+        await cancel_and_wait(self._role_task)
         if self._lease is not None:
             await self._lease.revoke()  # hand the role over now, not after the TTL
             self._lease = None
@@ -159,20 +133,8 @@ class CoordinatorProcess:
         await self.store.close()
 
 
-async def run(args: argparse.Namespace) -> None:
-    process = CoordinatorProcess(args)
-    await run_until_signal(process.start, process.stop)
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    configure_logging("coordinator", args.log_level)
-    try:
-        asyncio.run(run(args))
-    except BrookError as error:
-        log.error("coordinator failed: %s", error)
-        return 1
-    return 0
+    return run_main("coordinator", build_parser, CoordinatorProcess, argv)
 
 
 if __name__ == "__main__":

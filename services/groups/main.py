@@ -13,15 +13,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
-import os
-import socket
 import uuid
-from pathlib import Path
 
 from brook.errors import BrookError
-from brook.services.common.server import GrpcServer, configure_logging, run_until_signal
+from brook.services.common.process import (
+    add_common_arguments,
+    advertised_address,
+    cancel_and_wait,
+    run_main,
+    write_ready_file,
+)
+from brook.services.common.server import GrpcServer
 from brook.services.groups.manager import GroupManager
 from brook.services.groups.service import GroupService
 from brook.services.groups.state import GroupConfig
@@ -46,12 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="brook groups",
         description="Brook group manager: consumer-group membership, assignment, offsets.",
     )
-    parser.add_argument("--listen", default="127.0.0.1:7080", help="HOST:PORT (port 0: any)")
-    parser.add_argument("--etcd", default="127.0.0.1:2379", help="etcd HOST:PORT")
-    parser.add_argument("--cluster-name", default="brook", help="etcd key prefix")
-    parser.add_argument("--advertise", default="", help="HOST:PORT clients should use")
-    parser.add_argument("--ready-file", default="", help="write {address, pid} here once serving")
-    parser.add_argument("--log-level", default="INFO")
+    add_common_arguments(parser, listen_default="127.0.0.1:7080")
     parser.add_argument(
         "--lease-ttl-s", type=int, default=6, help="groups role lease TTL (failover time)"
     )
@@ -80,25 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long offset commits linger to share one etcd transaction",
     )
     return parser
-
-
-def write_ready_file(path: str, address: str) -> None:
-    """Writes {"address", "pid"} atomically (tmp + rename): readers never see half a file."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"address": address, "pid": os.getpid()}))
-    os.replace(tmp, target)
-
-
-def advertised_address(bound_address: str, advertise: str) -> str:
-    """--advertise, else the bound address with a wildcard host replaced by the hostname."""
-    if advertise:
-        return advertise
-    host, _, port = bound_address.rpartition(":")
-    if host in ("0.0.0.0", "[::]", "::", ""):
-        host = socket.getfqdn()
-    return f"{host}:{port}"
 
 
 class GroupsProcess:
@@ -187,10 +166,7 @@ class GroupsProcess:
 
     async def stop(self) -> None:
         await self.server.set_serving(False)
-        if self._role_task is not None:
-            self._role_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._role_task
+        await cancel_and_wait(self._role_task)
         with contextlib.suppress(Exception):
             await self._release(flush=True)
         await self.server.stop(STOP_GRACE_S)
@@ -199,20 +175,8 @@ class GroupsProcess:
         await self.store.close()
 
 
-async def run(args: argparse.Namespace) -> None:
-    process = GroupsProcess(args)
-    await run_until_signal(process.start, process.stop)
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    configure_logging("groups", args.log_level)
-    try:
-        asyncio.run(run(args))
-    except BrookError as error:
-        log.error("group manager failed: %s", error)
-        return 1
-    return 0
+    return run_main("groups", build_parser, GroupsProcess, argv, label="group manager")
 
 
 if __name__ == "__main__":

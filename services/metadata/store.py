@@ -123,6 +123,17 @@ def _op_range(key: bytes, range_end: bytes | None = None) -> Any:
     return aetcd.rpc.RequestOp(request_range=request)
 
 
+def _chunk_ops(ops: list[Any], last: Any) -> list[list[Any]]:
+    """Splits `ops` into transactions of at most TXN_OPS_MAX operations, with `last` (the
+    topic key: what makes the write visible) in the final one."""
+    chunks: list[list[Any]] = [[]]
+    for op in [*ops, last]:
+        if len(chunks[-1]) >= TXN_OPS_MAX:
+            chunks.append([])
+        chunks[-1].append(op)
+    return chunks
+
+
 class Lease:
     """An etcd lease kept alive by a background task that this object owns.
 
@@ -523,14 +534,10 @@ class MetadataStore:
         # First clear stray partition keys of a crashed earlier create (in a transaction
         # of its own: etcd rejects a delete range and a put inside it in one transaction).
         prefix = self.keys.partitions_prefix(topic.name)
-        chunks: list[list[Any]] = [[_op_delete(prefix, prefix_range_end(prefix))], []]
-        for op in ops:
-            if len(chunks[-1]) >= TXN_OPS_MAX:
-                chunks.append([])
-            chunks[-1].append(op)
-        if len(chunks[-1]) >= TXN_OPS_MAX:
-            chunks.append([])
-        chunks[-1].append(_op_put(topic_key, topic.to_json()))
+        chunks = [
+            [_op_delete(prefix, prefix_range_end(prefix))],
+            *_chunk_ops(ops, _op_put(topic_key, topic.to_json())),
+        ]
         for chunk in chunks:
             response = await self._write_txn([absent], chunk, [_op_range(topic_key)])
             if not response.succeeded:
@@ -551,14 +558,7 @@ class MetadataStore:
         topic_key = self.keys.topic(topic.name)
         guard = _cmp_mod(topic_key, expected_mod_revision)
         ops = [_op_put(self.keys.partition(p.topic, p.partition), p.to_json()) for p in partitions]
-        chunks: list[list[Any]] = [[]]
-        for op in ops:
-            if len(chunks[-1]) >= TXN_OPS_MAX:
-                chunks.append([])
-            chunks[-1].append(op)
-        if len(chunks[-1]) >= TXN_OPS_MAX:
-            chunks.append([])
-        chunks[-1].append(_op_put(topic_key, topic.to_json()))
+        chunks = _chunk_ops(ops, _op_put(topic_key, topic.to_json()))
         for chunk in chunks:
             response = await self._write_txn([guard], chunk)
             if not response.succeeded:

@@ -21,10 +21,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import os
-import socket
 import sys
 import time
 import uuid
@@ -32,6 +30,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from brook.errors import BrookError
+from brook.services.common.process import (
+    add_common_arguments,
+    advertised_address,
+    write_ready_file,
+)
 from brook.services.common.server import GrpcServer, configure_logging, run_until_signal
 from brook.services.metadata.cache import MetadataCache
 from brook.services.metadata.model import NodeInfo
@@ -58,35 +61,11 @@ def monotonic_ms() -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="brook node", description="Run a Brook storage node.")
     parser.add_argument("--node-id", type=int, required=True, help="stable id of this node")
-    parser.add_argument("--listen", default="127.0.0.1:0",
-                        help="host:port to serve on; port 0 picks a free port")
     parser.add_argument("--data-dir", type=Path, required=True, help="where the logs live")
-    parser.add_argument("--etcd", default="127.0.0.1:2379", help="etcd host:port")
     parser.add_argument("--rack", default="", help="failure domain, for replica placement")
-    parser.add_argument("--advertise", default="",
-                        help="host:port peers and clients use (default: the bound address)")
-    parser.add_argument("--ready-file", type=Path, default=None,
-                        help='write {"address", "pid"} JSON here once serving')
-    parser.add_argument("--cluster-name", default="brook", help="etcd key prefix")
-    parser.add_argument("--log-level", default="INFO")
+    add_common_arguments(parser, listen_default="127.0.0.1:0")
     add_limit_arguments(parser)
     return parser
-
-
-def write_ready_file(path: Path, address: str) -> None:
-    """Atomically (tmp + rename) writes the ready file tests and `brook dev` wait on."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"address": address, "pid": os.getpid()}))
-    os.replace(tmp, path)
-
-
-def advertised_address(listen_address: str, advertise: str) -> str:
-    if advertise:
-        return advertise
-    host, _, port = listen_address.rpartition(":")
-    if host in ("", "0.0.0.0", "[::]", "::"):
-        host = socket.getfqdn()
-    return f"{host}:{port}"
 
 
 class StorageNode:
@@ -149,7 +128,7 @@ class StorageNode:
         )
         log.info("node %d serving on %s (advertised %s), data in %s", self.node_id,
                  self.server.address, self.address, self.args.data_dir)
-        if self.args.ready_file is not None:
+        if self.args.ready_file:
             write_ready_file(self.args.ready_file, self.address)
 
     async def _watch_lease(self) -> None:

@@ -18,6 +18,7 @@ import grpc
 from brook.errors import BrookError
 from brook.internal.v1 import wire_pb2
 from brook.services.common.rpc import handle_errors
+from brook.services.common.server import add_generic_service, unary_unary_handler
 from brook.services.node.config import NodeLimits
 from brook.services.node.partition import Partition
 from brook.services.node.replica_manager import ReplicaManager
@@ -36,21 +37,18 @@ class ReplicaService:
         self.closing = closing
 
     def register(self, server: grpc.aio.Server) -> None:
-        handlers = {
-            "ReplicaFetch": grpc.unary_unary_rpc_method_handler(
+        add_generic_service(server, SERVICE_NAME, {
+            "ReplicaFetch": unary_unary_handler(
                 self.replica_fetch,
-                request_deserializer=storage_pb2.ReplicaFetchRequest.FromString,
-                response_serializer=wire_pb2.ReplicaFetchResponseWire.SerializeToString,
+                storage_pb2.ReplicaFetchRequest,
+                wire_pb2.ReplicaFetchResponseWire,
             ),
-            "OffsetForLeaderEpoch": grpc.unary_unary_rpc_method_handler(
+            "OffsetForLeaderEpoch": unary_unary_handler(
                 self.offset_for_leader_epoch,
-                request_deserializer=storage_pb2.OffsetForLeaderEpochRequest.FromString,
-                response_serializer=storage_pb2.OffsetForLeaderEpochResponse.SerializeToString,
+                storage_pb2.OffsetForLeaderEpochRequest,
+                storage_pb2.OffsetForLeaderEpochResponse,
             ),
-        }
-        server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),)
-        )
+        })
 
     async def _read(
         self, request: storage_pb2.ReplicaFetchRequest, max_bytes: int

@@ -28,6 +28,11 @@ import grpc
 from brook.errors import BrookError
 from brook.internal.v1 import wire_pb2
 from brook.services.common.rpc import handle_errors, handle_stream_errors
+from brook.services.common.server import (
+    add_generic_service,
+    unary_stream_handler,
+    unary_unary_handler,
+)
 from brook.services.node.config import NodeLimits
 from brook.services.node.partition import AppendResult, Partition
 from brook.services.node.replica_manager import ReplicaManager
@@ -116,31 +121,20 @@ class StorageService:
         self._streams = 0
 
     def register(self, server: grpc.aio.Server) -> None:
-        handlers = {
-            "Produce": grpc.unary_unary_rpc_method_handler(
-                self.produce,
-                request_deserializer=wire_pb2.ProduceRequestWire.FromString,
-                response_serializer=storage_pb2.ProduceResponse.SerializeToString,
+        add_generic_service(server, SERVICE_NAME, {
+            "Produce": unary_unary_handler(
+                self.produce, wire_pb2.ProduceRequestWire, storage_pb2.ProduceResponse
             ),
-            "Fetch": grpc.unary_unary_rpc_method_handler(
-                self.fetch,
-                request_deserializer=storage_pb2.FetchRequest.FromString,
-                response_serializer=wire_pb2.FetchResponseWire.SerializeToString,
+            "Fetch": unary_unary_handler(
+                self.fetch, storage_pb2.FetchRequest, wire_pb2.FetchResponseWire
             ),
-            "Subscribe": grpc.unary_stream_rpc_method_handler(
-                self.subscribe,
-                request_deserializer=storage_pb2.SubscribeRequest.FromString,
-                response_serializer=wire_pb2.SubscribeResponseWire.SerializeToString,
+            "Subscribe": unary_stream_handler(
+                self.subscribe, storage_pb2.SubscribeRequest, wire_pb2.SubscribeResponseWire
             ),
-            "ListOffsets": grpc.unary_unary_rpc_method_handler(
-                self.list_offsets,
-                request_deserializer=storage_pb2.ListOffsetsRequest.FromString,
-                response_serializer=storage_pb2.ListOffsetsResponse.SerializeToString,
+            "ListOffsets": unary_unary_handler(
+                self.list_offsets, storage_pb2.ListOffsetsRequest, storage_pb2.ListOffsetsResponse
             ),
-        }
-        server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),)
-        )
+        })
 
     # -- Produce -----------------------------------------------------------------------
     @contextlib.contextmanager

@@ -1,0 +1,105 @@
+"""What the three server processes (node, coordinator, groups) share around their core.
+
+- `add_common_arguments`: the flags every process takes (design.md, "Processes and their
+  command lines"), so their names and defaults cannot drift apart;
+- `write_ready_file`: the `{"address", "pid"}` file tests and `brook dev` wait on;
+- `advertised_address`: what peers and clients should dial;
+- `cancel_and_wait`: stop a background task during shutdown;
+- `run_main`: parse, configure logging, run until SIGTERM/SIGINT, map BrookError to exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from brook.errors import BrookError
+from brook.services.common.server import configure_logging, run_until_signal
+
+# Hosts that mean "every interface": not something a peer can dial.
+WILDCARD_HOSTS = ("", "0.0.0.0", "[::]", "::")
+
+
+class Process(Protocol):
+    """A server process as `run_main` drives it."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, *, listen_default: str) -> None:
+    """Adds --listen, --etcd, --cluster-name, --advertise, --ready-file and --log-level."""
+    parser.add_argument("--listen", default=listen_default,
+                        help="HOST:PORT to serve on; port 0 picks a free port")
+    parser.add_argument("--etcd", default="127.0.0.1:2379", help="etcd HOST:PORT")
+    parser.add_argument("--cluster-name", default="brook", help="etcd key prefix")
+    parser.add_argument("--advertise", default="",
+                        help="HOST:PORT peers and clients dial (default: the bound address)")
+    parser.add_argument("--ready-file", default="",
+                        help='write {"address", "pid"} JSON here once serving')
+    parser.add_argument("--log-level", default="INFO")
+
+
+def write_ready_file(path: str | Path, address: str) -> None:
+    """Writes {"address", "pid"} atomically (tmp + rename): readers never see half a file."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"address": address, "pid": os.getpid()}))
+    os.replace(tmp, target)
+
+
+def advertised_address(bound_address: str, advertise: str) -> str:
+    """--advertise, else the bound address with a wildcard host replaced by the hostname."""
+    if advertise:
+        return advertise
+    host, _, port = bound_address.rpartition(":")
+    if host in WILDCARD_HOSTS:
+        host = socket.getfqdn()
+    return f"{host}:{port}"
+
+
+async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
+    """Cancels a background task and waits for it to end; its failure does not stop a
+    shutdown, so it is swallowed here."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+
+
+def run_main(
+    name: str,
+    build_parser: Callable[[], argparse.ArgumentParser],
+    process_factory: Callable[[argparse.Namespace], Process],
+    argv: list[str] | None,
+    *,
+    label: str | None = None,
+) -> int:
+    """Runs a process until SIGTERM/SIGINT: exit 0, or 1 (logged) when it fails with a
+    BrookError. `name` tags the log lines (logger `brook.<name>`); `label` names the
+    process in the failure message (default: `name`)."""
+    args = build_parser().parse_args(argv)
+    configure_logging(name, args.log_level)
+
+    async def run() -> None:
+        # Built inside the loop: the process's clients and servers belong to it.
+        process = process_factory(args)
+        await run_until_signal(process.start, process.stop)
+
+    try:
+        asyncio.run(run())
+    except BrookError as error:
+        logging.getLogger(f"brook.{name}").error("%s failed: %s", label or name, error)
+        return 1
+    return 0
