@@ -16,7 +16,8 @@ Shape (Kafka's RecordAccumulator, simplified):
   completed batches release, and waiters are served first in, first out.
 
 Per-record work happens in `ProducerBatch.append`, which is kept to a few list appends:
-records are encoded only when their batch is drained, in one pass (brook.client.codec).
+records are encoded in one pass per batch (brook.client.codec), when the batch is drained
+or, if it closed while its partition waits on a request in flight, by `encode_closed`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from collections.abc import Callable, Iterable
 
 from brook.client import codec
 from brook.client.records import Header, RecordMetadata
-from brook.v1 import records_pb2
 
 
 class ProducerBatch:
@@ -68,7 +68,7 @@ class ProducerBatch:
         self.reserved_bytes = 0
         self.closed = False
         self.attempts = 0
-        self.encoded: records_pb2.RecordBatch | None = None
+        self.encoded: codec.WireBatch | None = None
         self.done: asyncio.Future[None] | None = None
 
     @property
@@ -104,17 +104,18 @@ class ProducerBatch:
             self.futures.append((index, future))
         self.size_bytes += size
 
-    def encode(self, compression: int) -> records_pb2.RecordBatch:
-        """The batch as a RecordBatch, encoded once (retries resend the same bytes)."""
+    def encode(self, compression: int) -> codec.WireBatch:
+        """The batch as serialized RecordBatch pieces, encoded once (retries resend the
+        same bytes)."""
         if self.encoded is None:
-            self.encoded = codec.encode_batch(
+            self.encoded = codec.encode_wire_batch(
                 self.values, self.timestamps, self.keys, self.headers, compression
             )
         return self.encoded
 
     def wire_bytes(self) -> int:
         """Size on the wire, known exactly once encoded, estimated before."""
-        return len(self.encoded.records) + 64 if self.encoded is not None else self.size_bytes
+        return self.encoded.size if self.encoded is not None else self.size_bytes
 
 
 class PartitionQueue:
@@ -346,8 +347,7 @@ class RecordAccumulator:
                 ):
                     break  # an open batch still lingering stays
                 head.closed = True
-                encoded = head.encode(compression)
-                size = len(encoded.records) + 64
+                size = head.encode(compression).size
                 if (batches or taken) and request_bytes + size > self.max_request_bytes:
                     break
                 queue.batches.popleft()
@@ -360,6 +360,24 @@ class RecordAccumulator:
             if request_bytes >= self.max_request_bytes:
                 break
         return taken
+
+    def encode_closed(self, compression: int) -> int:
+        """Encodes every closed batch not encoded yet; returns how many it encoded.
+
+        The sender calls this while it waits on requests in flight: with one request in
+        flight per partition, batches that fill meanwhile are then ready to go the moment
+        the answer arrives, instead of being encoded while the node sits idle.
+        """
+        count = 0
+        for queues in self.queues.values():
+            for queue in queues:
+                for batch in queue.batches:
+                    if not batch.closed:
+                        break  # only the last batch may be open
+                    if batch.encoded is None:
+                        batch.encode(compression)
+                        count += 1
+        return count
 
     def requeue(
         self, queue: PartitionQueue, batches: list[ProducerBatch], retry_at_s: float

@@ -7,10 +7,18 @@ direct writer costs about 0.6 us per record against 1.3 us for `records.add(...)
 `Records.SerializeToString()` gives for the same records (fields in number order, zero
 values omitted), which the tests check.
 
+The producer never builds protobuf messages at all: `WireBatch` holds a serialized
+RecordBatch in pieces and `encode_produce_request` writes the ProduceRequest around them
+with one join, so each records payload is copied once on its way to gRPC (building
+nested messages copied it per level, about 3 us per 1 KiB record). Both are byte-identical
+to protobuf's serialization, which the tests check.
+
 Decoding goes the other way through the generated parser (one C call per batch) and
-builds `ConsumerRecord` tuples. It checks crc32c over the records bytes exactly as sent,
-refuses to inflate past the header's `uncompressed_bytes` (itself bounded), and skips
-records below the fetch offset (a fetch starts with the whole batch holding it).
+builds `ConsumerRecord` tuples in one comprehension. It checks crc32c over the records
+bytes exactly as sent, refuses to inflate past the header's `uncompressed_bytes` (itself
+bounded), and skips records below the fetch offset (a fetch starts with the whole batch
+holding it) by slicing when the offset deltas are the record indexes, as producers write
+them.
 """
 
 from __future__ import annotations
@@ -95,30 +103,38 @@ def _encode_headers(headers: Sequence[Header]) -> bytes:
 def _encode_plain(values: Sequence[bytes], timestamps_ms: Sequence[int]) -> bytes:
     """Keyless, headerless records: the perf path, free of branches it does not need.
 
+    A value is never copied into a per-record buffer: each record contributes a small
+    head (tag, length, offset delta, timestamp, value tag and length) and the value
+    object itself to one list, and the single `join` at the end is the only copy of the
+    value bytes. Building a per-record `body` first cost 3.5 us per 1 KiB record against
+    0.65 us this way (malloc and memcpy of a fresh kilobyte object per record).
+
     Raises IndexError when an index or a length is past the varint table; the caller then
     takes the general path.
     """
     table = _VARINT
     deltas = _OFFSET_DELTA_FIELD
     parts: list[bytes] = []
-    append = parts.append
-    join = b"".join
+    extend = parts.extend
     last_timestamp = None
+    last_length = -1
     timestamp_field = b""
+    # The fields after offset_delta, up to the value bytes; shared by consecutive records
+    # with the same timestamp and value length (the common case).
+    middle = b""
     for index, value in enumerate(values):
         timestamp = timestamps_ms[index]
-        if timestamp != last_timestamp:
-            last_timestamp = timestamp
-            timestamp_field = b"\x10" + encode_varint(timestamp) if timestamp else b""
-        # Zero-valued fields are omitted, as protobuf's own serializer does.
-        if value:
-            body = join((deltas[index], timestamp_field, b"\x22", table[len(value)], value))
-        else:
-            body = join((deltas[index], timestamp_field))
-        append(b"\x0a")
-        append(table[len(body)])
-        append(body)
-    return join(parts)
+        length = len(value)
+        if timestamp != last_timestamp or length != last_length:
+            if timestamp != last_timestamp:
+                last_timestamp = timestamp
+                timestamp_field = b"\x10" + encode_varint(timestamp) if timestamp else b""
+            last_length = length
+            # Zero-valued fields are omitted, as protobuf's own serializer does.
+            middle = timestamp_field + b"\x22" + table[length] if length else timestamp_field
+        head = deltas[index] + middle
+        extend((b"\x0a", table[len(head) + length], head, value))
+    return b"".join(parts)
 
 
 def encode_records(
@@ -140,6 +156,7 @@ def encode_records(
             pass  # an index or length beyond the varint table: take the general path
     parts: list[bytes] = []
     append = parts.append
+    extend = parts.extend
     last_timestamp = None
     timestamp_field = b""
     for index, value in enumerate(values):
@@ -147,25 +164,27 @@ def encode_records(
         if timestamp != last_timestamp:
             last_timestamp = timestamp
             timestamp_field = b"\x10" + encode_varint(timestamp) if timestamp else b""
+        # The record's pieces in field order; keys and values go in as they are (no copy
+        # until the final join), so the record's length is summed rather than measured.
         pieces: list[bytes] = []
         if index:
             pieces.append(b"\x08" + _varint(index))
         pieces.append(timestamp_field)
         key = keys[index] if keys is not None else None
         if key:
-            pieces.append(b"\x1a" + _varint(len(key)) + key)
+            pieces.append(b"\x1a" + _varint(len(key)))
+            pieces.append(key)
         if value:
-            pieces.append(b"\x22" + _varint(len(value)) + value)
+            pieces.append(b"\x22" + _varint(len(value)))
+            pieces.append(value)
         if headers:
             record_headers = headers.get(index)
             if record_headers:
                 pieces.append(_encode_headers(record_headers))
         if key is not None:
             pieces.append(b"\x30\x01")
-        body = b"".join(pieces)
-        append(b"\x0a")
-        append(_varint(len(body)))
-        append(body)
+        append(b"\x0a" + _varint(sum(map(len, pieces))))
+        extend(pieces)
     return b"".join(parts)
 
 
@@ -252,6 +271,123 @@ def build_batch(
     )
 
 
+def _int_field(tag: bytes, value: int) -> bytes:
+    """A varint field as protobuf writes it: omitted when zero, negatives in ten bytes."""
+    return tag + encode_varint(value) if value else b""
+
+
+def _bytes_field(tag: bytes, value: bytes) -> bytes:
+    """A length-delimited field (string, bytes) without its data; omitted when empty."""
+    return tag + _varint(len(value)) if value else b""
+
+
+class WireBatch:
+    """A RecordBatch as serialized for a Produce request, kept in pieces.
+
+    `pieces` joined are exactly `RecordBatch.SerializeToString()` of the batch (fields in
+    number order, zero values omitted): a head (fields 1-10 and the tag and length of
+    `records`), the records bytes themselves, and a tail (field 12). Keeping the records
+    bytes apart lets a request splice them in with its own single join; building
+    `RecordBatch` messages and nesting them in a `ProduceRequest` instead cost a deep copy
+    per level (about 3 us per 1 KiB record, measured) before serialization copied again.
+    """
+
+    __slots__ = ("crc32c", "pieces", "record_count", "records_bytes", "size")
+
+    def __init__(
+        self,
+        records_payload: bytes,
+        record_count: int,
+        first_timestamp_ms: int,
+        max_timestamp_ms: int,
+        compression: int,
+        uncompressed_bytes: int,
+    ) -> None:
+        self.record_count = record_count
+        self.records_bytes = len(records_payload)
+        self.crc32c = crc32c(records_payload)
+        head = b"".join(
+            (
+                _int_field(b"\x18", record_count),
+                _int_field(b"\x20", first_timestamp_ms),
+                _int_field(b"\x28", max_timestamp_ms),
+                _int_field(b"\x30", compression),
+                _int_field(b"\x38", self.crc32c),
+                _int_field(b"\x40", NO_PRODUCER_ID),
+                _int_field(b"\x48", NO_PRODUCER_ID),
+                _int_field(b"\x50", NO_PRODUCER_ID),
+                _bytes_field(b"\x5a", records_payload),
+            )
+        )
+        tail = _int_field(b"\x60", uncompressed_bytes)
+        self.pieces: tuple[bytes, bytes, bytes] = (head, records_payload, tail)
+        self.size = len(head) + len(records_payload) + len(tail)
+
+    def to_bytes(self) -> bytes:
+        return b"".join(self.pieces)
+
+    def to_message(self) -> records_pb2.RecordBatch:
+        return records_pb2.RecordBatch.FromString(self.to_bytes())
+
+
+def encode_wire_batch(
+    values: Sequence[bytes],
+    timestamps_ms: Sequence[int],
+    keys: Sequence[bytes | None] | None = None,
+    headers: Mapping[int, Sequence[Header]] | None = None,
+    codec: int = NONE,
+) -> WireBatch:
+    """Records to a WireBatch in one call (encode, compress, checksum, header); the
+    producer's path. Same bytes as `encode_batch(...).SerializeToString()`."""
+    if not values:
+        raise ValueError("a batch holds at least one record")
+    records_bytes = encode_records(values, timestamps_ms, keys, headers)
+    return WireBatch(
+        compress(records_bytes, codec),
+        len(values),
+        min(timestamps_ms),
+        max(timestamps_ms),
+        codec,
+        len(records_bytes),
+    )
+
+
+def encode_produce_request(
+    acks: int,
+    timeout_ms: int,
+    partitions: Sequence[tuple[str, int, int, Sequence[WireBatch]]],
+    client_id: str,
+) -> bytes:
+    """A serialized `brook.v1.ProduceRequest`: byte-identical to protobuf's serialization
+    of the same request, built with one join so each records payload is copied once.
+
+    `partitions` holds (topic, partition, current_leader_epoch, batches) in request order.
+    """
+    parts: list[bytes] = [_int_field(b"\x08", acks), _int_field(b"\x10", timeout_ms)]
+    append = parts.append
+    extend = parts.extend
+    for topic, partition, epoch, batches in partitions:
+        topic_bytes = topic.encode()
+        head = b"".join(
+            (
+                _bytes_field(b"\x0a", topic_bytes),
+                topic_bytes,
+                _int_field(b"\x10", partition),
+                _int_field(b"\x18", epoch),
+            )
+        )
+        body: list[bytes] = [head]
+        for batch in batches:
+            body.append(b"\x22" + _varint(batch.size))
+            body.extend(batch.pieces)
+        append(b"\x1a" + _varint(sum(map(len, body))))
+        extend(body)
+    client_id_bytes = client_id.encode()
+    append(_bytes_field(b"\x22", client_id_bytes))
+    append(client_id_bytes)
+    return b"".join(parts)
+
+
 def encode_batch(
     values: Sequence[bytes],
     timestamps_ms: Sequence[int],
@@ -310,29 +446,50 @@ def decode_batch(
     skip = fetch_offset - base_offset
     new = tuple.__new__
     cls = ConsumerRecord
-    out: list[ConsumerRecord] = []
-    append = out.append
-    for record in records:
-        delta = record.offset_delta
-        if delta < skip:
-            continue
-        headers = record.headers
-        append(
+    count = len(records)
+    if count and records[0].offset_delta == 0 and records[count - 1].offset_delta == count - 1:
+        # The producer writes each record's index as its offset delta; with both ends as
+        # expected, records below the fetch offset are skipped by slicing and offsets
+        # come from the index, without reading offset_delta record by record.
+        start = skip if skip > 0 else 0
+        if start >= count:
+            return []
+        selected = records[start:] if start else records
+        offsets = range(base_offset + start, base_offset + count)
+        return [
             new(
                 cls,
                 (
                     topic,
                     partition,
-                    base_offset + delta,
+                    offset,
                     record.timestamp_ms or default_timestamp,
                     record.key if record.has_key else None,
                     record.value,
-                    [(header.key, header.value) for header in headers] if headers else [],
+                    [(h.key, h.value) for h in headers] if (headers := record.headers) else [],
                     epoch,
                 ),
             )
+            for offset, record in zip(offsets, selected, strict=True)
+        ]
+    # Deltas other than the indexes (not what a Brook producer writes): read each one.
+    return [
+        new(
+            cls,
+            (
+                topic,
+                partition,
+                base_offset + record.offset_delta,
+                record.timestamp_ms or default_timestamp,
+                record.key if record.has_key else None,
+                record.value,
+                [(h.key, h.value) for h in headers] if (headers := record.headers) else [],
+                epoch,
+            ),
         )
-    return out
+        for record in records
+        if record.offset_delta >= skip
+    ]
 
 
 def batch_next_offset(batch: records_pb2.RecordBatch) -> int:

@@ -24,6 +24,7 @@ import time
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import TextIO
 
 from brook.client.consumer import Consumer
@@ -37,6 +38,9 @@ MAX_LATENCY_SAMPLES = 500_000
 # The send loop yields to the event loop at least this often, so the sender task runs
 # while the loop is appending (there is no second thread, unlike Kafka's producer).
 YIELD_EVERY_RECORDS = 1024
+
+_KEY = attrgetter("key")
+_VALUE = attrgetter("value")
 
 
 @dataclass
@@ -261,7 +265,10 @@ async def perf_consume(
             now = time.monotonic()
             if records:
                 last_data = now
-                size = sum(len(r.value) + (len(r.key) if r.key else 0) for r in records)
+                # Key and value bytes, summed in C (a generator cost ~1 us per record).
+                size = sum(map(len, map(_VALUE, records))) + sum(
+                    map(len, filter(None, map(_KEY, records)))
+                )
                 count += len(records)
                 nbytes += size
                 window_count += len(records)

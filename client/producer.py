@@ -19,6 +19,9 @@ batch can never land behind a later one, so per-partition order survives retries
 different partitions still pipeline up to `max_in_flight_per_node` requests per node.
 With `retries=0` nothing is retried, so a partition may have several requests in flight.
 (Idempotent production, which would allow both, is reserved in the protocol.)
+While a partition waits on its request, the sender encodes the batches that close
+meanwhile, so the next request leaves as soon as the answer arrives and the node is not
+left idle while the client encodes.
 
 Fast path. `append_nowait()` creates no future: outcomes reach batch listeners
 (`add_batch_listener`) once per batch with the records' timestamps, which is how
@@ -32,7 +35,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import cast
 
 import grpc
 
@@ -42,7 +44,7 @@ from brook.client.metadata import ChannelPool, ClusterMetadata, TopicInfo
 from brook.client.partitioner import StickyPartitioner, partition_for_key
 from brook.client.records import BatchResult, Header, RecordMetadata
 from brook.errors import BrookError, from_partition_error, from_rpc_error
-from brook.v1 import storage_pb2, storage_pb2_grpc
+from brook.v1 import storage_pb2
 
 log = logging.getLogger("brook.client.producer")
 
@@ -57,6 +59,9 @@ ACKS: dict[str, int] = {
 }
 
 BatchListener = Callable[[BatchResult], None]
+
+# The full method name the generated StorageServiceStub uses for Produce.
+PRODUCE_METHOD = "/brook.v1.StorageService/Produce"
 
 
 class WouldBlock(Exception):
@@ -143,7 +148,7 @@ class Producer:
         self._sticky_batches: dict[str, ProducerBatch] = {}
         self._node_in_flight: dict[int, int] = {}
         self._requests: set[asyncio.Task[None]] = set()
-        self._stubs: dict[str, storage_pb2_grpc.StorageServiceStub] = {}
+        self._produce_calls: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
         self._sender: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
         self._closing = False
@@ -523,6 +528,7 @@ class Producer:
             if sent:
                 await asyncio.sleep(0)  # let responses and appends run, then look again
                 continue
+            accumulator.encode_closed(self.compression)
             wake_at = min(next_s, accumulator.next_deadline())
             self._wakeup = loop.create_future()
             handle = None
@@ -535,13 +541,16 @@ class Producer:
                 if handle is not None:
                     handle.cancel()
 
-    def _stub(self, address: str) -> storage_pb2_grpc.StorageServiceStub:
-        stub = self._stubs.get(address)
-        if stub is None:
-            stub = self._stubs[address] = storage_pb2_grpc.StorageServiceStub(
-                self._channels.get(address)
+    def _produce_call(self, address: str) -> grpc.aio.UnaryUnaryMultiCallable:
+        """StorageService.Produce taking an already serialized ProduceRequest (bytes)."""
+        call = self._produce_calls.get(address)
+        if call is None:
+            call = self._produce_calls[address] = self._channels.get(address).unary_unary(
+                PRODUCE_METHOD,
+                request_serializer=None,  # the request is bytes from encode_produce_request
+                response_deserializer=storage_pb2.ProduceResponse.FromString,
             )
-        return stub
+        return call
 
     async def _send_request(
         self, node_id: int, drained: list[tuple[PartitionQueue, list[ProducerBatch]]]
@@ -553,29 +562,28 @@ class Producer:
                 for queue, batches in drained:
                     self._retry_or_fail(queue, batches, error)
                 return
-            partitions = []
+            partitions: list[tuple[str, int, int, list[codec.WireBatch]]] = []
             for queue, batches in drained:
                 leader = self._metadata.leader(queue.topic, queue.partition)
                 epoch = leader[1] if leader is not None and leader[0].node_id == node_id else -1
                 partitions.append(
-                    storage_pb2.ProducePartition(
-                        topic=queue.topic,
-                        partition=queue.partition,
-                        current_leader_epoch=epoch,
-                        batches=[batch.encode(self.compression) for batch in batches],
+                    (
+                        queue.topic,
+                        queue.partition,
+                        epoch,
+                        [batch.encode(self.compression) for batch in batches],
                     )
                 )
-            request = storage_pb2.ProduceRequest(
-                acks=cast("storage_pb2.Acks.ValueType", self.acks),
-                timeout_ms=self.request_timeout_ms,
-                partitions=partitions,
-                client_id=self.client_id,
+            # Serialized by hand (brook.client.codec): one copy of the records bytes
+            # instead of protobuf's copy per nesting level plus its serialization.
+            request = codec.encode_produce_request(
+                self.acks, self.request_timeout_ms, partitions, self.client_id
             )
             self.stats.requests_sent += 1
             try:
                 # The server bounds replication by timeout_ms; the deadline adds a margin
                 # so its REQUEST_TIMED_OUT answer arrives before our own deadline fires.
-                response = await self._stub(node.address).Produce(
+                response = await self._produce_call(node.address)(
                     request, timeout=self.request_timeout_ms / 1000 + 5
                 )
             except grpc.aio.AioRpcError as rpc_error:

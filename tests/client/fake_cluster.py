@@ -507,14 +507,20 @@ class FakeCluster:
             port = server.add_insecure_port("127.0.0.1:0")
             address = f"127.0.0.1:{port}"
             self.state.node_addresses[node_id] = address
+            # The fakes implement only the RPCs the client uses (mypy sees the rest of the
+            # generated servicer as abstract).
             storage_pb2_grpc.add_StorageServiceServicer_to_server(
-                FakeStorage(self.state, node_id), server
+                FakeStorage(self.state, node_id),  # type: ignore[abstract]
+                server,
             )
             if node_id == 0:
                 metadata_pb2_grpc.add_MetadataServiceServicer_to_server(
                     FakeMetadata(self.state, address), server
                 )
-                admin_pb2_grpc.add_AdminServiceServicer_to_server(FakeAdmin(self.state), server)
+                admin_pb2_grpc.add_AdminServiceServicer_to_server(
+                    FakeAdmin(self.state),  # type: ignore[abstract]
+                    server,
+                )
             await server.start()
             self.servers[node_id] = server
         return self
@@ -528,7 +534,8 @@ class FakeCluster:
             FakeMetadata(self.state, self.bootstrap), server
         )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
-            FakeAdmin(self.state, standby_of=self.bootstrap), server
+            FakeAdmin(self.state, standby_of=self.bootstrap),  # type: ignore[abstract]
+            server,
         )
         await server.start()
         self.standby = server

@@ -152,3 +152,26 @@ async def test_buffer_pool_waiters_are_served_first_in_first_out_and_time_out() 
     with pytest.raises(TimeoutError):
         await pool.reserve(50, 0.05)
     assert pool.used_bytes == 90 and not pool.waiters
+
+
+def test_closed_batches_are_encoded_ahead_while_the_partition_waits() -> None:
+    """Proves encode_closed encodes exactly the closed, not yet encoded batches (never the
+    open one), once, and that drain then sends those same encoded bytes; by filling a
+    partition whose request is in flight, as the sender sees it while it waits."""
+    clock = FakeClock()
+    acc = _accumulator(clock)
+    pool = BufferPool(1 << 20)
+    queue = acc.queue("t", 0)
+    queue.in_flight = 1
+    for _ in range(25):
+        acc.append(queue, b"x" * 90, None, None, 1, 100, None, pool)
+    assert [b.closed for b in queue.batches] == [True, True, False]
+    assert acc.encode_closed(1) == 2
+    assert [b.encoded is not None for b in queue.batches] == [True, True, False]
+    assert acc.encode_closed(1) == 0
+    encoded = [b.encoded for b in queue.batches][:2]
+    queue.in_flight = 0
+    ready, _, _ = acc.ready(clock.now, _leader)
+    drained = acc.drain(ready[0], clock.now, 1)
+    assert [b.encoded for b in drained[0][1]] == encoded
+    assert [b.encode(1).record_count for b in drained[0][1]] == [10, 10]

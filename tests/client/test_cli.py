@@ -3,6 +3,7 @@ fake cluster (the command coroutines run on the test's loop)."""
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import subprocess
@@ -16,7 +17,7 @@ from brook.client.records import ConsumerRecord
 from tests.client.fake_cluster import FakeCluster
 
 
-def _args(*argv: str) -> object:
+def _args(*argv: str) -> argparse.Namespace:
     return cli.build_parser().parse_args(argv)
 
 

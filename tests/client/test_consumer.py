@@ -11,6 +11,7 @@ from brook.client.producer import Producer
 from brook.client.records import ConsumerRecord, TopicPartition
 from brook.errors import BrookError
 from tests.client.fake_cluster import FakeCluster
+from tests.harness.wait import eventually
 
 WAIT_S = 10.0
 
@@ -189,3 +190,47 @@ async def test_async_iteration_and_reassignment(fake: FakeCluster) -> None:
         assert consumer.assignment() == {TopicPartition("t", 0), TopicPartition("t", 1)}
         with pytest.raises(BrookError):
             consumer.seek(("t", 9), 0)
+
+
+async def test_fetches_run_ahead_of_poll_up_to_the_prefetch_bound(fake: FakeCluster) -> None:
+    """Proves the consumer pipelines: the next Fetch goes out as soon as an answer is
+    buffered, before the user polls, and none goes out once prefetched bytes pass
+    prefetch_max_bytes; by counting the fake's fetch requests (one batch per fetch) with
+    no poll at all, then polling everything in order."""
+    fake.create_topic("t", 1)
+    await _produce(fake, "t", 200, 1)  # about 10 stored batches of ~512 bytes
+    batch_count = len(fake.state.partition("t", 0).batches)
+    assert batch_count > 3
+
+    async def fetched_everything() -> bool:
+        return {r.partitions[0].fetch_offset for r in fake.state.fetch_requests} >= {0, 200}
+
+    async with Consumer(
+        fake.bootstrap,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=1,  # the server still answers one whole batch
+        prefetch_max_bytes=1 << 20,
+    ) as consumer:
+        consumer.assign([("t", 0)])
+        await eventually(fetched_everything, timeout_s=WAIT_S, interval_s=0.01)
+        offsets = [r.partitions[0].fetch_offset for r in fake.state.fetch_requests]
+        assert offsets[: batch_count + 1] == sorted(set(offsets))[: batch_count + 1]
+        records = await _poll_until(consumer, 200)
+        assert [r.offset for r in records] == list(range(200))
+    fake.state.fetch_requests.clear()
+    async with Consumer(
+        fake.bootstrap,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=1,
+        prefetch_max_bytes=1,
+    ) as bounded:
+        bounded.assign([("t", 0)])
+
+        async def first_answer_buffered() -> bool:
+            return bounded._buffered_bytes > 0 and not bounded._fetches
+
+        await eventually(first_answer_buffered, timeout_s=WAIT_S, interval_s=0.01)
+        for _ in range(10):
+            await asyncio.sleep(0)  # let the woken fetcher decide (it must not fetch)
+        assert not bounded._fetches
+        assert len(fake.state.fetch_requests) == 1

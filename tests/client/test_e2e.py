@@ -94,9 +94,9 @@ async def test_produce_consume_restart_consume(local_cluster: Callable[..., Loca
     cluster.start()
     await wait_for_nodes(cluster.address("coordinator"), 3)
     second = await read_all(cluster.address("coordinator"), "e2e", RECORDS)
-    key = lambda r: (r.partition, r.offset)  # noqa: E731
-    assert [(r.partition, r.offset, r.key, r.value) for r in sorted(second, key=key)] == [
-        (r.partition, r.offset, r.key, r.value) for r in sorted(first, key=key)
+    by_position = lambda r: (r.partition, r.offset)  # noqa: E731
+    assert [(r.partition, r.offset, r.key, r.value) for r in sorted(second, key=by_position)] == [
+        (r.partition, r.offset, r.key, r.value) for r in sorted(first, key=by_position)
     ]
 
 
