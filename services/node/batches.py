@@ -36,12 +36,15 @@ STAMP_OVERHEAD_BYTES: Final = 24
 # The storage header's "no timestamp" value; anything lower cannot be stored.
 NO_TIMESTAMP: Final = -1
 
+# A produce batch as received: bytes, or a view into the request (`wire.py`, no copy).
+RawBatch = bytes | memoryview
+
 
 @dataclass(frozen=True, slots=True)
 class ValidBatch:
     """A checked produce batch (its bytes as sent), waiting for its offsets."""
 
-    raw: bytes
+    raw: RawBatch
     record_count: int
     max_timestamp_ms: int
 
@@ -91,7 +94,7 @@ _MAX_VARINT_BYTES = 10
 _MAX_FIELDS = 256
 
 
-def _read_varint(data: bytes, position: int) -> tuple[int, int]:
+def _read_varint(data: RawBatch, position: int) -> tuple[int, int]:
     value = 0
     shift = 0
     end = min(len(data), position + _MAX_VARINT_BYTES)
@@ -109,7 +112,8 @@ def _signed64(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def _encode_varint(value: int) -> bytes:
+def encode_varint(value: int) -> bytes:
+    """Protobuf varint; negative values as 64-bit two's complement (int32/int64)."""
     if value < 0:
         value += 1 << 64
     out = bytearray()
@@ -120,7 +124,7 @@ def _encode_varint(value: int) -> bytes:
     return bytes(out)
 
 
-def scan_batch(data: bytes) -> ScannedBatch:
+def scan_batch(data: RawBatch) -> ScannedBatch:
     """Reads the header fields of a serialized RecordBatch without copying the records.
 
     Raises _Malformed when the bytes are not a well-formed protobuf message or a known
@@ -181,7 +185,7 @@ def _corrupt(message: str, index: int) -> BrookError:
     )
 
 
-def validate_batch(raw: bytes, max_batch_bytes: int, index: int = 0) -> ValidBatch:
+def validate_batch(raw: RawBatch, max_batch_bytes: int, index: int = 0) -> ValidBatch:
     """Checks one produce batch; raises BATCH_TOO_LARGE or CORRUPT_BATCH."""
     if len(raw) > max_batch_bytes:
         raise BrookError(
@@ -200,13 +204,13 @@ def validate_batch(raw: bytes, max_batch_bytes: int, index: int = 0) -> ValidBat
         raise _corrupt("records is empty", index)
     if header.max_timestamp_ms < NO_TIMESTAMP:
         raise _corrupt(f"max_timestamp_ms {header.max_timestamp_ms} < -1", index)
-    records = memoryview(raw)[header.records_start : header.records_end]
+    records = memoryview(raw)[header.records_start : header.records_end]  # no copy
     if crc32c(records) != header.crc32c:
         raise _corrupt("crc32c of records does not match the batch's crc32c", index)
     return ValidBatch(raw, header.record_count, header.max_timestamp_ms)
 
 
-def validate_batches(raws: Sequence[bytes], max_batch_bytes: int) -> list[ValidBatch]:
+def validate_batches(raws: Sequence[RawBatch], max_batch_bytes: int) -> list[ValidBatch]:
     """Checks every batch of a partition's request; raises on the first bad one."""
     if not raws:
         raise BrookError("INVALID_REQUEST", "a partition in a produce request has no batches")
@@ -218,8 +222,8 @@ def stamp(valid: ValidBatch, base_offset: int, leader_epoch: int) -> bytes:
     (appended fields win over any earlier occurrence when parsed)."""
     return b"".join((
         valid.raw,
-        bytes((_BASE_OFFSET << 3 | _WIRE_VARINT,)), _encode_varint(base_offset),
-        bytes((_LEADER_EPOCH << 3 | _WIRE_VARINT,)), _encode_varint(leader_epoch),
+        bytes((_BASE_OFFSET << 3 | _WIRE_VARINT,)), encode_varint(base_offset),
+        bytes((_LEADER_EPOCH << 3 | _WIRE_VARINT,)), encode_varint(leader_epoch),
     ))
 
 

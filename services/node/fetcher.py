@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING
 import grpc
 
 from brook.errors import BrookError, from_partition_error
-from brook.internal.v1 import wire_pb2
 from brook.services.node.config import NodeLimits
 from brook.services.node.partition import Partition, Role, truncation_target
 from brook.services.node.storage_log import LogHandle
-from brook.v1 import storage_pb2
+from brook.services.node.wire import FetchedPartitionView, parse_replica_fetch_response
+from brook.v1 import errors_pb2, storage_pb2
 
 if TYPE_CHECKING:
     from brook.services.node.replica_manager import ReplicaManager
@@ -151,7 +151,8 @@ class LeaderFetcher:
         self._fetch = self._channel.unary_unary(
             "/brook.v1.ReplicaService/ReplicaFetch",
             request_serializer=storage_pb2.ReplicaFetchRequest.SerializeToString,
-            response_deserializer=wire_pb2.ReplicaFetchResponseWire.FromString,
+            # Parsed by hand (wire.py): one bytes object per payload, no message copies.
+            response_deserializer=parse_replica_fetch_response,
         )
         self._epochs = self._channel.unary_unary(
             "/brook.v1.ReplicaService/OffsetForLeaderEpoch",
@@ -279,7 +280,7 @@ class LeaderFetcher:
         )
         assert self._fetch is not None
         call = self._fetch(request, timeout=limits.replica_fetch_wait_ms / 1000 + _RPC_SLACK_S)
-        answered: asyncio.Future[wire_pb2.ReplicaFetchResponseWire] = asyncio.ensure_future(call)
+        answered: asyncio.Future[list[FetchedPartitionView]] = asyncio.ensure_future(call)
         woken: asyncio.Future[object] = asyncio.ensure_future(self.wake.wait())
         either: list[asyncio.Future[object]] = [answered, woken]  # type: ignore[list-item]
         try:
@@ -293,8 +294,7 @@ class LeaderFetcher:
                     await answered
         if answered.cancelled():
             return
-        response = answered.result()
-        for result in response.partitions:
+        for result in answered.result():
             key = (result.topic, result.partition)
             partition = self.owner.manager.partitions.get(key)
             if (
@@ -306,14 +306,16 @@ class LeaderFetcher:
             await self._apply(partition, result)
 
     async def _apply(
-        self, partition: Partition, result: wire_pb2.ReplicaFetchedPartitionWire
+        self, partition: Partition, result: FetchedPartitionView
     ) -> None:
         key = _key(partition)
         handle = self.owner.manager.handles.get(key)
         if handle is None:
             return
         backoff = self._partition_backoff_for(key)
-        error = from_partition_error(result.error)
+        error = None
+        if result.error is not None:
+            error = from_partition_error(errors_pb2.PartitionError.FromString(result.error))
         if error is not None:
             if error.reason == "OFFSET_OUT_OF_RANGE":
                 await self._out_of_range(partition, error)
@@ -327,8 +329,9 @@ class LeaderFetcher:
         async with handle.lock:
             if partition.generation != generation:
                 return
-            if result.HasField("diverging_epoch"):
-                await self._diverged(partition, handle, result)
+            if result.diverging_epoch is not None:
+                await self._diverged(partition, handle, result.diverging_epoch,
+                                     result.log_start_offset)
                 return
             stamped = partition.prepare_follower_append(result.batches)
             await handle.append_async(stamped)
@@ -340,19 +343,18 @@ class LeaderFetcher:
         backoff.succeed()
 
     async def _diverged(
-        self, partition: Partition, handle: LogHandle,
-        result: wire_pb2.ReplicaFetchedPartitionWire,
+        self, partition: Partition, handle: LogHandle, diverging: tuple[int, int],
+        log_start_offset: int,
     ) -> None:
         """Truncates to where the leader says our log diverges (caller holds the lock)."""
-        epoch = result.diverging_epoch.epoch
-        end = result.diverging_epoch.end_offset
+        epoch, end = diverging
         leo = partition.log.log_end_offset
         target = truncation_target(epoch, end, partition.log)
         if target >= leo:
             # The leader says we diverge but the epoch history finds no point below our
             # end: our history is inconsistent. Rebuild from the leader (safe, slow).
             await handle.restart_at_async(
-                result.log_start_offset,
+                log_start_offset,
                 f"diverging epoch ({epoch}, {end}) gives no truncation point below {leo}",
             )
         else:

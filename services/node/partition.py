@@ -41,6 +41,7 @@ from brook.errors import BrookError
 from brook.services.metadata.model import NO_LEADER, PartitionRecord
 from brook.services.node.batches import (
     BatchInfo,
+    RawBatch,
     ValidBatch,
     read_batch_info,
     stamp,
@@ -478,7 +479,7 @@ class Partition:
                 )
 
     def prepare_leader_append(
-        self, raw_batches: Sequence[bytes], requested_epoch: int, acks_all: bool
+        self, raw_batches: Sequence[RawBatch], requested_epoch: int, acks_all: bool
     ) -> PreparedAppend:
         """Checks leadership, validates every batch and stamps them from the log end.
 

@@ -4,8 +4,9 @@ leads (the thin gRPC shell over `Partition`).
 Batches are never decoded here. The service is registered with a generic handler and its
 own (de)serializers, under the public name `brook.v1.StorageService` (so reflection and
 generated clients work unchanged):
-- Produce requests are parsed as `ProduceRequestWire`: each batch arrives as its raw
-  serialized bytes, checked by `batches.validate_batch` and stored re-stamped;
+- Produce requests are parsed as `ProduceRequestWire` by `wire.parse_produce_request`:
+  each batch arrives as a view of its raw serialized bytes, checked by
+  `batches.validate_batch` and stored re-stamped (one copy);
 - Fetch and Subscribe answers are `FetchResponseWire` / `SubscribeResponseWire`: stored
   payloads go out as they are, and clients decode them as `RecordBatch`.
 
@@ -36,6 +37,7 @@ from brook.services.common.server import (
 from brook.services.node.config import NodeLimits
 from brook.services.node.partition import AppendResult, Partition
 from brook.services.node.replica_manager import ReplicaManager
+from brook.services.node.wire import ProduceRequestView, parse_produce_request
 from brook.v1 import storage_pb2
 
 SERVICE_NAME = "brook.v1.StorageService"
@@ -122,8 +124,11 @@ class StorageService:
 
     def register(self, server: grpc.aio.Server) -> None:
         add_generic_service(server, SERVICE_NAME, {
-            "Produce": unary_unary_handler(
-                self.produce, wire_pb2.ProduceRequestWire, storage_pb2.ProduceResponse
+            # Parsed by hand: batches stay views into the request bytes (wire.py).
+            "Produce": grpc.unary_unary_rpc_method_handler(
+                self.produce,
+                request_deserializer=parse_produce_request,
+                response_serializer=storage_pb2.ProduceResponse.SerializeToString,
             ),
             "Fetch": unary_unary_handler(
                 self.fetch, storage_pb2.FetchRequest, wire_pb2.FetchResponseWire
@@ -160,7 +165,7 @@ class StorageService:
 
     @handle_errors
     async def produce(
-        self, request: wire_pb2.ProduceRequestWire, context: grpc.aio.ServicerContext
+        self, request: ProduceRequestView, context: grpc.aio.ServicerContext
     ) -> storage_pb2.ProduceResponse:
         acks = request.acks or storage_pb2.ACKS_ALL
         if acks not in (storage_pb2.ACKS_NONE, storage_pb2.ACKS_LEADER, storage_pb2.ACKS_ALL):
