@@ -259,6 +259,12 @@ async def test_paused_leader_acknowledges_nothing_and_truncates(
     answer = await old.produce("fence", 0, [make_batch([b"kept"])])
     assert from_partition_error(answer.error) is None
     cluster.kill("node-2", signal.SIGSTOP)
+    # Part of the fault, not synchronization: the stopped follower may have a long-poll
+    # ReplicaFetch parked at the leader; had it been answered with the next batch, that
+    # batch would sit in the follower's socket and be appended when it wakes (a legitimate
+    # outcome, but then there is nothing to truncate). Outwait the long poll (200 ms) by a
+    # wide margin so the next batch stays on the old leader only.
+    await asyncio.sleep(1.0)
     parked = asyncio.ensure_future(
         old.produce("fence", 0, [make_batch([b"lost"])], timeout_ms=30_000))
     try:
