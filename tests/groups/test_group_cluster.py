@@ -43,9 +43,14 @@ def cluster(local_cluster: Callable[..., LocalCluster]) -> Iterator[LocalCluster
 
 async def produce(bootstrap: str, start: int, count: int) -> None:
     async with Producer(bootstrap, linger_ms=2) as producer:
+        failed: list[BaseException] = []
+        producer.add_batch_listener(
+            lambda result: failed.append(result.error) if result.error is not None else None
+        )
         for index in range(start, start + count):
             producer.send_nowait(TOPIC, value=f"v{index}".encode(), key=f"k{index}".encode())
         await producer.flush()
+    assert not failed, f"produce failed: {failed[0]!r}"
 
 
 async def active_manager(cluster: LocalCluster) -> str:
@@ -90,10 +95,18 @@ async def test_group_consumes_every_record_once_across_manager_failover(
         while not stop.is_set():
             seen.extend(await member.poll(timeout_ms=200))
 
+    def state() -> str:
+        """What the members hold, for a failure message."""
+        parts = [f"seen={len(seen)}"]
+        for index, member in enumerate(members):
+            owned = sorted(tp.partition for tp in member.assignment())
+            parts.append(f"member{index}(epoch={member.member_epoch}, owns={owned})")
+        return " ".join(parts)
+
     async def wait_for(predicate: Callable[[], bool], what: str) -> None:
         deadline = time.monotonic() + WAIT_S
         while not predicate():
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            assert time.monotonic() < deadline, f"timed out waiting for {what}: {state()}"
             await asyncio.sleep(0.05)  # polling a condition with a bounded deadline
 
     tasks: list[asyncio.Task[None]] = []
