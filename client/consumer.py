@@ -31,7 +31,12 @@ from typing import TypeAlias, cast
 import grpc
 
 from brook.client import codec, defaults
-from brook.client.metadata import ChannelPool, ClusterMetadata
+from brook.client.metadata import (
+    NODE_MAY_LAG_REASONS,
+    ChannelPool,
+    ClusterMetadata,
+    retriable_if_node_lags,
+)
 from brook.client.records import ConsumerRecord, TopicPartition
 from brook.errors import BrookError, from_partition_error, from_rpc_error
 from brook.v1 import records_pb2, storage_pb2, storage_pb2_grpc
@@ -373,6 +378,8 @@ class Consumer:
                     tp = TopicPartition(item.topic, item.partition)
                     item_error = from_partition_error(item.error)
                     if item_error is not None:
+                        known = tp.topic in self._metadata.topics
+                        item_error = retriable_if_node_lags(item_error, known)
                         if not item_error.retriable:
                             raise item_error
                         last_error = item_error
@@ -704,7 +711,7 @@ class Consumer:
                 {**error.metadata, "topic": tp.topic, "partition": tp.partition},
             )
             return True
-        if error.retriable or error.reason in ("TOPIC_NOT_FOUND", "PARTITION_NOT_FOUND"):
+        if error.retriable or error.reason in NODE_MAY_LAG_REASONS:
             # A missing topic may be metadata lag (or a re-creation): refresh and retry.
             self._back_off([tp], error)
             return False

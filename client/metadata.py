@@ -65,6 +65,23 @@ def channel_options(max_message_bytes: int = defaults.MAX_MESSAGE_BYTES) -> list
     ]
 
 
+
+# A storage node learns topics from its etcd watch, so just after CreateTopic or
+# CreatePartitions it may answer these for a partition the client's metadata already lists.
+NODE_MAY_LAG_REASONS = frozenset({"TOPIC_NOT_FOUND", "PARTITION_NOT_FOUND"})
+
+
+def retriable_if_node_lags(error: BrookError, topic_known: bool) -> BrookError:
+    """Treats a node's TOPIC_NOT_FOUND / PARTITION_NOT_FOUND as retriable (with a metadata
+    refresh) while the client's metadata still lists the topic, as Kafka treats
+    UNKNOWN_TOPIC_OR_PARTITION; the caller's retry bounds still apply. Once a refresh drops
+    the topic, the error is final again."""
+    if topic_known and error.reason in NODE_MAY_LAG_REASONS:
+        error.retriable = True
+        error.refresh_metadata = True
+    return error
+
+
 class ChannelPool:
     """One grpc.aio channel per address, created on first use, closed by close()."""
 

@@ -40,7 +40,12 @@ import grpc
 
 from brook.client import codec, defaults
 from brook.client.accumulator import BufferPool, PartitionQueue, ProducerBatch, RecordAccumulator
-from brook.client.metadata import ChannelPool, ClusterMetadata, TopicInfo
+from brook.client.metadata import (
+    ChannelPool,
+    ClusterMetadata,
+    TopicInfo,
+    retriable_if_node_lags,
+)
 from brook.client.partitioner import StickyPartitioner, partition_for_key
 from brook.client.records import BatchResult, Header, RecordMetadata
 from brook.errors import BrookError, from_partition_error, from_rpc_error
@@ -605,7 +610,10 @@ class Producer:
                     continue
                 partition_error = from_partition_error(answer.error)
                 if partition_error is not None:
-                    self._retry_or_fail(queue, batches, partition_error)
+                    known = queue.topic in self._metadata.topics
+                    self._retry_or_fail(
+                        queue, batches, retriable_if_node_lags(partition_error, known)
+                    )
                     continue
                 base_offset = answer.base_offset if self.acks != storage_pb2.ACKS_NONE else -1
                 for batch in batches:

@@ -63,6 +63,20 @@ async def test_several_batches_of_one_partition_in_one_request_get_their_own_off
         assert stored[offset] == f"v{index:03d}".encode()
 
 
+async def test_node_not_yet_knowing_a_new_topic_is_retried(fake: FakeCluster) -> None:
+    """Proves a node's TOPIC_NOT_FOUND / PARTITION_NOT_FOUND for a topic the metadata lists
+    (the node's etcd watch lags a fresh CreateTopic) is retried, not failed: the records
+    are stored once the node answers."""
+    fake.create_topic("t", 1)
+    fake.fail_produce("t", 0, "TOPIC_NOT_FOUND")
+    fake.fail_produce("t", 0, "PARTITION_NOT_FOUND")
+    async with Producer(fake.bootstrap, linger_ms=0) as producer:
+        future = await producer.send("t", b"v", partition=0)
+        metadata = await asyncio.wait_for(future, WAIT_S)
+    assert metadata.offset == 0
+    assert [r.value for r in fake.state.records("t", 0)] == [b"v"]
+
+
 async def test_keyless_records_stick_to_a_partition_per_batch(fake: FakeCluster) -> None:
     """Proves keyless records without a partition fill one partition's batch at a time
     (sticky partitioning) rather than spreading one record per partition."""
