@@ -84,15 +84,16 @@ def parse_config(values: Sequence[str]) -> dict[str, str]:
     return configs
 
 
-def parse_time_ms(text: str) -> int:
-    """Milliseconds since the epoch, or an ISO-8601 time (naive times are UTC)."""
+def parse_time_ms(text: str, flag: str = "--from-time") -> int:
+    """Milliseconds since the epoch, or an ISO-8601 time (naive times are UTC); a bad value
+    is a ValueError naming `flag`."""
     text = text.strip()
     if text.lstrip("-").isdigit():
         return int(text)
     try:
         moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"--from-time expects milliseconds or ISO-8601, got {text!r}") from None
+        raise ValueError(f"{flag} expects milliseconds or ISO-8601, got {text!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.UTC)
     return int(moment.timestamp() * 1000)

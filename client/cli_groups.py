@@ -213,16 +213,9 @@ def print_description(group: groups_pb2.GroupDescription, out: TextIO) -> None:
 # -- argument parsing --------------------------------------------------------------------
 def parse_datetime_ms(text: str) -> int:
     """Milliseconds since the epoch from ISO-8601 (naive times are UTC) or digits."""
-    text = text.strip()
-    if text.lstrip("-").isdigit():
-        return int(text)
-    try:
-        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"--to-datetime expects ISO-8601 (or ms), got {text!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    return int(moment.timestamp() * 1000)
+    from brook.client.cli import parse_time_ms
+
+    return parse_time_ms(text, flag="--to-datetime")
 
 
 def parse_topic_spec(spec: str) -> common_pb2.TopicPartitions:

@@ -34,7 +34,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
@@ -42,6 +42,8 @@ from brook.client.metadata import ChannelPool, ClusterMetadata
 from brook.client.records import TopicPartition
 from brook.errors import BrookError, from_partition_error, from_rpc_error
 from brook.v1 import common_pb2, groups_pb2, groups_pb2_grpc
+
+T = TypeVar("T")
 
 log = logging.getLogger("brook.client.membership")
 
@@ -435,6 +437,29 @@ class GroupMembership:
         return address
 
     # -- offsets ---------------------------------------------------------------------------
+    async def _call_manager(
+        self, call: Callable[[groups_pb2_grpc.GroupServiceStub], Awaitable[T]]
+    ) -> T:
+        """One GroupService call on the active manager; retriable failures are retried
+        (bounded, with back-off, refreshing metadata when the error asks for it)."""
+        backoff_s = RETRY_BACKOFF_MIN_S
+        for attempt in range(COMMIT_ATTEMPTS_MAX):
+            try:
+                address = await self._find_manager()
+                stub = groups_pb2_grpc.GroupServiceStub(self._channels.get(address))
+                try:
+                    return await call(stub)
+                except grpc.aio.AioRpcError as rpc_error:
+                    raise from_rpc_error(rpc_error) from None
+            except BrookError as error:
+                if not error.retriable or attempt + 1 == COMMIT_ATTEMPTS_MAX:
+                    raise
+                if error.refresh_metadata:
+                    self._metadata.request_refresh()
+                await asyncio.sleep(backoff_s)  # back-off of a bounded retry
+                backoff_s = min(backoff_s * 2, RETRY_BACKOFF_MAX_S)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     async def commit(
         self, offsets: Mapping[TopicPartition, CommittedOffset], *, as_member: bool = True
     ) -> None:
@@ -442,8 +467,11 @@ class GroupMembership:
         failures (bounded). Raises the first partition error, or the request's error."""
         if not offsets:
             return
-        backoff_s = RETRY_BACKOFF_MIN_S
-        for attempt in range(COMMIT_ATTEMPTS_MAX):
+
+        async def send(
+            stub: groups_pb2_grpc.GroupServiceStub,
+        ) -> groups_pb2.CommitOffsetsResponse:
+            # Built per attempt: the member's id and epoch may change between attempts.
             if as_member and not self.member_id:
                 raise BrookError(
                     "UNKNOWN_MEMBER_ID",
@@ -464,26 +492,13 @@ class GroupMembership:
                     for tp, value in sorted(offsets.items())
                 ],
             )
-            try:
-                address = await self._find_manager()
-                stub = groups_pb2_grpc.GroupServiceStub(self._channels.get(address))
-                try:
-                    response = await stub.CommitOffsets(request, timeout=self._request_timeout_s)
-                except grpc.aio.AioRpcError as rpc_error:
-                    raise from_rpc_error(rpc_error) from None
-            except BrookError as error:
-                if not error.retriable or attempt + 1 == COMMIT_ATTEMPTS_MAX:
-                    raise
-                if error.refresh_metadata:
-                    self._metadata.request_refresh()
-                await asyncio.sleep(backoff_s)  # back-off of a bounded retry
-                backoff_s = min(backoff_s * 2, RETRY_BACKOFF_MAX_S)
-                continue
-            for result in response.results:
-                failure = from_partition_error(result.error)
-                if failure is not None:
-                    raise failure
-            return
+            return await stub.CommitOffsets(request, timeout=self._request_timeout_s)
+
+        response = await self._call_manager(send)
+        for result in response.results:
+            failure = from_partition_error(result.error)
+            if failure is not None:
+                raise failure
 
     async def fetch_committed(
         self, partitions: Iterable[TopicPartition]
@@ -495,27 +510,12 @@ class GroupMembership:
         request = groups_pb2.FetchOffsetsRequest(
             group_id=self.group_id, partitions=tps_to_proto(wanted)
         )
-        backoff_s = RETRY_BACKOFF_MIN_S
-        for attempt in range(COMMIT_ATTEMPTS_MAX):
-            try:
-                address = await self._find_manager()
-                stub = groups_pb2_grpc.GroupServiceStub(self._channels.get(address))
-                try:
-                    response = await stub.FetchOffsets(request, timeout=self._request_timeout_s)
-                except grpc.aio.AioRpcError as rpc_error:
-                    raise from_rpc_error(rpc_error) from None
-            except BrookError as error:
-                if not error.retriable or attempt + 1 == COMMIT_ATTEMPTS_MAX:
-                    raise
-                if error.refresh_metadata:
-                    self._metadata.request_refresh()
-                await asyncio.sleep(backoff_s)  # back-off of a bounded retry
-                backoff_s = min(backoff_s * 2, RETRY_BACKOFF_MAX_S)
-                continue
-            result: dict[TopicPartition, CommittedOffset | None] = dict.fromkeys(wanted)
-            for item in response.offsets:
-                tp = TopicPartition(item.topic, item.partition)
-                if item.offset >= 0:
-                    result[tp] = CommittedOffset(item.offset, item.leader_epoch, item.metadata)
-            return result
-        raise AssertionError("unreachable")  # pragma: no cover
+        response = await self._call_manager(
+            lambda stub: stub.FetchOffsets(request, timeout=self._request_timeout_s)
+        )
+        result: dict[TopicPartition, CommittedOffset | None] = dict.fromkeys(wanted)
+        for item in response.offsets:
+            tp = TopicPartition(item.topic, item.partition)
+            if item.offset >= 0:
+                result[tp] = CommittedOffset(item.offset, item.leader_epoch, item.metadata)
+        return result
