@@ -426,8 +426,16 @@ async def test_failover_to_standby(
     standby = addresses[standby_name]
     await wait_active(active)
 
-    error = await expect_error(standby, "ListTopics", admin_pb2.ListTopicsRequest())
-    assert error.reason == "NOT_COORDINATOR"
+    # The standby learns the active one from its etcd watch; until then it answers
+    # COORDINATOR_NOT_AVAILABLE (retriable). Once it knows, it redirects.
+    async def standby_redirect() -> BrookError | None:
+        error = await expect_error(standby, "ListTopics", admin_pb2.ListTopicsRequest())
+        assert error.reason in ("NOT_COORDINATOR", "COORDINATOR_NOT_AVAILABLE"), error
+        return error if error.reason == "NOT_COORDINATOR" else None
+
+    error = await eventually(
+        standby_redirect, timeout_s=10, what="the standby to name the active coordinator"
+    )
     assert error.metadata["coordinator_address"] == active
     async with grpc.aio.insecure_channel(standby) as channel:
         metadata = await metadata_pb2_grpc.MetadataServiceStub(channel).GetMetadata(
