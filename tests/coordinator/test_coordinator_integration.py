@@ -20,6 +20,7 @@ from brook.services.metadata import Lease, MetadataStore, NodeInfo
 from brook.v1 import admin_pb2, admin_pb2_grpc, common_pb2, metadata_pb2, metadata_pb2_grpc
 from tests.harness.cluster import LocalCluster
 from tests.harness.etcd import EtcdServer
+from tests.harness.metadata import connected_store
 from tests.harness.wait import eventually
 
 pytestmark = pytest.mark.integration
@@ -29,12 +30,8 @@ LEASE_TTL_S = 2
 
 @pytest.fixture
 async def store(etcd: str, cluster_name: str) -> AsyncIterator[MetadataStore]:
-    store = MetadataStore(etcd, cluster_name=cluster_name, request_timeout_s=2.0)
-    await store.connect()
-    try:
-        yield store
-    finally:
-        await store.close()
+    async with connected_store(etcd, cluster_name, request_timeout_s=2.0) as connected:
+        yield connected
 
 
 async def register_nodes(store: MetadataStore, count: int, racks: bool = False) -> dict[int, Lease]:

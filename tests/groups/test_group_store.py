@@ -11,18 +11,15 @@ import pytest
 from brook.errors import BrookError
 from brook.services.metadata.group_store import GroupStore
 from brook.services.metadata.store import MetadataStore
+from tests.harness.metadata import connected_store
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 async def store(etcd: str, cluster_name: str) -> AsyncIterator[MetadataStore]:
-    store = MetadataStore(etcd, cluster_name=cluster_name, request_timeout_s=5.0)
-    await store.connect()
-    try:
-        yield store
-    finally:
-        await store.close()
+    async with connected_store(etcd, cluster_name, request_timeout_s=5.0) as connected:
+        yield connected
 
 
 @pytest.fixture

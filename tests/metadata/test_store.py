@@ -17,18 +17,15 @@ from brook.services.metadata import (
     TopicRecord,
 )
 from tests.harness.etcd import EtcdServer
+from tests.harness.metadata import connected_store
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 async def store(etcd: str, cluster_name: str) -> AsyncIterator[MetadataStore]:
-    store = MetadataStore(etcd, cluster_name=cluster_name, request_timeout_s=2.0)
-    await store.connect()
-    try:
-        yield store
-    finally:
-        await store.close()
+    async with connected_store(etcd, cluster_name, request_timeout_s=2.0) as connected:
+        yield connected
 
 
 def _topic(

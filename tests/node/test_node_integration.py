@@ -19,6 +19,7 @@ from brook.errors import from_partition_error
 from brook.services.metadata.store import MetadataStore
 from brook.v1 import storage_pb2
 from tests.harness.cluster import LocalCluster
+from tests.harness.metadata import connected_store
 from tests.node.cluster_helpers import (
     FAST_NODE_ARGS,
     NodeClient,
@@ -33,12 +34,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def store(etcd: str, cluster_name: str) -> AsyncIterator[MetadataStore]:
-    metadata = MetadataStore(etcd, cluster_name=cluster_name)
-    await metadata.connect()
-    try:
-        yield metadata
-    finally:
-        await metadata.close()
+    async with connected_store(etcd, cluster_name) as connected:
+        yield connected
 
 
 @pytest.fixture
