@@ -501,9 +501,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                             f" ({reasons[-1]}); earlier partitions of this request were applied",
                             {"topic": topic.name, "partition": index},
                         )
-                    final = written or seen
-                    if final is None:
+                    committed = written or seen
+                    if committed is None:
                         continue
+                    final = committed
                     log.info(
                         "partition %s-%d: reassignment %s -> replicas %s (adding %s, removing %s)",
                         topic.name, index, "cancelled" if not target else "started",

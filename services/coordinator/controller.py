@@ -74,13 +74,13 @@ class Controller:
         self._known_nodes = frozenset(self.cache.nodes)
         self.cache.add_listener(self._on_cache_change)
         self._wake.set()  # a new coordinator reconciles at once: losses may have gone unseen
-        tasks = [
+        tasks: list[asyncio.Task[object]] = [
             asyncio.create_task(self._reconcile_loop(), name="coordinator-reconcile"),
             asyncio.create_task(self._reassignment_loop(), name="coordinator-reassign"),
         ]
         if self.preferred_election_interval_s > 0:
             tasks.append(asyncio.create_task(self._preferred_loop(), name="coordinator-preferred"))
-        lost = asyncio.create_task(lease.lost.wait())
+        lost: asyncio.Task[object] = asyncio.create_task(lease.lost.wait())
         try:
             await asyncio.wait([lost, *tasks], return_when=asyncio.FIRST_COMPLETED)
             for task in tasks:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -213,7 +214,7 @@ class GroupManager:
             # heartbeats changed it meanwhile (a large group's record is tens of KB).
             future = group_store.save_group(group_id, self._record_of(group_id))
             self._inflight[group_id] = future
-            future.add_done_callback(lambda f, g=group_id: self._saved(g, f))
+            future.add_done_callback(functools.partial(self._saved, group_id))
             self._bump_version(group_id)
         self.registry.dirty.clear()
 

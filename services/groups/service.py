@@ -175,9 +175,9 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
             request.group_id, request.member_id, request.member_epoch, offsets
         )
         response = groups_pb2.CommitOffsetsResponse()
-        for item in offsets:
-            result = groups_pb2.CommitOffsetResult(topic=item.topic, partition=item.partition)
-            error = results.get((item.topic, item.partition))
+        for commit in offsets:
+            result = groups_pb2.CommitOffsetResult(topic=commit.topic, partition=commit.partition)
+            error = results.get((commit.topic, commit.partition))
             if error is not None:
                 result.error.CopyFrom(error.to_partition_error())
             response.results.append(result)

@@ -296,14 +296,14 @@ class LeaderFetcher:
             return
         for result in answered.result():
             key = (result.topic, result.partition)
-            partition = self.owner.manager.partitions.get(key)
+            fetched_partition = self.owner.manager.partitions.get(key)
             if (
-                partition is None
-                or partition.role is not Role.FOLLOWER
-                or partition.generation != generations.get(key)
+                fetched_partition is None
+                or fetched_partition.role is not Role.FOLLOWER
+                or fetched_partition.generation != generations.get(key)
             ):
                 continue
-            await self._apply(partition, result)
+            await self._apply(fetched_partition, result)
 
     async def _apply(
         self, partition: Partition, result: FetchedPartitionView
