@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -35,49 +36,108 @@ class ReasonInfo:
     refresh_metadata: bool
 
 
+class Reason(StrEnum):
+    """Every failure reason: the `brook.v1.ErrorReason` names without their prefix.
+
+    `tests/api/test_errors.py` checks this list against errors.proto, and the table below
+    must cover every member (checked at import), so a reason cannot be added on one side
+    only. Two members are the client's own and never sent by a server: TRANSPORT (the
+    call failed below Brook: connection refused, deadline, a status without ErrorInfo)
+    and UNAVAILABLE (the client itself is closed or has no address to try).
+    """
+
+    TOPIC_NOT_FOUND = "TOPIC_NOT_FOUND"
+    PARTITION_NOT_FOUND = "PARTITION_NOT_FOUND"
+    NOT_LEADER = "NOT_LEADER"
+    LEADER_NOT_AVAILABLE = "LEADER_NOT_AVAILABLE"
+    FENCED_LEADER_EPOCH = "FENCED_LEADER_EPOCH"
+    UNKNOWN_LEADER_EPOCH = "UNKNOWN_LEADER_EPOCH"
+    NOT_ENOUGH_REPLICAS = "NOT_ENOUGH_REPLICAS"
+    NOT_ENOUGH_REPLICAS_AFTER_APPEND = "NOT_ENOUGH_REPLICAS_AFTER_APPEND"
+    OFFSET_OUT_OF_RANGE = "OFFSET_OUT_OF_RANGE"
+    CORRUPT_BATCH = "CORRUPT_BATCH"
+    BATCH_TOO_LARGE = "BATCH_TOO_LARGE"
+    INVALID_TOPIC_NAME = "INVALID_TOPIC_NAME"
+    INVALID_PARTITION_COUNT = "INVALID_PARTITION_COUNT"
+    INVALID_REPLICATION_FACTOR = "INVALID_REPLICATION_FACTOR"
+    INVALID_CONFIG = "INVALID_CONFIG"
+    TOPIC_ALREADY_EXISTS = "TOPIC_ALREADY_EXISTS"
+    INVALID_REQUEST = "INVALID_REQUEST"
+    REQUEST_TIMED_OUT = "REQUEST_TIMED_OUT"
+    NOT_COORDINATOR = "NOT_COORDINATOR"
+    COORDINATOR_NOT_AVAILABLE = "COORDINATOR_NOT_AVAILABLE"
+    GROUP_NOT_FOUND = "GROUP_NOT_FOUND"
+    UNKNOWN_MEMBER_ID = "UNKNOWN_MEMBER_ID"
+    FENCED_MEMBER_EPOCH = "FENCED_MEMBER_EPOCH"
+    GROUP_NOT_EMPTY = "GROUP_NOT_EMPTY"
+    INVALID_REGEX = "INVALID_REGEX"
+    OFFSET_METADATA_TOO_LARGE = "OFFSET_METADATA_TOO_LARGE"
+    UNRELEASED_INSTANCE_ID = "UNRELEASED_INSTANCE_ID"
+    REASSIGNMENT_IN_PROGRESS = "REASSIGNMENT_IN_PROGRESS"
+    NO_REASSIGNMENT_IN_PROGRESS = "NO_REASSIGNMENT_IN_PROGRESS"
+    NODE_NOT_FOUND = "NODE_NOT_FOUND"
+    ELECTION_NOT_NEEDED = "ELECTION_NOT_NEEDED"
+    ELIGIBLE_LEADERS_NOT_AVAILABLE = "ELIGIBLE_LEADERS_NOT_AVAILABLE"
+    TOO_MANY_REQUESTS = "TOO_MANY_REQUESTS"
+    STORAGE_ERROR = "STORAGE_ERROR"
+    NOT_LEADER_OR_FOLLOWER = "NOT_LEADER_OR_FOLLOWER"
+    GROUP_ACTIVE = "GROUP_ACTIVE"
+    INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"
+    INTERNAL = "INTERNAL"
+    TRANSPORT = "TRANSPORT"
+    UNAVAILABLE = "UNAVAILABLE"
+
+
+# Reasons only a client produces (see Reason); they have no ErrorReason enum value.
+CLIENT_ONLY_REASONS: frozenset[Reason] = frozenset({Reason.TRANSPORT, Reason.UNAVAILABLE})
+
 _C = grpc.StatusCode
 
 # The single table: reason -> (status code, retriable, refresh_metadata).
-REASONS: dict[str, ReasonInfo] = {
-    "TOPIC_NOT_FOUND": ReasonInfo(_C.NOT_FOUND, False, True),
-    "PARTITION_NOT_FOUND": ReasonInfo(_C.NOT_FOUND, False, True),
-    "NOT_LEADER": ReasonInfo(_C.FAILED_PRECONDITION, True, True),
-    "LEADER_NOT_AVAILABLE": ReasonInfo(_C.UNAVAILABLE, True, True),
-    "FENCED_LEADER_EPOCH": ReasonInfo(_C.FAILED_PRECONDITION, True, True),
-    "UNKNOWN_LEADER_EPOCH": ReasonInfo(_C.UNAVAILABLE, True, False),
-    "NOT_ENOUGH_REPLICAS": ReasonInfo(_C.UNAVAILABLE, True, False),
-    "NOT_ENOUGH_REPLICAS_AFTER_APPEND": ReasonInfo(_C.UNAVAILABLE, True, False),
-    "OFFSET_OUT_OF_RANGE": ReasonInfo(_C.OUT_OF_RANGE, False, False),
-    "CORRUPT_BATCH": ReasonInfo(_C.INVALID_ARGUMENT, False, False),
-    "BATCH_TOO_LARGE": ReasonInfo(_C.INVALID_ARGUMENT, False, False),
-    "INVALID_TOPIC_NAME": ReasonInfo(_C.INVALID_ARGUMENT, False, False),
-    "INVALID_PARTITION_COUNT": ReasonInfo(_C.INVALID_ARGUMENT, False, False),
-    "INVALID_REPLICATION_FACTOR": ReasonInfo(_C.INVALID_ARGUMENT, False, False),
-    "INVALID_CONFIG": ReasonInfo(_C.INVALID_ARGUMENT, False, False),
-    "TOPIC_ALREADY_EXISTS": ReasonInfo(_C.ALREADY_EXISTS, False, False),
-    "INVALID_REQUEST": ReasonInfo(_C.INVALID_ARGUMENT, False, False),
-    "REQUEST_TIMED_OUT": ReasonInfo(_C.DEADLINE_EXCEEDED, True, False),
-    "NOT_COORDINATOR": ReasonInfo(_C.UNAVAILABLE, True, True),
-    "COORDINATOR_NOT_AVAILABLE": ReasonInfo(_C.UNAVAILABLE, True, True),
-    "GROUP_NOT_FOUND": ReasonInfo(_C.NOT_FOUND, False, False),
-    "UNKNOWN_MEMBER_ID": ReasonInfo(_C.NOT_FOUND, False, False),
-    "FENCED_MEMBER_EPOCH": ReasonInfo(_C.FAILED_PRECONDITION, False, False),
-    "GROUP_NOT_EMPTY": ReasonInfo(_C.FAILED_PRECONDITION, False, False),
-    "INVALID_REGEX": ReasonInfo(_C.INVALID_ARGUMENT, False, False),
-    "OFFSET_METADATA_TOO_LARGE": ReasonInfo(_C.INVALID_ARGUMENT, False, False),
-    "UNRELEASED_INSTANCE_ID": ReasonInfo(_C.FAILED_PRECONDITION, False, False),
-    "REASSIGNMENT_IN_PROGRESS": ReasonInfo(_C.FAILED_PRECONDITION, True, False),
-    "NO_REASSIGNMENT_IN_PROGRESS": ReasonInfo(_C.FAILED_PRECONDITION, False, False),
-    "NODE_NOT_FOUND": ReasonInfo(_C.NOT_FOUND, False, True),
-    "ELECTION_NOT_NEEDED": ReasonInfo(_C.FAILED_PRECONDITION, False, False),
-    "ELIGIBLE_LEADERS_NOT_AVAILABLE": ReasonInfo(_C.UNAVAILABLE, True, True),
-    "TOO_MANY_REQUESTS": ReasonInfo(_C.RESOURCE_EXHAUSTED, True, False),
-    "STORAGE_ERROR": ReasonInfo(_C.UNAVAILABLE, True, True),
-    "NOT_LEADER_OR_FOLLOWER": ReasonInfo(_C.FAILED_PRECONDITION, True, True),
-    "GROUP_ACTIVE": ReasonInfo(_C.FAILED_PRECONDITION, False, False),
-    "INVALID_PAGE_TOKEN": ReasonInfo(_C.INVALID_ARGUMENT, False, False),
-    "INTERNAL": ReasonInfo(_C.INTERNAL, False, False),
+REASONS: dict[Reason, ReasonInfo] = {
+    Reason.TOPIC_NOT_FOUND: ReasonInfo(_C.NOT_FOUND, False, True),
+    Reason.PARTITION_NOT_FOUND: ReasonInfo(_C.NOT_FOUND, False, True),
+    Reason.NOT_LEADER: ReasonInfo(_C.FAILED_PRECONDITION, True, True),
+    Reason.LEADER_NOT_AVAILABLE: ReasonInfo(_C.UNAVAILABLE, True, True),
+    Reason.FENCED_LEADER_EPOCH: ReasonInfo(_C.FAILED_PRECONDITION, True, True),
+    Reason.UNKNOWN_LEADER_EPOCH: ReasonInfo(_C.UNAVAILABLE, True, False),
+    Reason.NOT_ENOUGH_REPLICAS: ReasonInfo(_C.UNAVAILABLE, True, False),
+    Reason.NOT_ENOUGH_REPLICAS_AFTER_APPEND: ReasonInfo(_C.UNAVAILABLE, True, False),
+    Reason.OFFSET_OUT_OF_RANGE: ReasonInfo(_C.OUT_OF_RANGE, False, False),
+    Reason.CORRUPT_BATCH: ReasonInfo(_C.INVALID_ARGUMENT, False, False),
+    Reason.BATCH_TOO_LARGE: ReasonInfo(_C.INVALID_ARGUMENT, False, False),
+    Reason.INVALID_TOPIC_NAME: ReasonInfo(_C.INVALID_ARGUMENT, False, False),
+    Reason.INVALID_PARTITION_COUNT: ReasonInfo(_C.INVALID_ARGUMENT, False, False),
+    Reason.INVALID_REPLICATION_FACTOR: ReasonInfo(_C.INVALID_ARGUMENT, False, False),
+    Reason.INVALID_CONFIG: ReasonInfo(_C.INVALID_ARGUMENT, False, False),
+    Reason.TOPIC_ALREADY_EXISTS: ReasonInfo(_C.ALREADY_EXISTS, False, False),
+    Reason.INVALID_REQUEST: ReasonInfo(_C.INVALID_ARGUMENT, False, False),
+    Reason.REQUEST_TIMED_OUT: ReasonInfo(_C.DEADLINE_EXCEEDED, True, False),
+    Reason.NOT_COORDINATOR: ReasonInfo(_C.UNAVAILABLE, True, True),
+    Reason.COORDINATOR_NOT_AVAILABLE: ReasonInfo(_C.UNAVAILABLE, True, True),
+    Reason.GROUP_NOT_FOUND: ReasonInfo(_C.NOT_FOUND, False, False),
+    Reason.UNKNOWN_MEMBER_ID: ReasonInfo(_C.NOT_FOUND, False, False),
+    Reason.FENCED_MEMBER_EPOCH: ReasonInfo(_C.FAILED_PRECONDITION, False, False),
+    Reason.GROUP_NOT_EMPTY: ReasonInfo(_C.FAILED_PRECONDITION, False, False),
+    Reason.INVALID_REGEX: ReasonInfo(_C.INVALID_ARGUMENT, False, False),
+    Reason.OFFSET_METADATA_TOO_LARGE: ReasonInfo(_C.INVALID_ARGUMENT, False, False),
+    Reason.UNRELEASED_INSTANCE_ID: ReasonInfo(_C.FAILED_PRECONDITION, False, False),
+    Reason.REASSIGNMENT_IN_PROGRESS: ReasonInfo(_C.FAILED_PRECONDITION, True, False),
+    Reason.NO_REASSIGNMENT_IN_PROGRESS: ReasonInfo(_C.FAILED_PRECONDITION, False, False),
+    Reason.NODE_NOT_FOUND: ReasonInfo(_C.NOT_FOUND, False, True),
+    Reason.ELECTION_NOT_NEEDED: ReasonInfo(_C.FAILED_PRECONDITION, False, False),
+    Reason.ELIGIBLE_LEADERS_NOT_AVAILABLE: ReasonInfo(_C.UNAVAILABLE, True, True),
+    Reason.TOO_MANY_REQUESTS: ReasonInfo(_C.RESOURCE_EXHAUSTED, True, False),
+    Reason.STORAGE_ERROR: ReasonInfo(_C.UNAVAILABLE, True, True),
+    Reason.NOT_LEADER_OR_FOLLOWER: ReasonInfo(_C.FAILED_PRECONDITION, True, True),
+    Reason.GROUP_ACTIVE: ReasonInfo(_C.FAILED_PRECONDITION, False, False),
+    Reason.INVALID_PAGE_TOKEN: ReasonInfo(_C.INVALID_ARGUMENT, False, False),
+    Reason.INTERNAL: ReasonInfo(_C.INTERNAL, False, False),
 }
+
+_missing = set(Reason) - CLIENT_ONLY_REASONS - set(REASONS)
+if _missing:  # a programming error: fail at import, not with a silent INTERNAL later
+    raise RuntimeError(f"brook.errors: reasons without a table entry: {sorted(_missing)}")
 
 # Transport-level failures with no ErrorInfo: which of them a client may retry.
 _RETRIABLE_TRANSPORT_CODES = {
@@ -92,15 +152,19 @@ class BrookError(Exception):
     """A failure with a reason from the taxonomy, a message and string metadata."""
 
     def __init__(
-        self, reason: str, message: str, metadata: Mapping[str, Any] | None = None
+        self, reason: Reason | str, message: str, metadata: Mapping[str, Any] | None = None
     ) -> None:
-        if reason not in REASONS and reason not in {"UNAVAILABLE", "TRANSPORT"}:
-            reason = "INTERNAL"
+        # An unknown reason is a bug in the caller: ValueError names it, instead of a
+        # silent INTERNAL that would hide the bug and lose the retry hints.
+        try:
+            known = Reason(reason)
+        except ValueError:
+            raise ValueError(f"unknown Brook error reason {reason!r}") from None
         super().__init__(message)
-        self.reason = reason
+        self.reason: Reason = known
         self.message = message
         self.metadata: dict[str, str] = {k: str(v) for k, v in (metadata or {}).items()}
-        info = REASONS.get(reason)
+        info = REASONS.get(known)
         self.code: grpc.StatusCode = info.code if info else _C.UNAVAILABLE
         self.retriable: bool = info.retriable if info else True
         self.refresh_metadata: bool = info.refresh_metadata if info else True
@@ -118,7 +182,7 @@ class BrookError(Exception):
         from grpc_status import rpc_status
 
         info = error_details_pb2.ErrorInfo(
-            reason=self.reason,
+            reason=self.reason.value,
             domain=ERROR_DOMAIN,
             metadata={
                 **self.metadata,
@@ -138,7 +202,7 @@ class BrookError(Exception):
 
         return errors_pb2.PartitionError(
             code=self.code.value[0],
-            reason=errors_pb2.ErrorReason.Value(f"ERROR_REASON_{self.reason}")
+            reason=errors_pb2.ErrorReason.Value(f"ERROR_REASON_{self.reason.value}")
             if self.reason in REASONS
             else errors_pb2.ERROR_REASON_INTERNAL,
             message=self.message,
@@ -154,8 +218,27 @@ def from_partition_error(error: errors_pb2.PartitionError) -> BrookError | None:
 
     if error.reason == errors_pb2.ERROR_REASON_UNSPECIFIED:
         return None
-    name = errors_pb2.ErrorReason.Name(error.reason).removeprefix("ERROR_REASON_")
-    return BrookError(name, error.message, dict(error.metadata))
+    try:
+        name = errors_pb2.ErrorReason.Name(error.reason).removeprefix("ERROR_REASON_")
+    except ValueError:  # an enum value newer than this client
+        name = f"#{error.reason}"
+    return _remote_error(
+        name, error.message, dict(error.metadata), error.retriable, error.refresh_metadata
+    )
+
+
+def _remote_error(
+    name: str, message: str, metadata: dict[str, str], retriable: bool, refresh: bool
+) -> BrookError:
+    """A server's error; a reason this client does not know keeps the server's retry hints."""
+    if name in Reason.__members__ and Reason(name) not in CLIENT_ONLY_REASONS:
+        return BrookError(name, message, metadata)
+    error = BrookError(
+        Reason.INTERNAL, f"{message} (reason {name!r} is unknown to this client)", metadata
+    )
+    error.retriable = retriable
+    error.refresh_metadata = refresh
+    return error
 
 
 def from_rpc_error(error: grpc.RpcError) -> BrookError:
@@ -175,12 +258,12 @@ def from_rpc_error(error: grpc.RpcError) -> BrookError:
                 detail.Unpack(info)
                 if info.domain == ERROR_DOMAIN:
                     metadata = dict(info.metadata)
-                    metadata.pop("retriable", None)
-                    metadata.pop("refresh_metadata", None)
-                    return BrookError(info.reason, status.message, metadata)
+                    retriable = metadata.pop("retriable", "false") == "true"
+                    refresh = metadata.pop("refresh_metadata", "false") == "true"
+                    return _remote_error(info.reason, status.message, metadata, retriable, refresh)
     code = error.code() if hasattr(error, "code") else _C.UNKNOWN
     details = error.details() if hasattr(error, "details") else str(error)
-    err = BrookError("TRANSPORT", f"{code.name}: {details}")
+    err = BrookError(Reason.TRANSPORT, f"{code.name}: {details}")
     err.code = code
     err.retriable = code in _RETRIABLE_TRANSPORT_CODES
     err.refresh_metadata = err.retriable

@@ -24,8 +24,7 @@ def package_roots() -> dict[str, str]:
     module = ast.parse((ROOT / "setup.py").read_text())
     for node in module.body:
         if isinstance(node, ast.Assign) and any(
-            isinstance(target, ast.Name) and target.id == "PACKAGE_ROOTS"
-            for target in node.targets
+            isinstance(target, ast.Name) and target.id == "PACKAGE_ROOTS" for target in node.targets
         ):
             value = ast.literal_eval(node.value)
             if isinstance(value, dict):

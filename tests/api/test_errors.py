@@ -83,3 +83,66 @@ def test_plain_transport_failure_is_retriable_when_unavailable() -> None:
 
     assert from_rpc_error(Plain(grpc.StatusCode.UNAVAILABLE)).retriable
     assert not from_rpc_error(Plain(grpc.StatusCode.PERMISSION_DENIED)).retriable
+
+
+def test_reason_enum_matches_errors_proto() -> None:
+    """brook.errors.Reason is errors.proto's ErrorReason (minus prefix) plus the client's own."""
+    from brook.errors import CLIENT_ONLY_REASONS, Reason
+
+    proto_names = {
+        name.removeprefix("ERROR_REASON_")
+        for name in errors_pb2.ErrorReason.keys()
+        if name != "ERROR_REASON_UNSPECIFIED"
+    }
+    assert {reason.value for reason in Reason} - {r.value for r in CLIENT_ONLY_REASONS} == (
+        proto_names
+    )
+    assert not {r.value for r in CLIENT_ONLY_REASONS} & proto_names
+
+
+def test_an_unknown_reason_is_a_loud_error_not_internal() -> None:
+    with pytest.raises(ValueError, match="NOT_A_REASON"):
+        BrookError("NOT_A_REASON", "typo in the caller")
+
+
+def test_every_reason_literal_in_the_source_is_known() -> None:
+    """Scans Brook's code for BrookError("X", ...) and checks every literal X is a Reason."""
+    import ast
+    from pathlib import Path
+
+    from brook.errors import Reason
+
+    root = Path(__file__).resolve().parents[2]
+    unknown: list[str] = []
+    checked = 0
+    for folder in ("brook", "storage", "services", "client"):
+        for path in (root / folder).rglob("*.py"):
+            if "brook/v1" in path.as_posix() or "brook/internal" in path.as_posix():
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Name)
+                    and node.func.id == "BrookError"
+                    and node.args
+                    and isinstance(node.args[0], ast.Constant)
+                    and isinstance(node.args[0].value, str)
+                ):
+                    checked += 1
+                    if node.args[0].value not in Reason.__members__:
+                        unknown.append(
+                            f"{path.relative_to(root)}:{node.lineno} {node.args[0].value}"
+                        )
+    assert checked > 50
+    assert not unknown, unknown
+
+
+def test_a_reason_unknown_to_the_client_keeps_the_servers_retry_hints() -> None:
+    error = from_partition_error(
+        errors_pb2.PartitionError(
+            code=14, reason=999, message="new server", retriable=True, refresh_metadata=True
+        )
+    )
+    assert error is not None
+    assert error.reason == "INTERNAL" and error.retriable and error.refresh_metadata
+    assert "unknown to this client" in error.message
