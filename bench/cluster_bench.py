@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-BROOK = [sys.executable, "-m", "brook.client.cli"]
+BROOK = [sys.executable, "-m", "brook.services.cli"]
 # Bounds: a cold cluster (etcd + coordinator + nodes) starts in a few seconds; a loaded
 # 2-core box needs more. Each perf run is bounded too, so a wedged cluster cannot hang CI.
 START_TIMEOUT_S = 120.0

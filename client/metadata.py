@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import grpc
 
 from brook.client import defaults
-from brook.errors import BrookError, from_partition_error, from_rpc_error
+from brook.client.retry import RetryPolicy, call_with_retry
+from brook.clock import SYSTEM_CLOCK, Clock
+from brook.errors import BrookError, Reason, from_partition_error, from_rpc_error
 from brook.v1 import metadata_pb2, metadata_pb2_grpc
 
 log = logging.getLogger("brook.client.metadata")
@@ -43,7 +44,7 @@ def parse_bootstrap(bootstrap: str | Sequence[str]) -> list[str]:
     return addresses
 
 
-def channel_options(max_message_bytes: int = defaults.MAX_MESSAGE_BYTES) -> list[tuple[str, int]]:
+def channel_options(max_message_bytes: int = defaults.MESSAGE_BYTES_MAX) -> list[tuple[str, int]]:
     """The options of every client channel."""
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
@@ -65,10 +66,9 @@ def channel_options(max_message_bytes: int = defaults.MAX_MESSAGE_BYTES) -> list
     ]
 
 
-
 # A storage node learns topics from its etcd watch, so just after CreateTopic or
 # CreatePartitions it may answer these for a partition the client's metadata already lists.
-NODE_MAY_LAG_REASONS = frozenset({"TOPIC_NOT_FOUND", "PARTITION_NOT_FOUND"})
+NODE_MAY_LAG_REASONS = frozenset({Reason.TOPIC_NOT_FOUND, Reason.PARTITION_NOT_FOUND})
 
 
 def retriable_if_node_lags(error: BrookError, topic_known: bool) -> BrookError:
@@ -85,7 +85,7 @@ def retriable_if_node_lags(error: BrookError, topic_known: bool) -> BrookError:
 class ChannelPool:
     """One grpc.aio channel per address, created on first use, closed by close()."""
 
-    def __init__(self, max_message_bytes: int = defaults.MAX_MESSAGE_BYTES) -> None:
+    def __init__(self, max_message_bytes: int = defaults.MESSAGE_BYTES_MAX) -> None:
         self._options = channel_options(max_message_bytes)
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._closed = False
@@ -94,7 +94,7 @@ class ChannelPool:
         channel = self._channels.get(address)
         if channel is None:
             if self._closed:
-                raise BrookError("UNAVAILABLE", "the client is closed")
+                raise BrookError(Reason.UNAVAILABLE, "the client is closed")
             channel = grpc.aio.insecure_channel(address, options=self._options)
             self._channels[address] = channel
         return channel
@@ -144,7 +144,7 @@ class TopicInfo:
 class ClusterMetadata:
     """A cache of nodes and topic partition maps, refreshed on demand.
 
-    Not thread-safe: one event loop owns it. `clock` (monotonic seconds) is injectable.
+    Not thread-safe: one event loop owns it. `clock` is injectable.
     """
 
     def __init__(
@@ -153,18 +153,23 @@ class ClusterMetadata:
         pool: ChannelPool,
         *,
         request_timeout_ms: int = defaults.REQUEST_TIMEOUT_MS,
-        min_refresh_interval_ms: int = defaults.METADATA_MIN_REFRESH_INTERVAL_MS,
-        refresh_backoff_max_ms: int = defaults.METADATA_REFRESH_BACKOFF_MAX_MS,
-        max_rounds: int = defaults.METADATA_MAX_ROUNDS,
-        max_age_ms: int = 300_000,
-        clock: Callable[[], float] = time.monotonic,
+        min_refresh_interval_ms: int = defaults.METADATA_REFRESH_INTERVAL_MS_MIN,
+        refresh_backoff_max_ms: int = defaults.METADATA_REFRESH_BACKOFF_MS_MAX,
+        max_rounds: int = defaults.METADATA_ROUNDS_MAX,
+        max_age_ms: int = defaults.METADATA_AGE_MS_MAX,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._bootstrap = parse_bootstrap(bootstrap)
         self._pool = pool
         self._request_timeout_s = request_timeout_ms / 1000
         self._min_interval_s = min_refresh_interval_ms / 1000
         self._backoff_max_s = refresh_backoff_max_ms / 1000
-        self._max_rounds = max_rounds
+        # A refresh tries every address once per round; rounds back off like any retry.
+        self._rounds_policy = RetryPolicy(
+            attempts_max=max_rounds,
+            backoff_ms_min=min_refresh_interval_ms,
+            backoff_ms_max=max(min_refresh_interval_ms, refresh_backoff_max_ms),
+        )
         self._max_age_s = max_age_ms / 1000
         self._clock = clock
         self.cluster_id = ""
@@ -210,7 +215,7 @@ class ClusterMetadata:
 
     @property
     def stale(self) -> bool:
-        return self._clock() - self._last_refresh_s > self._max_age_s
+        return self._clock.monotonic_s() - self._last_refresh_s > self._max_age_s
 
     # -- refreshing --------------------------------------------------------------------
 
@@ -265,51 +270,65 @@ class ClusterMetadata:
         info = self.topics.get(topic)
         if info is not None:
             return info
-        deadline = self._clock() + timeout_ms / 1000
+        deadline = self._clock.monotonic_s() + timeout_ms / 1000
         delay = self._min_interval_s
         while True:
             await self.refresh([topic])
             info = self.topics.get(topic)
             if info is not None:
                 return info
-            remaining = deadline - self._clock()
+            remaining = deadline - self._clock.monotonic_s()
             if remaining <= 0:
                 raise BrookError(
-                    "TOPIC_NOT_FOUND", f"topic {topic!r} does not exist", {"topic": topic}
+                    Reason.TOPIC_NOT_FOUND, f"topic {topic!r} does not exist", {"topic": topic}
                 )
             await asyncio.sleep(min(delay, remaining))  # back-off between polls of a bound wait
             delay = min(delay * 2, self._backoff_max_s)
 
     async def _refresh_once(self) -> None:
-        wait = self._last_refresh_s + self._min_interval_s - self._clock()
+        wait = self._last_refresh_s + self._min_interval_s - self._clock.monotonic_s()
         if wait > 0:
             await asyncio.sleep(wait)  # spacing between refreshes, not synchronization
         request = metadata_pb2.GetMetadataRequest(topics=sorted(self._refresh_topics))
-        backoff = self._min_interval_s
-        last_error: BrookError | None = None
-        for round_index in range(self._max_rounds):
-            for address in self.metadata_addresses():
-                stub = metadata_pb2_grpc.MetadataServiceStub(self._pool.get(address))
-                try:
-                    response = await stub.GetMetadata(request, timeout=self._request_timeout_s)
-                except grpc.aio.AioRpcError as error:
-                    last_error = from_rpc_error(error)
-                    log.debug("GetMetadata at %s failed: %s", address, last_error)
-                    if address == self.coordinator_address:
-                        self.coordinator_address = None
-                    continue
-                self._apply(response)
-                return
-            if round_index + 1 < self._max_rounds:
-                await asyncio.sleep(backoff)  # back-off between rounds of a bounded retry
-                backoff = min(backoff * 2, self._backoff_max_s)
-        raise BrookError(
-            "UNAVAILABLE",
-            f"no metadata server answered at {', '.join(self._bootstrap)}: {last_error}",
-        )
+        try:
+            response = await call_with_retry(
+                lambda: self._get_metadata_anywhere(request),
+                self._rounds_policy,
+                # Any server's failure may be that server's alone: another round may find
+                # one that answers. UNAVAILABLE (the client is closed) is final.
+                retriable=lambda error: error.reason is not Reason.UNAVAILABLE,
+                clock=self._clock,
+            )
+        except BrookError as last_error:
+            if last_error.reason is Reason.UNAVAILABLE:
+                raise
+            raise BrookError(
+                Reason.UNAVAILABLE,
+                f"no metadata server answered at {', '.join(self._bootstrap)}: {last_error}",
+            ) from None
+        self._apply(response)
+
+    async def _get_metadata_anywhere(
+        self, request: metadata_pb2.GetMetadataRequest
+    ) -> metadata_pb2.GetMetadataResponse:
+        """One round: every metadata address in turn; the last failure when none answered."""
+        last_error = BrookError(Reason.UNAVAILABLE, "no metadata address to ask")
+        for address in self.metadata_addresses():
+            stub = metadata_pb2_grpc.MetadataServiceStub(self._pool.get(address))
+            try:
+                response: metadata_pb2.GetMetadataResponse = await stub.GetMetadata(
+                    request, timeout=self._request_timeout_s
+                )
+                return response
+            except grpc.aio.AioRpcError as error:
+                last_error = from_rpc_error(error)
+                log.debug("GetMetadata at %s failed: %s", address, last_error)
+                if address == self.coordinator_address:
+                    self.coordinator_address = None
+        raise last_error
 
     def _apply(self, response: metadata_pb2.GetMetadataResponse) -> None:
-        self._last_refresh_s = self._clock()
+        self._last_refresh_s = self._clock.monotonic_s()
         if response.metadata_revision < self.revision:
             return  # an older view than ours (a lagging standby): keep what we have
         self.revision = response.metadata_revision
@@ -324,7 +343,7 @@ class ClusterMetadata:
         for topic in response.topics:
             error = from_partition_error(topic.error)
             if error is not None:
-                if error.reason == "TOPIC_NOT_FOUND":
+                if error.reason is Reason.TOPIC_NOT_FOUND:
                     self.topics.pop(topic.name, None)
                     self.missing_topics.add(topic.name)
                 continue

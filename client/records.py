@@ -2,23 +2,18 @@
 
 They are tuples (NamedTuple) because a consumer builds one per record and a tuple is
 the cheapest object Python can build; they are immutable and compare by value.
+`TopicPartition` is Brook's one partition key (`brook.structs`), re-exported here.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+from brook.structs import TopicPartition
+
+__all__ = ["BatchResult", "ConsumerRecord", "Header", "RecordMetadata", "TopicPartition"]
+
 Header = tuple[str, bytes]
-
-
-class TopicPartition(NamedTuple):
-    """One partition of a topic."""
-
-    topic: str
-    partition: int
-
-    def __str__(self) -> str:
-        return f"{self.topic}-{self.partition}"
 
 
 class ConsumerRecord(NamedTuple):

@@ -551,7 +551,7 @@ class BrookRunner:
     """Runs the matrix against `brook dev --nodes 1`."""
 
     def __init__(self, python: str, scale: float, keep: bool) -> None:
-        self.brook = [python, "-m", "brook.client.cli"]
+        self.brook = [python, "-m", "brook.services.cli"]
         self.scale = scale
         self.keep = keep
         self.results: list[Result] = []

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from brook.client.accumulator import BufferPool, RecordAccumulator
+from brook.client.producer.accumulator import BufferPool, RecordAccumulator
 
 
 class FakeClock:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from brook.client import Admin, Consumer, Producer
-from brook.client.partitioner import partition_for_key
+from brook.client.producer.partitioner import partition_for_key
 from brook.client.records import ConsumerRecord, TopicPartition
 from tests.harness.cluster import LocalCluster
 

@@ -7,7 +7,12 @@ from collections import Counter
 
 import pytest
 
-from brook.client.partitioner import StickyPartitioner, murmur2, partition_for_key, to_positive
+from brook.client.producer.partitioner import (
+    StickyPartitioner,
+    murmur2,
+    partition_for_key,
+    to_positive,
+)
 
 # Kafka's own vectors (clients/src/test/java/org/apache/kafka/common/utils/UtilsTest.java,
 # testMurmur2), as signed 32-bit ints.

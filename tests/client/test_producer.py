@@ -8,8 +8,8 @@ import time
 import grpc
 import pytest
 
-from brook.client.partitioner import partition_for_key
 from brook.client.producer import Producer, WouldBlock
+from brook.client.producer.partitioner import partition_for_key
 from brook.client.records import BatchResult
 from brook.errors import BrookError
 from tests.client.fake_cluster import FakeCluster

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from brook.client import perf
+from brook.client.cli import perf
 from brook.client.records import BatchResult
 from brook.client.sync import SyncAdmin, SyncConsumer, SyncProducer, _LoopThread
 from brook.errors import BrookError

@@ -23,7 +23,7 @@ import sys
 import time
 from typing import Any
 
-from brook.client.group_consumer import GroupConsumer
+from brook.client.groups import GroupConsumer
 from brook.client.records import TopicPartition
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from brook.client import cli_groups
 from brook.client.admin import Admin
-from brook.client.group_consumer import GroupConsumer
+from brook.client.cli import groups as cli_groups
+from brook.client.groups import GroupConsumer
 from brook.client.producer import Producer
 from brook.client.records import ConsumerRecord
 from brook.services.metadata import MetadataStore

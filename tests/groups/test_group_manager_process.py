@@ -26,8 +26,8 @@ from typing import Any
 import grpc
 import pytest
 
-from brook.client import cli_groups
-from brook.client.group_consumer import GroupConsumer
+from brook.client.cli import groups as cli_groups
+from brook.client.groups import GroupConsumer
 from brook.errors import BrookError, from_partition_error, from_rpc_error
 from brook.services.metadata import MetadataStore, NodeInfo, PartitionRecord, TopicRecord
 from brook.v1 import groups_pb2, groups_pb2_grpc, storage_pb2, storage_pb2_grpc

@@ -7,135 +7,23 @@
         [--dry-run | --execute]
     brook group delete G
 
-`register(subparsers)` adds the `group` command to the CLI (client/cli.py imports this
-module lazily). Calls go to the active group manager, found with GetMetadata through the
-bootstrap coordinator; NOT_COORDINATOR and transport failures (a manager fail-over) are
-retried a bounded number of times after refreshing metadata.
+`register(subparsers)` adds the `group` command to the CLI. Calls go through
+`brook.client.admin.GroupAdmin` (the active group manager, bounded retries).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TextIO, TypeVar
 
-import grpc
-
-from brook.client.metadata import ChannelPool, ClusterMetadata
-from brook.errors import BrookError, from_rpc_error
-from brook.v1 import common_pb2, groups_pb2, groups_pb2_grpc
+from brook.client.admin import GROUP_STATES, GroupAdmin, group_state_name
+from brook.client.cli.options import parse_time_ms
+from brook.v1 import common_pb2, groups_pb2
 
 T = TypeVar("T")
-
-# NOT_COORDINATOR redirects and fail-overs one command follows before giving up.
-ATTEMPTS_MAX = 6
-RETRY_BACKOFF_S = 0.3
-REQUEST_TIMEOUT_S = 10.0
-LIST_PAGE_SIZE = 1000
-# A listing stops after this many pages, whatever the server says.
-LIST_PAGES_MAX = 1000
-
-STATES = {
-    "empty": groups_pb2.GROUP_STATE_EMPTY,
-    "reconciling": groups_pb2.GROUP_STATE_RECONCILING,
-    "stable": groups_pb2.GROUP_STATE_STABLE,
-    "dead": groups_pb2.GROUP_STATE_DEAD,
-}
-
-
-def state_name(state: int) -> str:
-    return groups_pb2.GroupState.Name(state).removeprefix("GROUP_STATE_")  # type: ignore[arg-type]
-
-
-class GroupAdmin:
-    """GroupService calls against the active group manager, with bounded redirects."""
-
-    def __init__(self, bootstrap: str) -> None:
-        self._channels = ChannelPool()
-        self._metadata = ClusterMetadata(bootstrap, self._channels)
-
-    async def __aenter__(self) -> GroupAdmin:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        await self._metadata.close()
-        await self._channels.close()
-
-    async def _stub(self, refresh: bool) -> groups_pb2_grpc.GroupServiceStub:
-        if refresh or not self._metadata.group_manager_address:
-            await self._metadata.refresh()
-        address = self._metadata.group_manager_address
-        if not address:
-            raise BrookError("COORDINATOR_NOT_AVAILABLE", "no active group manager is known")
-        return groups_pb2_grpc.GroupServiceStub(self._channels.get(address))
-
-    async def call(self, method: str, request: Any) -> Any:
-        refresh = False
-        for attempt in range(ATTEMPTS_MAX):
-            stub = await self._stub(refresh)
-            try:
-                return await getattr(stub, method)(request, timeout=REQUEST_TIMEOUT_S)
-            except grpc.aio.AioRpcError as rpc_error:
-                error = from_rpc_error(rpc_error)
-            if not error.retriable or attempt + 1 == ATTEMPTS_MAX:
-                raise error
-            refresh = True
-            await asyncio.sleep(RETRY_BACKOFF_S * (attempt + 1))  # back-off of a bounded retry
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def list_groups(self, states: Sequence[int] = ()) -> list[groups_pb2.GroupSummary]:
-        groups: list[groups_pb2.GroupSummary] = []
-        token = ""
-        for _ in range(LIST_PAGES_MAX):
-            page = await self.call(
-                "ListGroups",
-                groups_pb2.ListGroupsRequest(
-                    page_size=LIST_PAGE_SIZE,
-                    page_token=token,
-                    states=list(states),  # type: ignore[arg-type]
-                ),
-            )
-            groups.extend(page.groups)
-            token = page.next_page_token
-            if not token:
-                break
-        return groups
-
-    async def describe(self, group_id: str) -> groups_pb2.GroupDescription:
-        response = await self.call(
-            "DescribeGroup", groups_pb2.DescribeGroupRequest(group_id=group_id, include_lag=True)
-        )
-        return response.group
-
-    async def watch(
-        self, group_id: str, lag_interval_ms: int
-    ) -> AsyncIterator[groups_pb2.GroupDescription]:
-        """Descriptions as the group changes; reconnects (bounded) after a fail-over."""
-        request = groups_pb2.WatchGroupRequest(group_id=group_id, lag_interval_ms=lag_interval_ms)
-        failures = 0
-        refresh = False
-        while True:
-            stub = await self._stub(refresh)
-            try:
-                async for update in stub.WatchGroup(request):
-                    failures = 0
-                    yield update.group
-                    if update.group.state == groups_pb2.GROUP_STATE_DEAD:
-                        return
-                return
-            except grpc.aio.AioRpcError as rpc_error:
-                error = from_rpc_error(rpc_error)
-                failures += 1
-                if not error.retriable or failures >= ATTEMPTS_MAX:
-                    raise error from None
-                refresh = True
-                await asyncio.sleep(RETRY_BACKOFF_S * failures)  # back-off of a bounded retry
 
 
 # -- output ----------------------------------------------------------------------------
@@ -157,7 +45,7 @@ def _partitions_text(items: Sequence[common_pb2.TopicPartitions]) -> str:
 
 def print_description(group: groups_pb2.GroupDescription, out: TextIO) -> None:
     print(
-        f"Group: {group.group_id}  State: {state_name(group.state)}  GroupEpoch: "
+        f"Group: {group.group_id}  State: {group_state_name(group.state)}  GroupEpoch: "
         f"{group.group_epoch}  AssignmentEpoch: {group.assignment_epoch}  Assignor: "
         f"{group.assignor or '-'}  Members: {len(group.members)}",
         file=out,
@@ -213,8 +101,6 @@ def print_description(group: groups_pb2.GroupDescription, out: TextIO) -> None:
 # -- argument parsing --------------------------------------------------------------------
 def parse_datetime_ms(text: str) -> int:
     """Milliseconds since the epoch from ISO-8601 (naive times are UTC) or digits."""
-    from brook.client.cli import parse_time_ms
-
     return parse_time_ms(text, flag="--to-datetime")
 
 
@@ -239,7 +125,7 @@ def register(subparsers: Any) -> None:
     actions.required = True
 
     listing = actions.add_parser("list", help="list consumer groups")
-    listing.add_argument("--state", choices=sorted(STATES), action="append", default=[])
+    listing.add_argument("--state", choices=sorted(GROUP_STATES), action="append", default=[])
     listing.set_defaults(handler=cmd_list)
 
     describe = actions.add_parser("describe", help="members, assignment, offsets and lag")
@@ -289,11 +175,11 @@ async def _with_admin(args: argparse.Namespace, run: Callable[[GroupAdmin], Awai
 
 async def cmd_list(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    states = [STATES[s] for s in args.state]
+    states = [GROUP_STATES[s] for s in args.state]
     groups = await _with_admin(args, lambda admin: admin.list_groups(states))
     table(
         ["GROUP", "STATE", "MEMBERS", "ASSIGNOR"],
-        [[g.group_id, state_name(g.state), g.member_count, g.assignor] for g in groups],
+        [[g.group_id, group_state_name(g.state), g.member_count, g.assignor] for g in groups],
         out,
     )
     return 0
@@ -339,7 +225,7 @@ async def cmd_reset_offsets(args: argparse.Namespace, out: TextIO | None = None)
         request.to_offset = args.to_offset
     else:
         request.shift_by = args.shift_by
-    response = await _with_admin(args, lambda admin: admin.call("ResetOffsets", request))
+    response = await _with_admin(args, lambda admin: admin.reset_offsets(request))
     table(
         ["TOPIC", "PARTITION", "PREVIOUS-OFFSET", "NEW-OFFSET"],
         [
@@ -360,9 +246,6 @@ async def cmd_reset_offsets(args: argparse.Namespace, out: TextIO | None = None)
 
 async def cmd_delete(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    await _with_admin(
-        args,
-        lambda admin: admin.call("DeleteGroup", groups_pb2.DeleteGroupRequest(group_id=args.group)),
-    )
+    await _with_admin(args, lambda admin: admin.delete(args.group))
     print(f"deleted group {args.group}", file=out)
     return 0

@@ -25,28 +25,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from brook.client import defaults
 from brook.client.consumer import Consumer
-from brook.client.membership import (
-    REBALANCE_TIMEOUT_MS,
-    SESSION_TIMEOUT_MS,
-    CommittedOffset,
-    GroupMembership,
-    call_listener,
-)
+from brook.client.groups.membership import CommittedOffset, GroupMembership, call_listener
 from brook.client.metadata import ChannelPool
 from brook.client.records import ConsumerRecord, TopicPartition
-from brook.errors import BrookError
+from brook.clock import SYSTEM_CLOCK, Clock
+from brook.errors import BrookError, Reason
 
-log = logging.getLogger("brook.client.group_consumer")
-
-AUTO_COMMIT_INTERVAL_MS = 5_000
-# Longest single wait inside poll(): a rebalance that arrives meanwhile cuts it short
-# anyway, this only bounds how stale the auto-commit timer can get.
-POLL_SLICE_MS = 1_000
+log = logging.getLogger("brook.client.groups.group_consumer")
 
 
 def _tp(value: Any) -> TopicPartition:
@@ -65,17 +55,17 @@ class GroupConsumer:
         pattern: str | None = None,
         instance_id: str | None = None,
         auto_commit: bool = True,
-        auto_commit_interval_ms: int = AUTO_COMMIT_INTERVAL_MS,
+        auto_commit_interval_ms: int = defaults.AUTO_COMMIT_INTERVAL_MS,
         auto_offset_reset: str = "latest",
         assignor: str = "uniform",
-        session_timeout_ms: int = SESSION_TIMEOUT_MS,
+        session_timeout_ms: int = defaults.SESSION_TIMEOUT_MS,
         listener: Any = None,
         *,
-        rebalance_timeout_ms: int = REBALANCE_TIMEOUT_MS,
+        rebalance_timeout_ms: int = defaults.REBALANCE_TIMEOUT_MS,
         client_id: str = "brook-group-consumer",
         rack_id: str = "",
         consumer: Consumer | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
         **consumer_options: Any,
     ) -> None:
         if topics is not None and pattern is not None:
@@ -86,6 +76,7 @@ class GroupConsumer:
         self.auto_offset_reset = auto_offset_reset
         self.listener = listener
         self._clock = clock
+        self._monotonic_s = clock.monotonic_s
         self._consumer = consumer or Consumer(
             bootstrap,
             client_id=client_id,
@@ -115,7 +106,7 @@ class GroupConsumer:
         # Leader epoch of the last record handed out per partition (stored with commits).
         self._epochs: dict[TopicPartition, int] = {}
         self._committed_positions: dict[TopicPartition, int] = {}
-        self._next_auto_commit_s = clock() + self.auto_commit_interval_s
+        self._next_auto_commit_s = self._monotonic_s() + self.auto_commit_interval_s
         self._commit_tasks: set[asyncio.Task[None]] = set()
         self._started = False
         self._closed = False
@@ -196,13 +187,13 @@ class GroupConsumer:
         """Records of this member's partitions, waiting up to timeout_ms. Rebalance
         callbacks run here, before records are handed out."""
         self._check_open()
-        deadline = self._clock() + timeout_ms / 1000
+        deadline = self._monotonic_s() + timeout_ms / 1000
         while True:
             await self._membership.reconcile(_Handler(self))
             self._maybe_auto_commit()
-            remaining_ms = max(0.0, (deadline - self._clock()) * 1000)
+            remaining_ms = max(0.0, (deadline - self._monotonic_s()) * 1000)
             records = await self._poll_until_rebalance(
-                min(remaining_ms, POLL_SLICE_MS), max_records
+                min(remaining_ms, defaults.POLL_SLICE_MS), max_records
             )
             if records:
                 owned = self._membership.owned
@@ -213,7 +204,7 @@ class GroupConsumer:
                     self._positions_known[tp] = record.offset + 1
                 if records:
                     return records
-            if self._clock() >= deadline:
+            if self._monotonic_s() >= deadline:
                 await self._membership.reconcile(_Handler(self))
                 return []
 
@@ -324,9 +315,9 @@ class GroupConsumer:
             self._committed_positions[tp] = value.offset
 
     def _maybe_auto_commit(self) -> None:
-        if not self.auto_commit or self._clock() < self._next_auto_commit_s:
+        if not self.auto_commit or self._monotonic_s() < self._next_auto_commit_s:
             return
-        self._next_auto_commit_s = self._clock() + self.auto_commit_interval_s
+        self._next_auto_commit_s = self._monotonic_s() + self.auto_commit_interval_s
         if self._membership.owned and not self._commit_tasks:
             self.commit_async()
 
@@ -338,9 +329,9 @@ class GroupConsumer:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise BrookError("INVALID_REQUEST", "the group consumer is closed")
+            raise BrookError(Reason.INVALID_REQUEST, "the group consumer is closed")
         if not self._started:
-            raise BrookError("INVALID_REQUEST", "start the group consumer first (async with)")
+            raise BrookError(Reason.INVALID_REQUEST, "start the group consumer first (async with)")
 
 
 class _Handler:

@@ -16,6 +16,7 @@ percentiles from a bounded sample. `perf consume` prints
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import random
 import string
@@ -25,8 +26,9 @@ from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import TextIO
+from typing import Any, TextIO
 
+from brook.client import defaults
 from brook.client.consumer import Consumer
 from brook.client.producer import Producer, WouldBlock
 from brook.client.records import BatchResult, TopicPartition
@@ -299,3 +301,50 @@ async def perf_consume(
         flush=True,
     )
     return 0 if count >= num_records else 1
+
+
+# -- the command -----------------------------------------------------------------------------
+
+
+def register(commands: Any) -> None:
+    """Adds `perf produce|consume` to the CLI's subcommands."""
+    perf = commands.add_parser("perf", help="throughput and latency tests (Kafka's perf tools)")
+    perf.set_defaults(handler=lambda args: cmd_perf(args, sys.stdout))
+    perf_commands = perf.add_subparsers(dest="perf_command", metavar="ACTION")
+    perf_commands.required = True
+    perf_produce = perf_commands.add_parser("produce", help="kafka-producer-perf-test")
+    perf_produce.add_argument("--topic", required=True)
+    perf_produce.add_argument("--num-records", type=int, required=True)
+    perf_produce.add_argument("--record-size", type=int, required=True)
+    perf_produce.add_argument(
+        "--throughput", type=float, required=True, help="records/s to aim at; -1 for no limit"
+    )
+    perf_produce.add_argument("--acks", choices=("0", "1", "all"), default="1")
+    perf_produce.add_argument("--linger-ms", type=float, default=defaults.LINGER_MS)
+    perf_produce.add_argument("--batch-bytes", type=int, default=defaults.BATCH_BYTES)
+    perf_produce.add_argument("--compression", choices=("none", "zstd", "lz4", "gzip"))
+    perf_consume = perf_commands.add_parser("consume", help="kafka-consumer-perf-test")
+    perf_consume.add_argument("--topic", required=True)
+    perf_consume.add_argument("--num-records", type=int, required=True)
+    perf_consume.add_argument("--timeout-ms", type=int, default=10_000)
+
+
+async def cmd_perf(args: argparse.Namespace, out: TextIO) -> int:
+    if args.perf_command == "produce":
+        if args.num_records <= 0 or args.record_size <= 0:
+            raise ValueError("--num-records and --record-size must be positive")
+        return await perf_produce(
+            args.bootstrap,
+            args.topic,
+            args.num_records,
+            args.record_size,
+            args.throughput,
+            acks=args.acks,
+            linger_ms=args.linger_ms,
+            batch_bytes=args.batch_bytes,
+            compression=args.compression,
+            out=out,
+        )
+    return await perf_consume(
+        args.bootstrap, args.topic, args.num_records, timeout_ms=args.timeout_ms, out=out
+    )

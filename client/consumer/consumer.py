@@ -22,9 +22,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias, cast
 
@@ -38,7 +37,9 @@ from brook.client.metadata import (
     retriable_if_node_lags,
 )
 from brook.client.records import ConsumerRecord, TopicPartition
-from brook.errors import BrookError, from_partition_error, from_rpc_error
+from brook.client.retry import Retry, RetryPolicy
+from brook.clock import SYSTEM_CLOCK, Clock
+from brook.errors import BrookError, Reason, from_partition_error, from_rpc_error
 from brook.v1 import records_pb2, storage_pb2, storage_pb2_grpc
 
 log = logging.getLogger("brook.client.consumer")
@@ -50,8 +51,6 @@ _QUERIES = {
 }
 # Per-batch protobuf framing added to len(records) when accounting buffered bytes.
 _BATCH_OVERHEAD_BYTES = 64
-# ListOffsets: attempts (each after a metadata refresh) before an error reaches the caller.
-_LIST_OFFSETS_ATTEMPTS = 5
 
 TopicPartitionLike: TypeAlias = TopicPartition | tuple[str, int]
 
@@ -92,7 +91,7 @@ class Consumer:
 
     Not thread-safe (see brook.client.sync for a blocking facade). `assign`, `seek`,
     `pause`, `resume`, `position` and `poll` are the stable surface that
-    brook.client.group_consumer builds on.
+    brook.client.groups.group_consumer builds on.
     """
 
     def __init__(
@@ -101,17 +100,17 @@ class Consumer:
         *,
         client_id: str = "brook-consumer",
         auto_offset_reset: str = "latest",
-        fetch_max_wait_ms: int = defaults.FETCH_MAX_WAIT_MS,
-        fetch_min_bytes: int = defaults.FETCH_MIN_BYTES,
-        fetch_max_bytes: int = defaults.FETCH_MAX_BYTES,
-        max_partition_fetch_bytes: int = defaults.MAX_PARTITION_FETCH_BYTES,
-        prefetch_max_bytes: int = defaults.PREFETCH_MAX_BYTES,
-        max_poll_records: int = defaults.MAX_POLL_RECORDS,
+        fetch_max_wait_ms: int = defaults.FETCH_WAIT_MS_MAX,
+        fetch_min_bytes: int = defaults.FETCH_BYTES_MIN,
+        fetch_max_bytes: int = defaults.FETCH_BYTES_MAX,
+        max_partition_fetch_bytes: int = defaults.PARTITION_FETCH_BYTES_MAX,
+        prefetch_max_bytes: int = defaults.PREFETCH_BYTES_MAX,
+        max_poll_records: int = defaults.POLL_RECORDS_MAX,
         request_timeout_ms: int = defaults.REQUEST_TIMEOUT_MS,
         retry_backoff_ms: int = defaults.RETRY_BACKOFF_MS,
-        retry_backoff_max_ms: int = defaults.RETRY_BACKOFF_MAX_MS,
+        retry_backoff_max_ms: int = defaults.RETRY_BACKOFF_MS_MAX,
         check_crcs: bool = True,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if auto_offset_reset not in RESET_POLICIES:
             raise ValueError(
@@ -130,7 +129,14 @@ class Consumer:
         self._request_timeout_s = request_timeout_ms / 1000
         self._retry_backoff_s = retry_backoff_ms / 1000
         self._retry_backoff_max_s = retry_backoff_max_ms / 1000
+        self._list_offsets_policy = RetryPolicy(
+            attempts_max=defaults.LIST_OFFSETS_ATTEMPTS_MAX,
+            backoff_ms_min=retry_backoff_ms,
+            backoff_ms_max=max(retry_backoff_ms, retry_backoff_max_ms),
+        )
         self._clock = clock
+        # Bound once: as cheap to call as time.monotonic, on paths that read it per record.
+        self._monotonic_s = clock.monotonic_s
         self._channels = ChannelPool()
         self._metadata = ClusterMetadata(
             bootstrap, self._channels, request_timeout_ms=request_timeout_ms, clock=clock
@@ -337,8 +343,9 @@ class Consumer:
         remaining = dict(queries)
         answers: dict[TopicPartition, tuple[int, int]] = {}
         last_error: BrookError | None = None
-        for attempt in range(_LIST_OFFSETS_ATTEMPTS):
-            if attempt or any(self._metadata.leader(*tp) is None for tp in remaining):
+        retry = Retry(self._list_offsets_policy, clock=self._clock)
+        while True:
+            if retry.failures or any(self._metadata.leader(*tp) is None for tp in remaining):
                 await self._metadata.refresh([tp.topic for tp in remaining])
             by_node: dict[str, list[TopicPartition]] = {}
             for tp in remaining:
@@ -348,9 +355,10 @@ class Consumer:
                         info = await self._metadata.wait_for_topic(tp.topic)
                         if tp.partition >= info.partition_count:
                             raise BrookError(
-                                "PARTITION_NOT_FOUND", f"{tp.topic} has no partition {tp.partition}"
+                                Reason.PARTITION_NOT_FOUND,
+                                f"{tp.topic} has no partition {tp.partition}",
                             )
-                    last_error = BrookError("LEADER_NOT_AVAILABLE", f"{tp} has no leader")
+                    last_error = BrookError(Reason.LEADER_NOT_AVAILABLE, f"{tp} has no leader")
                     continue
                 by_node.setdefault(leader[0].address, []).append(tp)
             for address, tps in by_node.items():
@@ -389,10 +397,10 @@ class Consumer:
                         del remaining[tp]
             if not remaining:
                 return answers
-            await asyncio.sleep(
-                min(self._retry_backoff_s * 2**attempt, self._retry_backoff_max_s)
-            )  # back-off of a bounded retry
-        raise last_error or BrookError("LEADER_NOT_AVAILABLE", "ListOffsets did not complete")
+            # Every error kept in last_error is retriable; failed() raises it when the
+            # attempts are used up.
+            incomplete = BrookError(Reason.LEADER_NOT_AVAILABLE, "ListOffsets did not complete")
+            await retry.failed(last_error or incomplete)
 
     async def _resolve_resets(self, partitions: Iterable[TopicPartition]) -> None:
         """Turns pending resets into positions with ListOffsets."""
@@ -433,7 +441,7 @@ class Consumer:
         self._ensure_fetcher()
         assert self._data_ready is not None
         limit = max_records or self.max_poll_records
-        deadline = self._clock() + timeout_ms / 1000
+        deadline = self._monotonic_s() + timeout_ms / 1000
         while True:
             for state in self._states.values():
                 if state.error is not None:
@@ -441,7 +449,7 @@ class Consumer:
             records = self._collect(limit)
             if records:
                 return records
-            remaining = deadline - self._clock()
+            remaining = deadline - self._monotonic_s()
             if remaining <= 0:
                 return []
             self._data_ready.clear()
@@ -539,7 +547,7 @@ class Consumer:
     async def _run_fetcher(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            now = self._clock()
+            now = self._monotonic_s()
             next_s = float("inf")
             needs_reset: list[TopicPartition] = []
             by_node: dict[int, list[TopicPartition]] = {}
@@ -583,7 +591,7 @@ class Consumer:
             self._fetcher_wakeup = loop.create_future()
             handle = None
             if next_s != float("inf"):
-                handle = loop.call_later(max(0.0, next_s - self._clock()), self._wake_fetcher)
+                handle = loop.call_later(max(0.0, next_s - self._monotonic_s()), self._wake_fetcher)
             try:
                 await self._fetcher_wakeup
             finally:
@@ -612,7 +620,7 @@ class Consumer:
             self._wake_fetcher()
 
     def _back_off(self, partitions: Iterable[TopicPartition], error: BrookError) -> None:
-        now = self._clock()
+        now = self._monotonic_s()
         if error.refresh_metadata:
             self._metadata.request_refresh()
         for tp in partitions:

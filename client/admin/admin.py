@@ -4,8 +4,9 @@ AdminService is served by the active coordinator; a standby answers NOT_COORDINA
 and names the active one in the error metadata. `Admin` sends each call to the
 coordinator it last reached (else to the bootstrap addresses in turn), follows a
 redirect at once, and on COORDINATOR_NOT_AVAILABLE or a refused connection backs off and
-tries the next address, all within `max_attempts`. A deadline-exceeded mutating call is
-not retried (it may have been applied); reads are.
+tries the next address, all within `max_attempts` and `deadline_ms` (the rule and the
+back-off are `brook.client.retry`'s). A deadline-exceeded mutating call is not retried (it
+may have been applied); reads are.
 
 Results are the API's protobuf messages (`brook.v1.admin_pb2`), which print well as JSON
 with `google.protobuf.json_format`.
@@ -13,7 +14,6 @@ with `google.protobuf.json_format`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -22,13 +22,27 @@ import grpc
 
 from brook.client import defaults
 from brook.client.metadata import ChannelPool, parse_bootstrap
-from brook.errors import BrookError, from_rpc_error
+from brook.client.retry import RetryPolicy, call_with_retry
+from brook.clock import SYSTEM_CLOCK, Clock
+from brook.errors import BrookError, Reason, from_rpc_error
 from brook.v1 import admin_pb2, admin_pb2_grpc, common_pb2, metadata_pb2, metadata_pb2_grpc
 
 log = logging.getLogger("brook.client.admin")
 
 # Error metadata keys under which a standby may name the active coordinator.
 _REDIRECT_KEYS = ("coordinator_address", "active_address", "leader_address", "address")
+
+
+def _may_retry(error: BrookError, mutating: bool) -> bool:
+    """Which failures an admin call retries: a standby's redirect, no active coordinator,
+    and transport failures, except a mutating call that may have been applied (its
+    deadline passed: only a refused connection proves it was not)."""
+    if error.reason in (Reason.NOT_COORDINATOR, Reason.COORDINATOR_NOT_AVAILABLE):
+        return True
+    if error.reason is Reason.TRANSPORT and error.retriable:
+        return error.code is grpc.StatusCode.UNAVAILABLE or not mutating
+    return False
+
 
 ELECTION_TYPES = {
     "preferred": admin_pb2.ELECTION_TYPE_PREFERRED,
@@ -44,13 +58,21 @@ class Admin:
         bootstrap: str | Sequence[str],
         *,
         request_timeout_ms: int = defaults.REQUEST_TIMEOUT_MS,
-        max_attempts: int = defaults.ADMIN_MAX_ATTEMPTS,
+        max_attempts: int = defaults.ADMIN_ATTEMPTS_MAX,
         retry_backoff_ms: int = defaults.ADMIN_RETRY_BACKOFF_MS,
+        retry_backoff_max_ms: int = defaults.ADMIN_RETRY_BACKOFF_MS_MAX,
+        deadline_ms: int = defaults.ADMIN_DEADLINE_MS,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._bootstrap = parse_bootstrap(bootstrap)
         self._timeout_s = request_timeout_ms / 1000
-        self._max_attempts = max_attempts
-        self._backoff_s = retry_backoff_ms / 1000
+        self._retry_policy = RetryPolicy(
+            attempts_max=max_attempts,
+            backoff_ms_min=retry_backoff_ms,
+            backoff_ms_max=max(retry_backoff_ms, retry_backoff_max_ms),
+            deadline_ms=deadline_ms,
+        )
+        self._clock = clock
         self._channels = ChannelPool()
         self._coordinator: str | None = None
         self._next_bootstrap = 0
@@ -99,19 +121,18 @@ class Admin:
     async def list_topics(
         self, page_size: int = defaults.LIST_TOPICS_PAGE_SIZE
     ) -> list[admin_pb2.TopicSummary]:
-        """Every topic, by name, following pages (at most LIST_TOPICS_MAX_PAGES of them)."""
+        """Every topic, by name, following pages (at most LIST_TOPICS_PAGES_MAX of them)."""
         topics: list[admin_pb2.TopicSummary] = []
         token = ""
-        for _ in range(defaults.LIST_TOPICS_MAX_PAGES):
+        for _ in range(defaults.LIST_TOPICS_PAGES_MAX):
             request = admin_pb2.ListTopicsRequest(page_size=page_size, page_token=token)
             response = await self._call(lambda s: s.ListTopics, request)
             topics.extend(response.topics)
             token = response.next_page_token
             if not token:
                 return topics
-        raise BrookError(
-            "INTERNAL", f"topic listing did not end within {defaults.LIST_TOPICS_MAX_PAGES} pages"
-        )
+        pages = defaults.LIST_TOPICS_PAGES_MAX
+        raise BrookError(Reason.INTERNAL, f"topic listing did not end within {pages} pages")
 
     async def describe_topic(self, name: str) -> admin_pb2.TopicDescription:
         request = admin_pb2.DescribeTopicRequest(name=name)
@@ -198,7 +219,7 @@ class Admin:
                 )
             except grpc.aio.AioRpcError as error:
                 last = from_rpc_error(error)
-        raise last or BrookError("UNAVAILABLE", "no bootstrap address")
+        raise last or BrookError(Reason.UNAVAILABLE, "no bootstrap address")
 
     # -- routing -----------------------------------------------------------------------------
 
@@ -215,38 +236,44 @@ class Admin:
         *,
         mutating: bool = False,
     ) -> Any:
-        last_error: BrookError | None = None
-        for attempt in range(self._max_attempts):
+        """One AdminService call on the active coordinator, redirects and fail-overs
+        followed within the retry policy (see the module doc)."""
+
+        async def attempt() -> Any:
             address = self._target()
             stub = admin_pb2_grpc.AdminServiceStub(self._channels.get(address))
             try:
                 response = await method(stub)(request, timeout=self._timeout_s)
             except grpc.aio.AioRpcError as rpc_error:
                 error = from_rpc_error(rpc_error)
-                last_error = error
-                if error.reason == "NOT_COORDINATOR":
-                    redirect = next(
-                        (error.metadata[k] for k in _REDIRECT_KEYS if error.metadata.get(k)), None
-                    )
-                    log.debug("%s is a standby; redirect to %s", address, redirect)
-                    self._coordinator = redirect if redirect and redirect != address else None
-                    if self._coordinator is None:
-                        self._next_bootstrap += 1
-                        await self._learn_coordinator()
-                    continue  # a standby did nothing: safe to retry at once
-                self._coordinator = None
-                if error.reason == "COORDINATOR_NOT_AVAILABLE" or (
-                    error.reason == "TRANSPORT"
-                    and (error.code is grpc.StatusCode.UNAVAILABLE or not mutating)
-                    and error.retriable
-                ):
-                    self._next_bootstrap += 1
-                    await asyncio.sleep(self._backoff_s * (attempt + 1))  # bounded retry back-off
-                    continue
+                if error.reason is not Reason.NOT_COORDINATOR:
+                    self._coordinator = None  # it failed as the active one: find it afresh
                 raise error from None
             self._coordinator = address
             return response
-        raise last_error or BrookError("COORDINATOR_NOT_AVAILABLE", "no coordinator answered")
+
+        return await call_with_retry(
+            attempt,
+            self._retry_policy,
+            retriable=lambda error: _may_retry(error, mutating),
+            on_redirect=self._follow_redirect,
+            on_refresh=self._try_next_address,
+            clock=self._clock,
+        )
+
+    async def _follow_redirect(self, error: BrookError) -> None:
+        """A standby answered: go to the coordinator it names, else find the active one."""
+        address = self._target()
+        redirect = next((error.metadata[k] for k in _REDIRECT_KEYS if error.metadata.get(k)), None)
+        log.debug("%s is a standby; redirect to %s", address, redirect)
+        self._coordinator = redirect if redirect and redirect != address else None
+        if self._coordinator is None:
+            self._next_bootstrap += 1
+            await self._learn_coordinator()
+
+    def _try_next_address(self, _error: BrookError) -> None:
+        """The coordinator is gone or moving: the next attempt asks the next bootstrap."""
+        self._next_bootstrap += 1
 
     async def _learn_coordinator(self) -> None:
         """Asks GetMetadata where the active coordinator is (standbys serve metadata)."""

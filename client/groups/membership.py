@@ -30,48 +30,41 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import random
 import socket
-import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import grpc
 
+from brook.client import defaults
 from brook.client.metadata import ChannelPool, ClusterMetadata
 from brook.client.records import TopicPartition
-from brook.errors import BrookError, from_partition_error, from_rpc_error
+from brook.client.retry import RetryPolicy, call_with_retry
+from brook.clock import SYSTEM_CLOCK, Clock
+from brook.errors import BrookError, Reason, from_partition_error, from_rpc_error
 from brook.v1 import common_pb2, groups_pb2, groups_pb2_grpc
 
 T = TypeVar("T")
 
-log = logging.getLogger("brook.client.membership")
+log = logging.getLogger("brook.client.groups.membership")
 
-# Defaults and bounds of the group client, with the reason beside each.
-SESSION_TIMEOUT_MS = 10_000
-# How long a member may take to revoke (the time between two polls, in practice).
-REBALANCE_TIMEOUT_MS = 60_000
-# Used until the server says how often to heartbeat.
-HEARTBEAT_INTERVAL_MS = 1_000
-# Back-off between failed heartbeats or commits doubles from the minimum to the maximum.
-RETRY_BACKOFF_MIN_MS = 100
-RETRY_BACKOFF_MAX_MS = 1_000
-RETRY_BACKOFF_MIN_S = RETRY_BACKOFF_MIN_MS / 1000
-RETRY_BACKOFF_MAX_S = RETRY_BACKOFF_MAX_MS / 1000
-# Deadline of one Heartbeat / CommitOffsets / FetchOffsets call.
-REQUEST_TIMEOUT_MS = 5_000
-# A commit is retried (retriable errors, e.g. a manager failover) at most this many times.
-COMMIT_ATTEMPTS_MAX = 10
-# A static member keeps retrying UNRELEASED_INSTANCE_ID for this many session timeouts.
-UNRELEASED_INSTANCE_RETRY_SESSIONS = 3
-# The leave heartbeat on close gets this long.
-LEAVE_TIMEOUT_MS = 2_000
+# Every attempt of a commit or offset fetch on the group manager (see brook.client.retry).
+COMMIT_RETRY_POLICY = RetryPolicy(
+    attempts_max=defaults.COMMIT_ATTEMPTS_MAX,
+    backoff_ms_min=defaults.GROUP_RETRY_BACKOFF_MS,
+    backoff_ms_max=defaults.GROUP_RETRY_BACKOFF_MS_MAX,
+    deadline_ms=defaults.COMMIT_DEADLINE_MS,
+)
+# Failed heartbeats back off the same way; their bound is the session timeout instead.
+HEARTBEAT_BACKOFF = COMMIT_RETRY_POLICY
 
 JOIN_EPOCH = 0
 LEAVE_EPOCH = -1
 STATIC_LEAVE_EPOCH = -2
 
-_REJOIN_REASONS = {"UNKNOWN_MEMBER_ID", "FENCED_MEMBER_EPOCH"}
+_REJOIN_REASONS = {Reason.UNKNOWN_MEMBER_ID, Reason.FENCED_MEMBER_EPOCH}
 
 
 class RebalanceListener:
@@ -158,12 +151,13 @@ class GroupMembership:
         instance_id: str = "",
         rack_id: str = "",
         assignor: str = "uniform",
-        session_timeout_ms: int = SESSION_TIMEOUT_MS,
-        rebalance_timeout_ms: int = REBALANCE_TIMEOUT_MS,
+        session_timeout_ms: int = defaults.SESSION_TIMEOUT_MS,
+        rebalance_timeout_ms: int = defaults.REBALANCE_TIMEOUT_MS,
         client_id: str = "brook-group-consumer",
-        request_timeout_ms: int = REQUEST_TIMEOUT_MS,
+        request_timeout_ms: int = defaults.GROUP_REQUEST_TIMEOUT_MS,
         find_manager: Callable[[], Awaitable[str]] | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
+        commit_retry_policy: RetryPolicy = COMMIT_RETRY_POLICY,
     ) -> None:
         if not group_id:
             raise ValueError("group_id must not be empty")
@@ -179,6 +173,7 @@ class GroupMembership:
         self._request_timeout_s = request_timeout_ms / 1000
         self._find_manager = find_manager or self._manager_from_metadata
         self._clock = clock
+        self._commit_retry_policy = commit_retry_policy
         self._host = socket.gethostname()
         self.topics: tuple[str, ...] = tuple(sorted(set(topics)))
         self.pattern = pattern
@@ -196,8 +191,8 @@ class GroupMembership:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self._last_success_s = clock()
-        self._interval_s = HEARTBEAT_INTERVAL_MS / 1000
+        self._last_success_s = self._clock.monotonic_s()
+        self._interval_s = defaults.HEARTBEAT_INTERVAL_MS / 1000
         self._unreleased_since_s: float | None = None
         # Bumped when the member loses its partitions; a reconcile in progress notices.
         self._incarnation = 0
@@ -206,7 +201,7 @@ class GroupMembership:
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
         if self._task is None:
-            self._last_success_s = self._clock()
+            self._last_success_s = self._clock.monotonic_s()
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name=f"brook-membership-{self.group_id}"
             )
@@ -257,7 +252,7 @@ class GroupMembership:
         if leave and self.member_id:
             epoch = STATIC_LEAVE_EPOCH if self.instance_id else LEAVE_EPOCH
             try:
-                await asyncio.wait_for(self._send(epoch=epoch), LEAVE_TIMEOUT_MS / 1000)
+                await asyncio.wait_for(self._send(epoch=epoch), defaults.LEAVE_TIMEOUT_MS / 1000)
             except (BrookError, TimeoutError) as error:
                 log.info("leave of group %s not confirmed: %s", self.group_id, error)
             self.member_id, self.member_epoch = "", JOIN_EPOCH
@@ -294,13 +289,13 @@ class GroupMembership:
 
     # -- the heartbeat task ----------------------------------------------------------------
     async def _run(self) -> None:
-        backoff_s = RETRY_BACKOFF_MIN_S
+        failures = 0
         while not self._closing:
             wait_s = self._interval_s
             try:
                 if self.subscribed:
                     await self._heartbeat()
-                    backoff_s = RETRY_BACKOFF_MIN_S
+                    failures = 0
                     wait_s = self._interval_s
                 elif self.member_id and not self.owned:
                     # Unsubscribed and everything revoked by the application: leave. (While
@@ -311,12 +306,13 @@ class GroupMembership:
             except asyncio.CancelledError:
                 raise
             except BrookError as error:
-                wait_s = self._on_error(error, backoff_s)
-                backoff_s = min(backoff_s * 2, RETRY_BACKOFF_MAX_S)
+                failures += 1
+                wait_s = self._on_error(error, self._heartbeat_backoff_s(failures))
             except Exception as error:  # a bug must not kill the member silently
                 log.exception("heartbeat of group %s failed", self.group_id)
-                wait_s = backoff_s
-                self._check_session(BrookError("INTERNAL", str(error)))
+                failures += 1
+                wait_s = self._heartbeat_backoff_s(failures)
+                self._check_session(BrookError(Reason.INTERNAL, str(error)))
             if self.fatal is not None:
                 self.changed.set()
                 return
@@ -325,11 +321,15 @@ class GroupMembership:
                     await asyncio.wait_for(self._wake.wait(), wait_s)
             self._wake.clear()
 
+    @staticmethod
+    def _heartbeat_backoff_s(failures: int) -> float:
+        return HEARTBEAT_BACKOFF.backoff_s(failures, random.random())
+
     async def _heartbeat(self) -> None:
         owned = set(self.owned)
         response = await self._send(epoch=self.member_epoch, owned=owned)
         self.heartbeats += 1
-        self._last_success_s = self._clock()
+        self._last_success_s = self._clock.monotonic_s()
         self._unreleased_since_s = None
         joined = not self.member_id
         self.member_id = response.member_id
@@ -387,11 +387,11 @@ class GroupMembership:
             )
             self._mark_lost()
             return 0.0
-        if error.reason == "UNRELEASED_INSTANCE_ID":
-            now = self._clock()
+        if error.reason is Reason.UNRELEASED_INSTANCE_ID:
+            now = self._clock.monotonic_s()
             if self._unreleased_since_s is None:
                 self._unreleased_since_s = now
-            limit_s = UNRELEASED_INSTANCE_RETRY_SESSIONS * self.session_timeout_ms / 1000
+            limit_s = defaults.UNRELEASED_INSTANCE_RETRY_SESSIONS * self.session_timeout_ms / 1000
             if now - self._unreleased_since_s > limit_s:
                 self.fatal = error
             return max(backoff_s, self._interval_s)
@@ -407,7 +407,7 @@ class GroupMembership:
     def _check_session(self, error: BrookError) -> None:
         """Without a heartbeat answer for a session timeout, the server has surely
         removed us: stop treating the partitions as ours."""
-        silent_s = self._clock() - self._last_success_s
+        silent_s = self._clock.monotonic_s() - self._last_success_s
         if self.member_id and silent_s * 1000 > self.session_timeout_ms:
             log.warning(
                 "group %s: no heartbeat answer for %.1fs (%s); partitions lost",
@@ -424,7 +424,7 @@ class GroupMembership:
         self._target = set()
         self.member_id = ""
         self.member_epoch = JOIN_EPOCH
-        self._last_success_s = self._clock()
+        self._last_success_s = self._clock.monotonic_s()
         self.changed.set()
 
     async def _manager_from_metadata(self) -> str:
@@ -433,7 +433,7 @@ class GroupMembership:
             await self._metadata.refresh()
             address = self._metadata.group_manager_address
         if not address:
-            raise BrookError("COORDINATOR_NOT_AVAILABLE", "no active group manager is known")
+            raise BrookError(Reason.COORDINATOR_NOT_AVAILABLE, "no active group manager is known")
         return address
 
     # -- offsets ---------------------------------------------------------------------------
@@ -442,23 +442,21 @@ class GroupMembership:
     ) -> T:
         """One GroupService call on the active manager; retriable failures are retried
         (bounded, with back-off, refreshing metadata when the error asks for it)."""
-        backoff_s = RETRY_BACKOFF_MIN_S
-        for attempt in range(COMMIT_ATTEMPTS_MAX):
+
+        async def attempt() -> T:
+            address = await self._find_manager()
+            stub = groups_pb2_grpc.GroupServiceStub(self._channels.get(address))
             try:
-                address = await self._find_manager()
-                stub = groups_pb2_grpc.GroupServiceStub(self._channels.get(address))
-                try:
-                    return await call(stub)
-                except grpc.aio.AioRpcError as rpc_error:
-                    raise from_rpc_error(rpc_error) from None
-            except BrookError as error:
-                if not error.retriable or attempt + 1 == COMMIT_ATTEMPTS_MAX:
-                    raise
-                if error.refresh_metadata:
-                    self._metadata.request_refresh()
-                await asyncio.sleep(backoff_s)  # back-off of a bounded retry
-                backoff_s = min(backoff_s * 2, RETRY_BACKOFF_MAX_S)
-        raise AssertionError("unreachable")  # pragma: no cover
+                return await call(stub)
+            except grpc.aio.AioRpcError as rpc_error:
+                raise from_rpc_error(rpc_error) from None
+
+        return await call_with_retry(
+            attempt,
+            self._commit_retry_policy,
+            on_refresh=lambda _error: self._metadata.request_refresh(),
+            clock=self._clock,
+        )
 
     async def commit(
         self, offsets: Mapping[TopicPartition, CommittedOffset], *, as_member: bool = True
@@ -474,7 +472,7 @@ class GroupMembership:
             # Built per attempt: the member's id and epoch may change between attempts.
             if as_member and not self.member_id:
                 raise BrookError(
-                    "UNKNOWN_MEMBER_ID",
+                    Reason.UNKNOWN_MEMBER_ID,
                     f"not a member of group {self.group_id!r} (yet); nothing to commit as",
                 )
             request = groups_pb2.CommitOffsetsRequest(

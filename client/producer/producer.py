@@ -39,15 +39,21 @@ from dataclasses import dataclass
 import grpc
 
 from brook.client import codec, defaults
-from brook.client.accumulator import BufferPool, PartitionQueue, ProducerBatch, RecordAccumulator
 from brook.client.metadata import (
     ChannelPool,
     ClusterMetadata,
     TopicInfo,
     retriable_if_node_lags,
 )
-from brook.client.partitioner import StickyPartitioner, partition_for_key
+from brook.client.producer.accumulator import (
+    BufferPool,
+    PartitionQueue,
+    ProducerBatch,
+    RecordAccumulator,
+)
+from brook.client.producer.partitioner import StickyPartitioner, partition_for_key
 from brook.client.records import BatchResult, Header, RecordMetadata
+from brook.clock import SYSTEM_CLOCK, Clock
 from brook.errors import BrookError, from_partition_error, from_rpc_error
 from brook.v1 import storage_pb2
 
@@ -100,18 +106,18 @@ class Producer:
         linger_ms: float = defaults.LINGER_MS,
         batch_bytes: int = defaults.BATCH_BYTES,
         buffer_memory: int = defaults.BUFFER_MEMORY_BYTES,
-        max_in_flight_per_node: int = defaults.MAX_IN_FLIGHT_PER_NODE,
+        max_in_flight_per_node: int = defaults.IN_FLIGHT_PER_NODE_MAX,
         retries: int = defaults.RETRIES,
         delivery_timeout_ms: int = defaults.DELIVERY_TIMEOUT_MS,
         retry_backoff_ms: int = defaults.RETRY_BACKOFF_MS,
-        retry_backoff_max_ms: int = defaults.RETRY_BACKOFF_MAX_MS,
+        retry_backoff_max_ms: int = defaults.RETRY_BACKOFF_MS_MAX,
         compression: str | None = None,
         request_timeout_ms: int = defaults.REQUEST_TIMEOUT_MS,
-        max_request_bytes: int = defaults.MAX_REQUEST_BYTES,
-        max_block_ms: int = defaults.MAX_BLOCK_MS,
+        max_request_bytes: int = defaults.REQUEST_BYTES_MAX,
+        max_block_ms: int = defaults.BLOCK_MS_MAX,
         client_id: str = "brook-producer",
         partitioner: StickyPartitioner | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         acks_key = str(acks).lower()
         if acks_key not in ACKS:
@@ -131,6 +137,8 @@ class Producer:
         self._max_block_s = max_block_ms / 1000
         self._max_record_bytes = min(max_request_bytes, buffer_memory)
         self._clock = clock
+        # Bound once: as cheap to call as time.monotonic, on paths that read it per record.
+        self._monotonic_s = clock.monotonic_s
         self._channels = ChannelPool()
         self._metadata = ClusterMetadata(
             bootstrap, self._channels, request_timeout_ms=request_timeout_ms, clock=clock
@@ -145,7 +153,7 @@ class Producer:
             delivery_timeout_ms=delivery_timeout_ms,
             # One in flight per partition keeps order across retries (see module doc).
             max_in_flight_per_partition=1 if retries > 0 else max_in_flight_per_node,
-            clock=clock,
+            clock=self._monotonic_s,
             on_new_batch=self._wake,
         )
         self._listeners: list[BatchListener] = []
@@ -509,7 +517,7 @@ class Producer:
         loop = asyncio.get_running_loop()
         accumulator = self._accumulator
         while True:
-            now = self._clock()
+            now = self._monotonic_s()
             for _queue, batch in accumulator.expired(now):
                 self._finish(batch, self._timeout_error(batch), -1)
             by_node, next_s, unknown_leader = accumulator.ready(now, self._leader_id)
@@ -538,7 +546,7 @@ class Producer:
             self._wakeup = loop.create_future()
             handle = None
             if wake_at != float("inf"):
-                handle = loop.call_later(max(0.0, wake_at - self._clock()), self._wake)
+                handle = loop.call_later(max(0.0, wake_at - self._monotonic_s()), self._wake)
             try:
                 await self._wakeup
             finally:
@@ -631,7 +639,7 @@ class Producer:
     def _retry_or_fail(
         self, queue: PartitionQueue, batches: list[ProducerBatch], error: BrookError
     ) -> None:
-        now = self._clock()
+        now = self._monotonic_s()
         if error.refresh_metadata:
             self._metadata.request_refresh()
         if error.retriable and not self._closed:

@@ -1,0 +1,102 @@
+"""The `brook` client command line: the parser, the dispatch, and how failures print.
+
+    brook [--bootstrap HOST:PORT] topic create NAME --partitions N --replication-factor R
+    brook topic list | describe NAME | delete NAME
+    brook produce TOPIC [--acks 0|1|all] [--key-separator SEP] [--partition P]
+    brook consume TOPIC [--from-beginning | --offset N --partition P | --from-time T]
+                        [--group G] [--max-records N] [--timeout-ms T] [--format F]
+    brook cluster describe
+    brook group list | describe G | reset-offsets G ... | delete G
+    brook perf produce|consume ...
+
+Each command module registers its subcommand with a `handler(args) -> Awaitable[int]`.
+The server processes (`brook node|coordinator|groups|dev`) are not the client's: the
+`brook` console script is `brook.services.cli`, which runs those itself and hands every
+other command here, naming the server commands so that `brook --help` lists them too.
+
+The bootstrap address comes from --bootstrap, else $BROOK_BOOTSTRAP, else the
+"bootstrap" of ./data/cluster.json (written by `brook dev`), else 127.0.0.1:7070.
+Expected failures print one line, `error: REASON: message`, and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
+
+from brook.client import defaults
+from brook.client.cli import consume, groups, perf, produce, topics
+from brook.client.cli.options import default_bootstrap
+from brook.errors import BrookError
+
+Handler = Callable[[argparse.Namespace], Awaitable[int]]
+
+# The command modules, in the order `brook --help` lists them.
+COMMAND_MODULES = (topics, produce, consume, groups, perf)
+
+
+def _version() -> str:
+    try:
+        return version("brook")
+    except PackageNotFoundError:  # not installed as a distribution (running from a checkout)
+        return "0+unknown"
+
+
+def build_parser(server_commands: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """The parser of every client command; `server_commands` (name: help) are listed in
+    the help only, since whoever passes them runs those commands before parsing."""
+    parser = argparse.ArgumentParser(
+        prog="brook", description="Brook: a distributed commit log. Client and server commands."
+    )
+    parser.add_argument("--version", action="version", version=f"brook {_version()}")
+    parser.add_argument(
+        "--bootstrap",
+        metavar="HOST:PORT[,HOST:PORT]",
+        help="coordinator address(es); default $BROOK_BOOTSTRAP, ./data/cluster.json, "
+        f"or {defaults.BOOTSTRAP}",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    for module in COMMAND_MODULES:
+        module.register(commands)
+    for name, help_text in (server_commands or {}).items():
+        commands.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+async def _run(args: argparse.Namespace) -> int:
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:  # a server command listed for --help reached the client
+        raise ValueError(f"`brook {args.command}` is not a client command")
+    return int(await handler(args) or 0)
+
+
+def main(
+    argv: Sequence[str] | None = None, *, server_commands: Mapping[str, str] | None = None
+) -> int:
+    """Runs one client command; returns the exit status."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(server_commands).parse_args(arguments)
+    if not args.bootstrap:
+        args.bootstrap = default_bootstrap()
+    try:
+        return asyncio.run(_run(args))
+    except BrookError as error:
+        print(f"error: {error.reason}: {error.message}", file=sys.stderr)
+        return 1
+    except (ValueError, TypeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`brook consume ... | head`): not an error of ours.
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
