@@ -15,7 +15,7 @@ Why it is built this way: an earlier version fsynced the raw file once a second 
 the engine flush on its own schedule, and printed "498% of raw write": the two sides were
 not paying the same cost. Now both fsync at the same byte counts, every run starts with
 the previous run's files deleted and `os.sync()` done (no write-back of one run lands in
-the next), and raw and storage runs alternate (--repeats pairs: raw, storage, raw, ...),
+the next), and raw and storage runs alternate in ABBA order (--repeats pairs),
 so slow drift of the disk hits both sides alike. The ratio is the median of the per-pair
 ratios. The engine writes slightly more than the raw run (batch headers, index entries),
 so a ratio well above 100% means the measurement is broken, and the bench says so.
@@ -40,7 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from brook.storage import LogConfig, PartitionLog
+from brook.storage import AppendBatch, LogConfig, PartitionLog
 
 MB = 1 << 20  # MB = 2**20 bytes, matching Kafka's producer/consumer perf tools.
 # Distinct payloads cycled through, so the batches are not all byte-identical.
@@ -143,9 +143,9 @@ def storage_append(
     return time.perf_counter() - started
 
 
-def batch_to_append(payload: bytes, record_count: int) -> tuple[bytes, int, int]:
+def batch_to_append(payload: bytes, record_count: int) -> AppendBatch:
     """One entry of append_batches: the payload, its record count and max timestamp."""
-    return (payload, record_count, time.time_ns() // 1_000_000)
+    return AppendBatch(payload, record_count, time.time_ns() // 1_000_000)
 
 
 # The engine's own flush policy is off: the bench flushes at the same points as the raw run.
@@ -254,9 +254,14 @@ def main(argv: list[str] | None = None) -> int:
         os.sync()
         raw_rates: list[float] = []
         append_rates: list[float] = []
-        for _ in range(args.repeats):
-            raw_rates.append(run_raw_write(workdir, total, payloads, args.fsync_bytes))
-            append_rates.append(run_storage_append(workdir, args, payloads))
+        for pair in range(args.repeats):
+            # ABBA order: neither side always runs first on a disk that just went idle.
+            if pair % 2 == 0:
+                raw_rates.append(run_raw_write(workdir, total, payloads, args.fsync_bytes))
+                append_rates.append(run_storage_append(workdir, args, payloads))
+            else:
+                append_rates.append(run_storage_append(workdir, args, payloads))
+                raw_rates.append(run_raw_write(workdir, total, payloads, args.fsync_bytes))
         read_rates = read_pass(workdir, args, payloads)
     finally:
         if not args.keep:

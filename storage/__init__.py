@@ -37,11 +37,12 @@ from .errors import (
 from .leader_epoch_cache import EpochEntry
 from .log_manager import LogManager
 from .partition_log import PartitionLog
-from .record_batch import HEADER_SIZE, BatchHeader, StoredBatch
+from .record_batch import HEADER_SIZE, AppendBatch, BatchHeader, StoredBatch
 from .results import AppendInfo, ReadResult
 
 __all__ = [
     "HEADER_SIZE",
+    "AppendBatch",
     "AppendInfo",
     "BatchHeader",
     "BatchTooLargeError",

@@ -59,8 +59,12 @@ def parse_partition_directory_name(name: str) -> tuple[str, int] | None:
 
 
 class LogManager:
-    def __init__(self, root: Path, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, root: Path, *, clock: Clock | None = None, caller_flushes: bool = False
+    ) -> None:
+        """`caller_flushes` opens every log with it (see `PartitionLog.open`)."""
         self.root = Path(root)
+        self._caller_flushes = caller_flushes
         self.root.mkdir(parents=True, exist_ok=True)
         self._clock = clock or SystemClock()
         self._logs: dict[tuple[str, int], PartitionLog] = {}
@@ -78,7 +82,13 @@ class LogManager:
             log = self._logs.get(key)
             if log is not None and not log.closed:
                 return log
-            log = PartitionLog.open(self.root / name, config, clock=self._clock, name=name)
+            log = PartitionLog.open(
+                self.root / name,
+                config,
+                clock=self._clock,
+                name=name,
+                caller_flushes=self._caller_flushes,
+            )
             self._logs[key] = log
             return log
 
@@ -114,13 +124,6 @@ class LogManager:
     def flush_all(self) -> None:
         for log in self._open_logs():
             self._guarded(log, log.flush)
-
-    def maybe_flush_all(self) -> int:
-        """Applies every log's time-based flush policy; returns how many logs flushed."""
-        flushed = 0
-        for log in self._open_logs():
-            flushed += bool(self._guarded(log, log.maybe_flush))
-        return flushed
 
     def apply_retention_all(self) -> dict[tuple[str, int], list[int]]:
         """Runs retention and removes due `.deleted` files in every log; returns the

@@ -34,6 +34,8 @@ from .record_batch import (
     HEADER_SIZE,
     INT32_MAX,
     PREFIX_SIZE,
+    HeaderFields,
+    PendingBatch,
     StoredBatch,
     batch_crc,
     encode_header_into,
@@ -56,9 +58,6 @@ RECOVERY_CHUNK_BYTES: Final = 4 * 1024 * 1024
 DIRECT_READ_PAYLOAD_BYTES: Final = 64 * 1024
 READ_BUFFER_BYTES: Final = 1024 * 1024
 
-HeaderFields = tuple[int, int, int, int, int, int, int]
-# (payload, base_offset, record_count, max_timestamp_ms, leader_epoch), already validated.
-PendingBatch = tuple[Buffer, int, int, int, int]
 
 
 def segment_file_stem(base_offset: int) -> str:
@@ -320,28 +319,30 @@ class LogSegment:
                     return
             fields = unpack_header(buffer, relative)
             yield position, fields
-            if fields[1] < 1:
+            if fields.payload_length < 1:
                 return
-            position += HEADER_SIZE + fields[1]
+            position += HEADER_SIZE + fields.payload_length
 
     def find_batch(self, offset: int, max_payload_bytes: int) -> tuple[int, HeaderFields] | None:
         """(position, header) of the first batch whose last offset is >= `offset`."""
         expected, position = self.offset_index.lookup(offset)
         for batch_position, fields in self.iter_headers(position):
             self._check_header(fields, expected, batch_position, max_payload_bytes)
-            if fields[0] + fields[3] - 1 >= offset:
+            if fields.last_offset >= offset:
                 return batch_position, fields
-            expected = fields[0] + fields[3]
+            expected = fields.next_offset
         return None
 
     def _check_header(
         self, fields: HeaderFields, expected_offset: int, position: int, max_payload_bytes: int
     ) -> None:
         problem = header_problem(fields, max_payload_bytes=max_payload_bytes)
-        if problem is None and fields[0] != expected_offset:
-            problem = f"base offset {fields[0]}, expected {expected_offset}"
-        if problem is None and position + HEADER_SIZE + fields[1] > self.size_bytes:
-            problem = f"batch of {fields[1]} payload bytes runs past the end of the file"
+        if problem is None and fields.base_offset != expected_offset:
+            problem = f"base offset {fields.base_offset}, expected {expected_offset}"
+        if problem is None and position + HEADER_SIZE + fields.payload_length > self.size_bytes:
+            problem = (
+                f"batch of {fields.payload_length} payload bytes runs past the end of the file"
+            )
         if problem is not None:
             raise CorruptBatchError(
                 f"{self.log_path}: batch at position {position} is corrupt ({problem}); "
@@ -385,15 +386,15 @@ class LogSegment:
                     raise CorruptBatchError(f"{self.log_path}: short read at position {position}")
                 fields = unpack_header(buffer, 0)
                 self._check_header(fields, expected_offset, position, max_payload_bytes)
-                stored = HEADER_SIZE + fields[1]
-                if max_offset is not None and fields[0] + fields[3] - 1 >= max_offset:
+                stored = HEADER_SIZE + fields.payload_length
+                if max_offset is not None and fields.last_offset >= max_offset:
                     return bytes_read, True
                 if bytes_read + stored > max_bytes and (bytes_read or not need_one):
                     return bytes_read, True
-                if fields[1] >= DIRECT_READ_PAYLOAD_BYTES:
+                if fields.payload_length >= DIRECT_READ_PAYLOAD_BYTES:
                     # A large payload is read straight into the bytes object handed to the
                     # caller: no copy out of a shared buffer, no oversized allocation.
-                    payload = os.pread(fd, fields[1], position + HEADER_SIZE)
+                    payload = os.pread(fd, fields.payload_length, position + HEADER_SIZE)
                 else:
                     # Small batches: one pread for as many as the byte budget allows (plus
                     # the next header, to learn its size); payloads are sliced out of it.
@@ -402,9 +403,9 @@ class LogSegment:
                     buffer = os.pread(fd, min(end - position, want), position)
             fields = unpack_header(buffer, relative)
             self._check_header(fields, expected_offset, position, max_payload_bytes)
-            payload_length = fields[1]
+            payload_length = fields.payload_length
             stored = HEADER_SIZE + payload_length
-            if max_offset is not None and fields[0] + fields[3] - 1 >= max_offset:
+            if max_offset is not None and fields.last_offset >= max_offset:
                 return bytes_read, True
             if bytes_read + stored > max_bytes and (bytes_read or not need_one):
                 return bytes_read, True
@@ -421,16 +422,17 @@ class LogSegment:
                     f"{self.log_path}: short read of batch at position {position}"
                 )
             prefix = memoryview(buffer)[relative : relative + PREFIX_SIZE]
-            if batch_crc(prefix, payload) != fields[6]:
+            if batch_crc(prefix, payload) != fields.crc:
                 raise CorruptBatchError(
-                    f"{self.log_path}: batch at offset {fields[0]} (position {position}) failed "
+                    f"{self.log_path}: batch at offset {fields.base_offset} (position {position})"
+                    " failed "
                     "its CRC check; restart the node so recovery truncates the damaged tail, "
                     "or re-replicate the partition"
                 )
             out.append(StoredBatch(header_from_fields(fields), payload))
             bytes_read += stored
             position += stored
-            expected_offset = fields[0] + fields[3]
+            expected_offset = fields.next_offset
         return bytes_read, False
 
     def find_timestamp(
@@ -443,14 +445,18 @@ class LogSegment:
         if found is None:
             return None
         position, fields = found
-        expected = fields[0]
+        expected = fields.base_offset
         for _, fields in self.iter_headers(position):
             # Positions come from the walk; contiguity is what detects a misparse here.
-            if fields[0] != expected or fields[1] < 1:
-                raise CorruptBatchError(f"{self.log_path}: inconsistent header at {fields[0]}")
-            if fields[4] >= timestamp_ms and fields[0] + fields[3] - 1 >= min_last_offset:
-                return int(fields[0])
-            expected = fields[0] + fields[3]
+            if fields.base_offset != expected or fields.payload_length < 1:
+                raise CorruptBatchError(
+                    f"{self.log_path}: inconsistent header at {fields.base_offset}"
+                )
+            if fields.max_timestamp_ms >= timestamp_ms and (
+                fields.last_offset >= min_last_offset
+            ):
+                return int(fields.base_offset)
+            expected = fields.next_offset
         return None
 
     # -- truncation -----------------------------------------------------------------------
@@ -461,7 +467,7 @@ class LogSegment:
         if found is None:
             return 0
         position, fields = found
-        cut_offset = fields[0]
+        cut_offset = fields.base_offset
         # Indexes first: a crash between the two leaves index entries pointing at
         # positions past the end, which the loader detects, never at reused positions.
         self.offset_index.truncate_to(cut_offset)
@@ -492,11 +498,11 @@ class LogSegment:
         last_index_position = position
         for batch_position, fields in self.iter_headers(position):
             self._check_header(fields, expected, batch_position, max_payload_bytes)
-            if self.max_timestamp_ms is None or fields[4] > self.max_timestamp_ms:
-                self.max_timestamp_ms = fields[4]
-                self._offset_of_max_timestamp = fields[0]
-            expected = fields[0] + fields[3]
-            position = batch_position + HEADER_SIZE + fields[1]
+            if self.max_timestamp_ms is None or fields.max_timestamp_ms > self.max_timestamp_ms:
+                self.max_timestamp_ms = fields.max_timestamp_ms
+                self._offset_of_max_timestamp = fields.base_offset
+            expected = fields.next_offset
+            position = batch_position + HEADER_SIZE + fields.payload_length
         if position != self.size_bytes:
             raise CorruptBatchError(
                 f"{self.log_path}: {self.size_bytes - position} bytes after the last whole batch"
@@ -559,9 +565,9 @@ class LogSegment:
                     break
             fields = unpack_header(buffer, relative)
             problem = header_problem(fields, max_payload_bytes=max_payload_bytes)
-            if problem is None and fields[0] != expected:
-                problem = f"base offset {fields[0]}, expected {expected}"
-            stored = HEADER_SIZE + fields[1]
+            if problem is None and fields.base_offset != expected:
+                problem = f"base offset {fields.base_offset}, expected {expected}"
+            stored = HEADER_SIZE + fields.payload_length
             if problem is None and position + stored > end:
                 problem = f"batch needs {stored} bytes but only {end - position} remain in the file"
             if problem is not None:
@@ -570,16 +576,18 @@ class LogSegment:
             if relative + stored <= len(buffer):
                 payload = memoryview(buffer)[relative + HEADER_SIZE : relative + stored]
             else:
-                payload = os.pread(self._fd, fields[1], position + HEADER_SIZE)
+                payload = os.pread(self._fd, fields.payload_length, position + HEADER_SIZE)
             prefix = memoryview(buffer)[relative : relative + PREFIX_SIZE]
-            if batch_crc(prefix, payload) != fields[6]:
-                problem = f"CRC mismatch in batch at offset {fields[0]}"
+            if batch_crc(prefix, payload) != fields.crc:
+                problem = f"CRC mismatch in batch at offset {fields.base_offset}"
                 break
-            if fields[5] != previous_epoch:
-                transitions.append((fields[5], fields[0]))
-                previous_epoch = fields[5]
-            self._index_batch(fields[0], fields[3], fields[4], position, stored)
-            expected = fields[0] + fields[3]
+            if fields.leader_epoch != previous_epoch:
+                transitions.append((fields.leader_epoch, fields.base_offset))
+                previous_epoch = fields.leader_epoch
+            self._index_batch(
+                fields.base_offset, fields.record_count, fields.max_timestamp_ms, position, stored
+            )
+            expected = fields.next_offset
             position += stored
         dropped_last: int | None = None
         if problem is not None:
@@ -606,11 +614,11 @@ class LogSegment:
         for batch_position, fields in self.iter_headers(position):
             if header_problem(fields, max_payload_bytes=max_payload_bytes) is not None:
                 return None
-            if fields[0] != expected:
+            if fields.base_offset != expected:
                 return None
-            last = fields[0] + fields[3] - 1
+            last = fields.last_offset
             expected = last + 1
-            if batch_position + HEADER_SIZE + fields[1] >= self.size_bytes:
+            if batch_position + HEADER_SIZE + fields.payload_length >= self.size_bytes:
                 return last
         return None
 
@@ -621,10 +629,10 @@ class LogSegment:
         expected = self.base_offset
         for position, fields in self.iter_headers(0):
             self._check_header(fields, expected, position, max_payload_bytes)
-            if fields[5] != previous:
-                transitions.append((fields[5], fields[0]))
-                previous = fields[5]
-            expected = fields[0] + fields[3]
+            if fields.leader_epoch != previous:
+                transitions.append((fields.leader_epoch, fields.base_offset))
+                previous = fields.leader_epoch
+            expected = fields.next_offset
         return transitions
 
     def __repr__(self) -> str:

@@ -47,7 +47,7 @@ from .errors import (
     LogClosedError,
     OffsetOutOfRangeError,
 )
-from .file_utils import fsync_directory, lock_directory, remove_directory, remove_if_exists
+from .file_utils import Buffer, fsync_directory, lock_directory, remove_directory, remove_if_exists
 from .leader_epoch_cache import EpochEntry
 from .log_loader import (
     CLEAN_SHUTDOWN_FILE,
@@ -57,8 +57,17 @@ from .log_loader import (
     RECOVERY_POINT_CHECKPOINT,
     LogLoader,
 )
-from .log_segment import HeaderFields, LogSegment, PendingBatch
-from .record_batch import HEADER_SIZE, INT32_MAX, INT64_MAX, NO_TIMESTAMP, StoredBatch
+from .log_segment import LogSegment
+from .record_batch import (
+    HEADER_SIZE,
+    INT32_MAX,
+    INT64_MAX,
+    NO_TIMESTAMP,
+    AppendBatch,
+    HeaderFields,
+    PendingBatch,
+    StoredBatch,
+)
 from .results import AppendInfo, ReadResult
 
 logger = logging.getLogger("brook.storage")
@@ -86,9 +95,12 @@ def _takes_log_offline_on_io_error(
 class PartitionLog:
     """Append, read, truncate and retain the batches of one partition. See module docs."""
 
-    def __init__(self, directory: Path, config: LogConfig, clock: Clock, name: str) -> None:
+    def __init__(
+        self, directory: Path, config: LogConfig, clock: Clock, name: str, caller_flushes: bool
+    ) -> None:
         """Use `PartitionLog.open`; this constructor runs recovery through it."""
         self.directory = directory
+        self._caller_flushes = caller_flushes
         self.config = config
         self.name = name
         self._clock = clock
@@ -124,14 +136,20 @@ class PartitionLog:
         *,
         clock: Clock | None = None,
         name: str | None = None,
+        caller_flushes: bool = False,
     ) -> PartitionLog:
         """Opens (creating if missing) the log in `directory` and recovers it.
 
         `name` (e.g. "orders-3") prefixes log lines; it defaults to the directory name.
+        `caller_flushes`: append never fsyncs; the caller applies the same flush policy by
+        asking `flush_due()` after appends and calling `maybe_flush()` (an fsync) where it
+        may block, e.g. a server whose appends run on an event loop.
         """
         config.validate()
         directory = Path(directory)
-        return cls(directory, config, clock or SystemClock(), name or directory.name)
+        return cls(
+            directory, config, clock or SystemClock(), name or directory.name, caller_flushes
+        )
 
     # -- state ------------------------------------------------------------------------------
 
@@ -181,14 +199,36 @@ class PartitionLog:
         leader_epoch: int,
         base_offset: int | None = None,
     ) -> AppendInfo:
-        """Appends one batch and returns where it landed.
+        """Appends one batch and returns where it landed (see `append_batches`)."""
+        batch = AppendBatch(payload, record_count, max_timestamp_ms)
+        return self.append_batches([batch], leader_epoch=leader_epoch, base_offset=base_offset)[0]
+
+    @_takes_log_offline_on_io_error
+    def append_batches(
+        self,
+        batches: Sequence[AppendBatch],
+        *,
+        leader_epoch: int,
+        base_offset: int | None = None,
+    ) -> list[AppendInfo]:
+        """Appends batches, all or none, and returns where each landed.
 
         Leader mode (`base_offset` None) assigns offsets from the log end. Follower mode
-        passes the leader's base offset, which must equal the log end. Everything is
-        validated before anything is written; a new, higher `leader_epoch` is recorded in
-        the epoch history at this batch's base offset.
+        passes the leader's base offset of the first batch, which must equal the log end
+        (the rest follow densely). Everything is validated before anything is written; the
+        batches are then written with one pwritev per segment (rolling as needed). A new,
+        higher `leader_epoch` is recorded in the epoch history at the first batch.
         """
         self._ensure_open()
+        self._check_follower_offset(base_offset)
+        self._validate_epoch(leader_epoch)
+        for number, (payload, record_count, max_timestamp_ms) in enumerate(batches):
+            self._validate_batch(number, payload, record_count, max_timestamp_ms)
+        if not batches:
+            return []
+        return self._append_validated(batches, leader_epoch)
+
+    def _check_follower_offset(self, base_offset: int | None) -> None:
         if base_offset is not None and base_offset != self.log_end_offset:
             raise InvalidOffsetError(
                 f"{self.name}: follower append at base offset {base_offset}, but the log ends "
@@ -196,26 +236,6 @@ class PartitionLog:
                 f"offset {self.log_end_offset}",
                 log_end_offset=self.log_end_offset,
             )
-        self._validate_epoch(leader_epoch)
-        self._validate_batch(0, payload, record_count, max_timestamp_ms)
-        return self._append_validated([(payload, record_count, max_timestamp_ms)], leader_epoch)[0]
-
-    @_takes_log_offline_on_io_error
-    def append_batches(
-        self, batches: Sequence[tuple[bytes, int, int]], *, leader_epoch: int
-    ) -> list[AppendInfo]:
-        """Appends (payload, record_count, max_timestamp_ms) batches in leader mode.
-
-        All batches are validated before any is written; they are then written with one
-        pwritev per segment (rolling between segments as needed).
-        """
-        self._ensure_open()
-        self._validate_epoch(leader_epoch)
-        for number, (payload, record_count, max_timestamp_ms) in enumerate(batches):
-            self._validate_batch(number, payload, record_count, max_timestamp_ms)
-        if not batches:
-            return []
-        return self._append_validated(batches, leader_epoch)
 
     def _validate_epoch(self, leader_epoch: int) -> None:
         if not 0 <= leader_epoch <= INT32_MAX:
@@ -232,7 +252,7 @@ class PartitionLog:
             )
 
     def _validate_batch(
-        self, number: int, payload: bytes, record_count: int, max_timestamp_ms: int
+        self, number: int, payload: Buffer, record_count: int, max_timestamp_ms: int
     ) -> None:
         where = f"{self.name}: batch {number}" if number else f"{self.name}: batch"
         size = len(payload)
@@ -257,7 +277,7 @@ class PartitionLog:
             )
 
     def _append_validated(
-        self, batches: Sequence[tuple[bytes, int, int]], leader_epoch: int
+        self, batches: Sequence[AppendBatch], leader_epoch: int
     ) -> list[AppendInfo]:
         now_ms = self._clock.now_ms()
         next_offset = self.log_end_offset
@@ -274,7 +294,9 @@ class PartitionLog:
         pending: list[PendingBatch] = []
         infos: list[AppendInfo] = []
         for payload, record_count, max_timestamp_ms in batches:
-            pending.append((payload, next_offset, record_count, max_timestamp_ms, leader_epoch))
+            pending.append(
+                PendingBatch(payload, next_offset, record_count, max_timestamp_ms, leader_epoch)
+            )
             infos.append(
                 AppendInfo(next_offset, next_offset + record_count - 1, max_timestamp_ms, now_ms)
             )
@@ -302,7 +324,8 @@ class PartitionLog:
             segment.append(group, self._header_buffer, now_ms)
             start = end
         self._unflushed_batches += len(pending)
-        self._apply_flush_policy(now_ms)
+        if not self._caller_flushes:
+            self._apply_flush_policy(now_ms)
         return infos
 
     def _segment_for(self, batch: PendingBatch, now_ms: int) -> LogSegment:
@@ -332,12 +355,20 @@ class PartitionLog:
     # -- flush ------------------------------------------------------------------------------
 
     def _apply_flush_policy(self, now_ms: int) -> None:
-        batches_due = (
-            self.config.flush_interval_batches > 0
-            and self._unflushed_batches >= self.config.flush_interval_batches
-        )
-        if batches_due or self._flush_time_due(now_ms):
+        if self._flush_due(now_ms):
             self._flush(now_ms)
+
+    def flush_due(self) -> bool:
+        """Whether the flush policy (flush_interval_batches or flush_interval_ms) wants an
+        fsync now. In-memory only, so a caller that flushes itself (`caller_flushes`) can
+        ask on its event loop and run `maybe_flush` where blocking is allowed."""
+        return self._flush_due(self._clock.now_ms())
+
+    def _flush_due(self, now_ms: int) -> bool:
+        if self._unflushed_batches == 0:
+            return False
+        batches_due = 0 < self.config.flush_interval_batches <= self._unflushed_batches
+        return batches_due or self._flush_time_due(now_ms)
 
     def _flush_time_due(self, now_ms: int) -> bool:
         interval = self.config.flush_interval_ms
@@ -354,7 +385,7 @@ class PartitionLog:
 
     @_takes_log_offline_on_io_error
     def maybe_flush(self) -> bool:
-        """Applies the time-based flush policy now; returns True if it flushed."""
+        """Applies the flush policy (batch count and time) now; returns True if it flushed."""
         self._ensure_open()
         now_ms = self._clock.now_ms()
         if self.log_end_offset == self._recovery_point and self._unflushed_batches == 0:
@@ -362,7 +393,7 @@ class PartitionLog:
             # flushed at once just because the log was idle.
             self._last_flush_ms = now_ms
             return False
-        if not self._flush_time_due(now_ms):
+        if not self._flush_due(now_ms):
             return False
         self._flush(now_ms)
         return True
@@ -453,7 +484,7 @@ class PartitionLog:
         assert segment is not None
         found = self._find_batch(segment, start_offset)
         position, fields = found
-        expected = fields[0]
+        expected = fields.base_offset
         bytes_read = 0
         current: LogSegment | None = segment
         while current is not None:
@@ -523,7 +554,7 @@ class PartitionLog:
         segment = self._segments.floor(offset)
         assert segment is not None
         found = self._find_batch(segment, offset)
-        new_end = found[1][0]
+        new_end = found[1].base_offset
         logger.info(
             "%s: truncating to offset %d (log end was %d)", self.name, new_end, self.log_end_offset
         )

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from crc32c import crc32c
+
+from .file_utils import Buffer
 
 MAGIC: Final = 1
 # Header fields before the CRC, then the CRC alone: the CRC is computed over the packed prefix.
@@ -43,6 +45,45 @@ NO_TIMESTAMP: Final = -1
 MAX_PAYLOAD_BYTES: Final = INT32_MAX - HEADER_SIZE
 
 assert PREFIX_SIZE == 29 and HEADER_SIZE == 33
+
+
+class HeaderFields(NamedTuple):
+    """The raw fields of a stored header, as unpacked (nothing checked yet)."""
+
+    base_offset: int
+    payload_length: int
+    magic: int
+    record_count: int
+    max_timestamp_ms: int
+    leader_epoch: int
+    crc: int
+
+    @property
+    def last_offset(self) -> int:
+        return self.base_offset + self.record_count - 1
+
+    @property
+    def next_offset(self) -> int:
+        return self.base_offset + self.record_count
+
+
+class AppendBatch(NamedTuple):
+    """One batch for `PartitionLog.append_batches`: the opaque payload and the two header
+    fields the engine cannot read from it."""
+
+    payload: Buffer
+    record_count: int
+    max_timestamp_ms: int
+
+
+class PendingBatch(NamedTuple):
+    """A validated batch with its assigned offset, waiting to be framed into a segment."""
+
+    payload: Buffer
+    base_offset: int
+    record_count: int
+    max_timestamp_ms: int
+    leader_epoch: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,18 +169,12 @@ def encode_header(
     return bytes(buffer)
 
 
-def unpack_header(
-    buffer: bytes | bytearray | memoryview, position: int
-) -> tuple[int, int, int, int, int, int, int]:
-    """Returns the raw fields (base_offset, payload_length, magic, record_count,
-    max_timestamp_ms, leader_epoch, crc) at `position`; no checks."""
-    fields: tuple[int, int, int, int, int, int, int] = _HEADER.unpack_from(buffer, position)
-    return fields
+def unpack_header(buffer: bytes | bytearray | memoryview, position: int) -> HeaderFields:
+    """Returns the raw header fields at `position`; no checks."""
+    return HeaderFields._make(_HEADER.unpack_from(buffer, position))
 
 
-def header_problem(
-    fields: tuple[int, int, int, int, int, int, int], *, max_payload_bytes: int
-) -> str | None:
+def header_problem(fields: HeaderFields, *, max_payload_bytes: int) -> str | None:
     """Returns why a raw header cannot be a batch this engine wrote, or None if it can.
 
     Checks only what the header says about itself; contiguity and the CRC are checked by
@@ -168,6 +203,6 @@ def batch_crc(
     return crc32c(payload, crc32c(prefix))
 
 
-def header_from_fields(fields: tuple[int, int, int, int, int, int, int]) -> BatchHeader:
+def header_from_fields(fields: HeaderFields) -> BatchHeader:
     base_offset, payload_length, _, record_count, max_timestamp_ms, leader_epoch, _ = fields
     return BatchHeader(base_offset, record_count, max_timestamp_ms, leader_epoch, payload_length)

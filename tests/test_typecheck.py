@@ -62,5 +62,5 @@ def test_correct_cross_package_use_type_checks(tmp_path: Path) -> None:
 def test_cross_package_type_error_fails_the_type_check(tmp_path: Path) -> None:
     result = run_mypy(WRONG, tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert 'Incompatible return value type (got "str", expected "int")' in result.stdout
+    assert 'Incompatible return value type (got "Reason", expected "int")' in result.stdout
     assert 'to "Partition"' in result.stdout, result.stdout

@@ -28,6 +28,17 @@ from typing import Final
 from crc32c import crc32c
 
 from brook.errors import BrookError
+from brook.wire import (
+    WIRE_FIXED32,
+    WIRE_FIXED64,
+    WIRE_LENGTH,
+    WIRE_VARINT,
+    MalformedWire,
+    as_int64,
+    read_varint,
+    tag,
+    varint,
+)
 
 # Stamping appends two varint fields to a batch (base_offset: tag + up to 10 bytes,
 # partition_leader_epoch: tag + up to 10 bytes): the log engine's max_batch_bytes must
@@ -76,10 +87,6 @@ class ScannedBatch:
     records_end: int
 
 
-class _Malformed(Exception):
-    """The bytes are not a well-formed RecordBatch."""
-
-
 # RecordBatch field numbers (records.proto) of the fields the node reads.
 _BASE_OFFSET = 1
 _LEADER_EPOCH = 2
@@ -87,47 +94,17 @@ _RECORD_COUNT = 3
 _MAX_TIMESTAMP = 5
 _CRC32C = 7
 _RECORDS = 11
-_WIRE_VARINT, _WIRE_FIXED64, _WIRE_LENGTH, _WIRE_FIXED32 = 0, 1, 2, 5
-_MAX_VARINT_BYTES = 10
+_BASE_OFFSET_TAG: Final = tag(_BASE_OFFSET, WIRE_VARINT)
+_LEADER_EPOCH_TAG: Final = tag(_LEADER_EPOCH, WIRE_VARINT)
 # A RecordBatch has 12 fields; more than this many is garbage (and scanning it field by
 # field in Python would let one request hold the event loop).
 _MAX_FIELDS = 256
 
 
-def _read_varint(data: RawBatch, position: int) -> tuple[int, int]:
-    value = 0
-    shift = 0
-    end = min(len(data), position + _MAX_VARINT_BYTES)
-    while position < end:
-        byte = data[position]
-        position += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, position
-        shift += 7
-    raise _Malformed("truncated or overlong varint")
-
-
-def _signed64(value: int) -> int:
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
-def encode_varint(value: int) -> bytes:
-    """Protobuf varint; negative values as 64-bit two's complement (int32/int64)."""
-    if value < 0:
-        value += 1 << 64
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def scan_batch(data: RawBatch) -> ScannedBatch:
     """Reads the header fields of a serialized RecordBatch without copying the records.
 
-    Raises _Malformed when the bytes are not a well-formed protobuf message or a known
+    Raises MalformedWire when the bytes are not a well-formed protobuf message or a known
     field has the wrong wire type. Unknown fields are skipped (newer producers).
     """
     fields = {_BASE_OFFSET: 0, _LEADER_EPOCH: 0, _RECORD_COUNT: 0, _MAX_TIMESTAMP: 0,
@@ -138,41 +115,41 @@ def scan_batch(data: RawBatch) -> ScannedBatch:
     for _ in range(_MAX_FIELDS):
         if position >= size:
             break
-        key, position = _read_varint(data, position)
+        key, position = read_varint(data, position, size)
         number, wire = key >> 3, key & 7
         if number == 0:
-            raise _Malformed("field number 0")
-        if wire == _WIRE_VARINT:
-            value, position = _read_varint(data, position)
+            raise MalformedWire("field number 0")
+        if wire == WIRE_VARINT:
+            value, position = read_varint(data, position, size)
             if number in fields:
                 fields[number] = value
-        elif wire == _WIRE_LENGTH:
-            length, position = _read_varint(data, position)
+        elif wire == WIRE_LENGTH:
+            length, position = read_varint(data, position, size)
             if position + length > size:
-                raise _Malformed(f"field {number} runs past the end")
+                raise MalformedWire(f"field {number} runs past the end")
             if number == _RECORDS:
                 records = (position, position + length)
             elif number in fields:
-                raise _Malformed(f"field {number} has wire type {wire}")
+                raise MalformedWire(f"field {number} has wire type {wire}")
             position += length
-        elif wire in (_WIRE_FIXED64, _WIRE_FIXED32) and number not in fields and (
+        elif wire in (WIRE_FIXED64, WIRE_FIXED32) and number not in fields and (
             number != _RECORDS
         ):
-            position += 8 if wire == _WIRE_FIXED64 else 4
+            position += 8 if wire == WIRE_FIXED64 else 4
             if position > size:
-                raise _Malformed(f"field {number} runs past the end")
+                raise MalformedWire(f"field {number} runs past the end")
         else:
-            raise _Malformed(f"field {number} has wire type {wire}")
+            raise MalformedWire(f"field {number} has wire type {wire}")
     else:
         if position < size:
-            raise _Malformed(f"more than {_MAX_FIELDS} fields")
-    epoch = _signed64(fields[_LEADER_EPOCH])
-    count = _signed64(fields[_RECORD_COUNT])
+            raise MalformedWire(f"more than {_MAX_FIELDS} fields")
+    epoch = as_int64(fields[_LEADER_EPOCH])
+    count = as_int64(fields[_RECORD_COUNT])
     return ScannedBatch(
-        base_offset=_signed64(fields[_BASE_OFFSET]),
+        base_offset=as_int64(fields[_BASE_OFFSET]),
         partition_leader_epoch=epoch,
         record_count=count,
-        max_timestamp_ms=_signed64(fields[_MAX_TIMESTAMP]),
+        max_timestamp_ms=as_int64(fields[_MAX_TIMESTAMP]),
         crc32c=fields[_CRC32C] & 0xFFFFFFFF,
         records_start=records[0],
         records_end=records[1],
@@ -196,7 +173,7 @@ def validate_batch(raw: RawBatch, max_batch_bytes: int, index: int = 0) -> Valid
         )
     try:
         header = scan_batch(raw)
-    except _Malformed as error:
+    except MalformedWire as error:
         raise _corrupt(f"not a RecordBatch ({error})", index) from None
     if header.record_count < 1:
         raise _corrupt(f"record_count {header.record_count} < 1", index)
@@ -221,9 +198,7 @@ def stamp(valid: ValidBatch, base_offset: int, leader_epoch: int) -> bytes:
     """The storage payload: the producer's bytes plus the assigned base offset and epoch
     (appended fields win over any earlier occurrence when parsed)."""
     return b"".join((
-        valid.raw,
-        bytes((_BASE_OFFSET << 3 | _WIRE_VARINT,)), encode_varint(base_offset),
-        bytes((_LEADER_EPOCH << 3 | _WIRE_VARINT,)), encode_varint(leader_epoch),
+        valid.raw, _BASE_OFFSET_TAG, varint(base_offset), _LEADER_EPOCH_TAG, varint(leader_epoch)
     ))
 
 
@@ -234,7 +209,7 @@ def read_batch_info(payload: bytes) -> BatchInfo:
     """
     try:
         header = scan_batch(payload)
-    except _Malformed as error:
+    except MalformedWire as error:
         raise BrookError("CORRUPT_BATCH", f"replicated batch does not parse: {error}") from None
     if header.record_count < 1 or header.base_offset < 0 or header.partition_leader_epoch < 0:
         raise BrookError(

@@ -2,6 +2,10 @@
 
 `NodeLimits` is built from the command line (`add_limit_arguments` / `limits_from_args`);
 the defaults suit a small cluster on one machine and are meant to be raised in production.
+Names say what is bounded first, then the qualifier, then the unit (`fetch_max_bytes`,
+`long_poll_max_ms`, `subscribe_streams_max`), as in the topic configs
+(`replica_lag_max_ms`). The flag of each field is its name with dashes; the flags of the
+names before that rule (`--max-fetch-bytes`, ...) keep working as aliases.
 """
 
 from __future__ import annotations
@@ -18,34 +22,37 @@ class NodeLimits:
     """Bounds on what clients and peers may ask of one storage node."""
 
     # Largest gRPC message the node accepts (a produce request with all its batches).
-    max_request_bytes: int = 64 * MIB
+    request_max_bytes: int = 64 * MIB
     # Calls (all kinds, long-polls and streams included) the node serves at once; gRPC
     # answers RESOURCE_EXHAUSTED beyond it.
-    max_concurrent_rpcs: int = 4096
+    concurrent_rpcs_max: int = 4096
     # Largest Fetch/ReplicaFetch response (a client's max_bytes is capped to this); at
     # least one batch is still returned when one is larger, so keep it >= max_batch_bytes.
-    max_fetch_bytes: int = 16 * MIB
+    fetch_max_bytes: int = 16 * MIB
     # Fetch max_bytes / partition_max_bytes used when a request leaves them 0.
-    default_fetch_bytes: int = 4 * MIB
-    default_partition_fetch_bytes: int = 1 * MIB
+    fetch_default_bytes: int = 4 * MIB
+    fetch_partition_default_bytes: int = 1 * MIB
     # Cap on a Fetch long-poll (max_wait_ms), so a call never pins a handler for long.
-    max_wait_ms: int = 30_000
+    long_poll_max_ms: int = 30_000
     # Produce acks=all timeout when a request leaves timeout_ms 0, and its cap.
-    default_produce_timeout_ms: int = 30_000
-    max_produce_timeout_ms: int = 120_000
+    produce_timeout_default_ms: int = 30_000
+    produce_timeout_max_ms: int = 120_000
     # Produce requests one client connection may have in flight at once.
-    max_inflight_produce_per_connection: int = 64
+    produce_inflight_per_connection_max: int = 64
+    # acks=none appends answered and not yet written (node-wide); a producer waits for
+    # room beyond it.
+    acks_none_queue_max: int = 256
     # acks=all produces that may wait for replication on one partition at once.
-    max_inflight_produce_per_partition: int = 512
+    produce_waiters_per_partition_max: int = 512
     # Consumer long-polls / subscribe streams that may wait on one partition at once.
-    max_fetch_waiters_per_partition: int = 1024
+    fetch_waiters_per_partition_max: int = 1024
     # Follower long-polls that may wait on one partition at once (one per follower).
-    max_replica_waiters_per_partition: int = 64
+    replica_waiters_per_partition_max: int = 64
     # Bytes of one Subscribe message = the per-stream buffer (one message is prepared
     # only once the previous one was taken by gRPC flow control).
     subscribe_buffer_bytes: int = 4 * MIB
     # Subscribe streams open at once on this node.
-    max_subscribe_streams: int = 256
+    subscribe_streams_max: int = 256
     # Follower fetcher: response bound, per-partition share, long-poll wait.
     replica_fetch_max_bytes: int = 16 * MIB
     replica_fetch_partition_max_bytes: int = 8 * MIB
@@ -74,13 +81,34 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+# Field names before the naming rule -> today's: their flags stay valid.
+LEGACY_NAMES: dict[str, str] = {
+    "max_request_bytes": "request_max_bytes",
+    "max_concurrent_rpcs": "concurrent_rpcs_max",
+    "max_fetch_bytes": "fetch_max_bytes",
+    "default_fetch_bytes": "fetch_default_bytes",
+    "default_partition_fetch_bytes": "fetch_partition_default_bytes",
+    "max_wait_ms": "long_poll_max_ms",
+    "default_produce_timeout_ms": "produce_timeout_default_ms",
+    "max_produce_timeout_ms": "produce_timeout_max_ms",
+    "max_inflight_produce_per_connection": "produce_inflight_per_connection_max",
+    "max_inflight_produce_per_partition": "produce_waiters_per_partition_max",
+    "max_fetch_waiters_per_partition": "fetch_waiters_per_partition_max",
+    "max_replica_waiters_per_partition": "replica_waiters_per_partition_max",
+    "max_subscribe_streams": "subscribe_streams_max",
+}
+_LEGACY_BY_NAME = {new: old for old, new in LEGACY_NAMES.items()}
+
+
 def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per NodeLimits field (e.g. --max-fetch-bytes), defaulting to the field."""
+    """One flag per NodeLimits field (e.g. --fetch-max-bytes), defaulting to the field."""
     group = parser.add_argument_group("limits")
     for field in dataclasses.fields(NodeLimits):
         default = field.default
+        legacy = _LEGACY_BY_NAME.get(field.name)
         group.add_argument(
             _flag(field.name),
+            *([_flag(legacy)] if legacy else []),
             dest=f"limit_{field.name}",
             type=type(default),
             default=default,

@@ -32,11 +32,13 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from brook.clock import Clock
 from brook.errors import BrookError, from_partition_error
 from brook.services.node.config import NodeLimits
-from brook.services.node.partition import Partition, Role, truncation_target
-from brook.services.node.storage_log import LogHandle
+from brook.services.node.partition import Diverging, Role, truncation_target
+from brook.services.node.replica import Replica
 from brook.services.node.wire import FetchedPartitionView, parse_replica_fetch_response
+from brook.structs import TopicPartition
 from brook.v1 import errors_pb2, storage_pb2
 
 if TYPE_CHECKING:
@@ -44,7 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("brook.node.fetcher")
 
-Key = tuple[str, int]
+Key = TopicPartition
 # Reasons after which a partition waits for metadata to catch up before fetching again.
 _WAIT_FOR_METADATA = {
     "NOT_LEADER",
@@ -93,7 +95,7 @@ class LeaderFetcher:
         self._fetch: grpc.aio.UnaryUnaryMultiCallable | None = None
         self._epochs: grpc.aio.UnaryUnaryMultiCallable | None = None
         limits = owner.limits
-        now = asyncio.get_running_loop().time
+        now = owner.clock.monotonic_s
         self._now = now
         self._backoff = _Backoff(limits.replica_backoff_min_ms, limits.replica_backoff_max_ms, now)
         self._partition_backoff: dict[Key, _Backoff] = {}
@@ -114,11 +116,12 @@ class LeaderFetcher:
         if channel is not None:
             await channel.close()
 
-    def _partitions(self) -> list[Partition]:
+    def _partitions(self) -> list[Replica]:
         return [
-            p
-            for p in self.owner.manager.partitions.values()
-            if p.role is Role.FOLLOWER and p.leader_id == self.leader_id
+            replica
+            for replica in self.owner.manager.replicas.values()
+            if replica.partition.role is Role.FOLLOWER
+            and replica.partition.leader_id == self.leader_id
         ]
 
     def _partition_backoff_for(self, key: Key) -> _Backoff:
@@ -176,14 +179,14 @@ class LeaderFetcher:
                 continue
             try:
                 await self._ensure_channel(address)
-                truncating = [p for p in partitions if p.needs_truncation
-                              and not self._partition_backoff_for(_key(p)).waiting()]
+                truncating = [r for r in partitions if r.partition.needs_truncation
+                              and not self._partition_backoff_for(r.key).waiting()]
                 if truncating:
                     await self._truncate(truncating)
-                ready = [p for p in partitions if not p.needs_truncation
-                         and not self._partition_backoff_for(_key(p)).waiting()]
+                ready = [r for r in partitions if not r.partition.needs_truncation
+                         and not self._partition_backoff_for(r.key).waiting()]
                 if not ready:
-                    soonest = min(self._partition_backoff_for(_key(p)).until for p in partitions)
+                    soonest = min(self._partition_backoff_for(r.key).until for r in partitions)
                     await self._sleep(max(soonest - self._now(), 0.005))
                     continue
                 await self._fetch_once(ready)
@@ -202,15 +205,16 @@ class LeaderFetcher:
                 self._backoff.fail()
 
     # -- truncation (KIP-101) ----------------------------------------------------------
-    async def _truncate(self, partitions: list[Partition]) -> None:
-        asks: dict[Key, tuple[Partition, int, int]] = {}
-        for partition in partitions:
+    async def _truncate(self, replicas: list[Replica]) -> None:
+        asks: dict[Key, tuple[Replica, int, int]] = {}
+        for replica in replicas:
+            partition = replica.partition
             latest = partition.log.latest_epoch()
             if latest is None:
                 # Nothing to reconcile in an empty log; the fetch finds the leader's start.
                 partition.truncation_done(partition.generation)
                 continue
-            asks[_key(partition)] = (partition, partition.generation, latest)
+            asks[replica.key] = (replica, partition.generation, latest)
         if not asks:
             return
         assert self._epochs is not None
@@ -218,49 +222,47 @@ class LeaderFetcher:
             replica_id=self.owner.node_id,
             partitions=[
                 storage_pb2.OffsetForLeaderEpochPartition(
-                    topic=p.topic, partition=p.partition, current_leader_epoch=p.leader_epoch,
-                    leader_epoch=latest,
+                    topic=r.partition.topic, partition=r.partition.partition,
+                    current_leader_epoch=r.partition.leader_epoch, leader_epoch=latest,
                 )
-                for p, _, latest in asks.values()
+                for r, _, latest in asks.values()
             ],
         )
         response = await self._epochs(request, timeout=_RPC_SLACK_S)
         for result in response.partitions:
-            found = asks.get((result.topic, result.partition))
+            found = asks.get(TopicPartition(result.topic, result.partition))
             if found is None:
                 continue
-            partition, generation, _ = found
+            replica, generation, _ = found
+            partition = replica.partition
             if partition.generation != generation:
                 continue
             error = from_partition_error(result.error)
             if error is not None:
                 log.info("%s: OffsetForLeaderEpoch: %s", partition.name, error)
-                self._partition_backoff_for(_key(partition)).fail()
+                self._partition_backoff_for(replica.key).fail()
                 continue
             if result.end_offset >= 0:
                 target = truncation_target(result.leader_epoch, result.end_offset, partition.log)
-                handle = self.owner.manager.handles.get(_key(partition))
-                if handle is None:
-                    continue
-                async with handle.lock:
+                async with replica.log.lock:
                     if partition.generation == generation:
-                        await handle.truncate_to_async(
+                        await replica.truncate_to(
                             target, f"diverged from leader {self.leader_id} at epoch"
                             f" {partition.leader_epoch} (its epoch {result.leader_epoch}"
                             f" ends at {result.end_offset})",
                         )
-                        partition.after_truncation()
             # An undefined answer (-1) leaves it to the fetch's divergence check.
             partition.truncation_done(generation)
 
     # -- fetching ----------------------------------------------------------------------
-    async def _fetch_once(self, partitions: list[Partition]) -> None:
+    async def _fetch_once(self, replicas: list[Replica]) -> None:
         limits = self.owner.limits
         generations: dict[Key, int] = {}
         fetch_partitions = []
-        for partition in partitions:
+        for replica in replicas:
+            partition = replica.partition
             offset, last_epoch = partition.fetch_position()
-            generations[_key(partition)] = partition.generation
+            generations[replica.key] = partition.generation
             fetch_partitions.append(
                 storage_pb2.ReplicaFetchPartition(
                     topic=partition.topic,
@@ -295,30 +297,25 @@ class LeaderFetcher:
         if answered.cancelled():
             return
         for result in answered.result():
-            key = (result.topic, result.partition)
-            fetched_partition = self.owner.manager.partitions.get(key)
+            key = TopicPartition(result.topic, result.partition)
+            fetched = self.owner.manager.replicas.get(key)
             if (
-                fetched_partition is None
-                or fetched_partition.role is not Role.FOLLOWER
-                or fetched_partition.generation != generations.get(key)
+                fetched is None
+                or fetched.partition.role is not Role.FOLLOWER
+                or fetched.partition.generation != generations.get(key)
             ):
                 continue
-            await self._apply(fetched_partition, result)
+            await self._apply(fetched, result)
 
-    async def _apply(
-        self, partition: Partition, result: FetchedPartitionView
-    ) -> None:
-        key = _key(partition)
-        handle = self.owner.manager.handles.get(key)
-        if handle is None:
-            return
-        backoff = self._partition_backoff_for(key)
+    async def _apply(self, replica: Replica, result: FetchedPartitionView) -> None:
+        partition = replica.partition
+        backoff = self._partition_backoff_for(replica.key)
         error = None
         if result.error is not None:
             error = from_partition_error(errors_pb2.PartitionError.FromString(result.error))
         if error is not None:
             if error.reason == "OFFSET_OUT_OF_RANGE":
-                await self._out_of_range(partition, error)
+                await self._out_of_range(replica, error)
                 return
             if error.reason not in _WAIT_FOR_METADATA:
                 log.warning("%s: replica fetch from %d: %s", partition.name, self.leader_id,
@@ -326,93 +323,82 @@ class LeaderFetcher:
             backoff.fail()
             return
         generation = partition.generation
-        async with handle.lock:
-            if partition.generation != generation:
-                return
-            if result.diverging_epoch is not None:
-                await self._diverged(partition, handle, result.diverging_epoch,
-                                     result.log_start_offset)
-                return
-            stamped = partition.prepare_follower_append(result.batches)
-            await handle.append_async(stamped)
-            if partition.generation != generation:
-                return
-            partition.update_follower_high_watermark(result.high_watermark)
-            if handle.batch_flush_due():
-                await handle.flush(locked=True)
+        if result.diverging_epoch is not None:
+            async with replica.log.lock:
+                if partition.generation == generation:
+                    await self._diverged(replica, Diverging(*result.diverging_epoch),
+                                         result.log_start_offset)
+            return
+        await replica.append_replicated(result.batches, result.high_watermark, generation)
         backoff.succeed()
 
     async def _diverged(
-        self, partition: Partition, handle: LogHandle, diverging: tuple[int, int],
-        log_start_offset: int,
+        self, replica: Replica, diverging: Diverging, log_start_offset: int
     ) -> None:
         """Truncates to where the leader says our log diverges (caller holds the lock)."""
-        epoch, end = diverging
-        leo = partition.log.log_end_offset
-        target = truncation_target(epoch, end, partition.log)
+        epoch, end = diverging.epoch, diverging.end_offset
+        leo = replica.log.log_end_offset
+        target = truncation_target(epoch, end, replica.log)
         if target >= leo:
             # The leader says we diverge but the epoch history finds no point below our
             # end: our history is inconsistent. Rebuild from the leader (safe, slow).
-            await handle.restart_at_async(
+            await replica.restart_at(
                 log_start_offset,
                 f"diverging epoch ({epoch}, {end}) gives no truncation point below {leo}",
             )
         else:
-            await handle.truncate_to_async(
+            await replica.truncate_to(
                 target, f"diverging epoch ({epoch}, {end}) from leader {self.leader_id}"
             )
-        partition.after_truncation()
 
-    async def _out_of_range(self, partition: Partition, error: BrookError) -> None:
+    async def _out_of_range(self, replica: Replica, error: BrookError) -> None:
         """Our position is outside the leader's log: restart at its start, or cut back to
         its end (a replica that is empty, far behind retention, or ahead after an
         unclean election)."""
-        handle = self.owner.manager.handles.get(_key(partition))
-        if handle is None:
-            return
         try:
             leader_start = int(error.metadata["log_start_offset"])
             leader_end = int(error.metadata["log_end_offset"])
         except (KeyError, ValueError):
-            self._partition_backoff_for(_key(partition)).fail()
+            self._partition_backoff_for(replica.key).fail()
             return
-        generation = partition.generation
-        async with handle.lock:
-            if partition.generation != generation:
+        generation = replica.partition.generation
+        async with replica.log.lock:
+            if replica.partition.generation != generation:
                 return
-            leo = partition.log.log_end_offset
+            leo = replica.log.log_end_offset
             if leo < leader_start:
-                await handle.restart_at_async(
+                await replica.restart_at(
                     leader_start, f"the leader's log starts at {leader_start}, after our end"
                 )
             elif leo > leader_end:
-                await handle.truncate_to_async(
+                await replica.truncate_to(
                     leader_end, f"the leader's log ends at {leader_end}, before ours"
                 )
             else:
-                self._partition_backoff_for(_key(partition)).fail()
-                return
-            partition.after_truncation()
+                self._partition_backoff_for(replica.key).fail()
 
 
 class FetcherManager:
     """Keeps one LeaderFetcher per node this node follows partitions from."""
 
-    def __init__(self, manager: ReplicaManager, limits: NodeLimits, node_id: int) -> None:
+    def __init__(
+        self, manager: ReplicaManager, limits: NodeLimits, node_id: int, clock: Clock
+    ) -> None:
         self.manager = manager
+        self.clock = clock
         self.limits = limits
         self.node_id = node_id
         self.fetchers: dict[int, LeaderFetcher] = {}
         self._closed = False
         self._stopping: set[asyncio.Task[None]] = set()
 
-    def update(self, changed: list[Partition] | None = None) -> None:
+    def update(self, changed: list[Replica] | None = None) -> None:
         """Starts fetchers for new leaders, stops idle ones, and wakes the rest."""
         if self._closed:
             return
         leaders = {
             p.leader_id
-            for p in self.manager.partitions.values()
+            for p in (replica.partition for replica in self.manager.replicas.values())
             if p.role is Role.FOLLOWER and p.leader_id >= 0 and p.leader_id != self.node_id
         }
         for leader_id in leaders - set(self.fetchers):
@@ -435,6 +421,3 @@ class FetcherManager:
             with contextlib.suppress(Exception):
                 await task
 
-
-def _key(partition: Partition) -> Key:
-    return partition.topic, partition.partition

@@ -24,11 +24,11 @@ import contextlib
 import logging
 import os
 import sys
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from brook.clock import SYSTEM_CLOCK
 from brook.errors import BrookError
 from brook.services.common.process import (
     add_common_arguments,
@@ -41,10 +41,11 @@ from brook.services.metadata.model import NodeInfo
 from brook.services.metadata.store import Lease, MetadataStore
 from brook.services.node import replica_service, storage_service
 from brook.services.node.config import NodeLimits, add_limit_arguments, limits_from_args
+from brook.services.node.data_path import Closing, DataPath
 from brook.services.node.fetcher import FetcherManager
 from brook.services.node.replica_manager import ReplicaManager
 from brook.services.node.replica_service import ReplicaService
-from brook.services.node.storage_service import Closing, StorageService
+from brook.services.node.storage_service import StorageService
 
 log = logging.getLogger("brook.node")
 
@@ -52,10 +53,6 @@ log = logging.getLogger("brook.node")
 STARTUP_RECONCILE_TIMEOUT_S = 120.0
 # Room above the largest fetch response for message framing.
 RESPONSE_OVERHEAD_BYTES = 1 << 20
-
-
-def monotonic_ms() -> int:
-    return time.monotonic_ns() // 1_000_000
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,19 +82,20 @@ class StorageNode:
         self.io_executor = ThreadPoolExecutor(limits.io_threads, thread_name_prefix="node-io")
         self.manager = ReplicaManager(
             self.node_id, args.data_dir, limits,
-            store=self.store, cache=self.cache, monotonic_ms=monotonic_ms,
+            store=self.store, cache=self.cache, clock=SYSTEM_CLOCK,
             leadership_valid=self.leadership_valid, executor=self.io_executor,
         )
-        self.fetchers = FetcherManager(self.manager, limits, self.node_id)
+        self.fetchers = FetcherManager(self.manager, limits, self.node_id, SYSTEM_CLOCK)
+        self.data_path = DataPath(self.manager, limits, SYSTEM_CLOCK, self.closing)
         self.manager.on_roles_changed = self.fetchers.update
         self.server = GrpcServer(
             args.listen,
-            max_message_bytes=limits.max_request_bytes,
-            max_send_message_bytes=limits.max_fetch_bytes + RESPONSE_OVERHEAD_BYTES,
-            max_concurrent_rpcs=limits.max_concurrent_rpcs,
+            max_message_bytes=limits.request_max_bytes,
+            max_send_message_bytes=limits.fetch_max_bytes + RESPONSE_OVERHEAD_BYTES,
+            max_concurrent_rpcs=limits.concurrent_rpcs_max,
         )
-        self.storage_service = StorageService(self.manager, limits, self.closing)
-        self.replica_service = ReplicaService(self.manager, limits, self.closing)
+        self.storage_service = StorageService(self.data_path, limits)
+        self.replica_service = ReplicaService(self.data_path, limits)
         self.server.add_service(storage_service.SERVICE_NAME, self.storage_service.register)
         self.server.add_service(replica_service.SERVICE_NAME, self.replica_service.register)
         self.address = ""
@@ -116,6 +114,7 @@ class StorageNode:
         await self.store.connect()
         await self.cache.start()
         self.manager.start()
+        self.data_path.start()
         await asyncio.wait_for(self.manager.reconciled.wait(), STARTUP_RECONCILE_TIMEOUT_S)
         await self.server.start()
         self.address = advertised_address(self.server.address, self.args.advertise)
@@ -171,6 +170,7 @@ class StorageNode:
                 await self._lease_task
         await self.fetchers.close()
         await self.server.stop(self.limits.drain_timeout_s)
+        await self.data_path.close()  # queued acks=none appends land first
         self.fenced = True
         await self.manager.close()
         if self.lease is not None:

@@ -1,18 +1,24 @@
-"""One partition replica on this node: role, leader epoch, high watermark, ISR, waiters.
+"""One partition replica on this node as a state machine: role, leader epoch, high
+watermark, ISR, divergence. No I/O.
 
-This is the pure core of the storage node (no gRPC, no etcd): the servicers and the
-replication driver call it and carry out what it decides. Time comes from an injected
-monotonic clock, leadership validity (the node's etcd lease) from an injected callable,
-and the log behind a narrow `ReplicaLog` interface, so every rule here is unit-tested
-with a fake log and a fake clock.
+This is the pure core of the storage node (the etcd/raft "Step/Ready" shape): the driver
+(`replica.py`, `data_path.py`, `fetcher.py`) feeds it events (a partition record, a
+follower's fetch position, "the batches were appended") and carries out what it decides
+(where to stamp, what range to read, where to truncate). It never touches the log's bytes,
+never waits and owns no futures: what its waiters must learn (the HW moved, the role
+changed, the ISR shrank below the minimum) it queues as a `Ready` that the driver takes
+after each step. It reads the numbers it needs (log start/end, the leader-epoch history)
+through the narrow `LogPosition` protocol, time from an injected `brook.clock.Clock`, and
+leadership validity (the node's etcd lease) from an injected callable, so every rule is
+unit-tested with plain values.
 
 Rules (Kafka's, adapted):
 - Epochs. A request carries the leader epoch its sender believes in. Older than ours ->
   FENCED_LEADER_EPOCH; newer -> UNKNOWN_LEADER_EPOCH (we have not heard yet); -1 skips.
-- Leader. Appends stamp each batch with its offsets and our epoch. The high watermark
-  (HW) is the smallest log end offset over the ISR; it only moves forward, and only
-  while leadership is valid, so a leader whose lease lapsed (SIGSTOP, partition) never
-  advances it from stale follower fetches and never completes an acks=all waiter.
+- Leader. Appends are stamped with offsets from the log end and our epoch. The high
+  watermark (HW) is the smallest log end offset over the ISR; it only moves forward, and
+  only while leadership is valid, so a leader whose lease lapsed (SIGSTOP, partition)
+  never advances it from stale follower fetches and never completes an acks=all waiter.
 - ISR. The committed ISR is what etcd holds. A change is proposed here, committed by the
   driver with a compare-and-swap, and only then relied on: acks=all checks the committed
   ISR's size; the HW is computed over committed + pending, so neither a pending shrink
@@ -25,29 +31,22 @@ Rules (Kafka's, adapted):
   log diverges from the leader's (KIP-101/279) before fetching; `truncation_target`
   decides where, from leader-epoch end offsets.
 
-Thread-safety: one event loop; every method is synchronous except the waits.
+Thread-safety: one event loop; every method is synchronous and returns at once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from brook.clock import Clock
 from brook.errors import BrookError
 from brook.services.metadata.model import NO_LEADER, PartitionRecord
-from brook.services.node.batches import (
-    BatchInfo,
-    RawBatch,
-    ValidBatch,
-    read_batch_info,
-    stamp,
-    validate_batches,
-)
-from brook.services.node.waiters import OffsetWaiters, Waiter
+from brook.services.node.acks import Acks
+from brook.structs import TopicPartition
 
 log = logging.getLogger("brook.node.partition")
 
@@ -61,19 +60,8 @@ class Role(enum.Enum):
     FOLLOWER = "follower"
 
 
-@dataclass(frozen=True, slots=True)
-class StampedBatch:
-    """A batch ready for the log: payload bytes and the header fields the engine stores."""
-
-    payload: bytes
-    base_offset: int
-    record_count: int
-    max_timestamp_ms: int
-    leader_epoch: int
-
-
-class ReplicaLog(Protocol):
-    """What a replica needs from its partition log (adapter over brook.storage.PartitionLog)."""
+class LogPosition(Protocol):
+    """The numbers a replica decides from (in memory in the engine: no disk reads)."""
 
     @property
     def log_start_offset(self) -> int: ...
@@ -83,29 +71,24 @@ class ReplicaLog(Protocol):
 
     def latest_epoch(self) -> int | None: ...
 
-    def epoch_entries(self) -> list[tuple[int, int]]: ...
-
-    def append(self, batches: Sequence[StampedBatch]) -> None:
-        """Appends all batches (contiguous, explicit base offsets) or none."""
-
-    def read(self, start_offset: int, max_bytes: int, max_offset: int) -> tuple[list[bytes], int]:
-        """(stored payloads, next offset): whole batches from the one holding start_offset,
-        ending below max_offset, up to max_bytes (at least one batch when one is available).
-        The next offset is after the last batch returned (start_offset if none)."""
-
-    def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
-        """(offset, max_timestamp_ms) of the first batch with max_timestamp_ms >= the
-        given time, or None."""
+    def epoch_entries(self) -> list[tuple[int, int]]:
+        """(epoch, start offset) of each leader epoch in the log, oldest first."""
 
     def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
         """(largest known epoch <= epoch, where it ends), or (-1, -1)."""
 
-    def truncate_to(self, offset: int) -> None: ...
 
-    def truncate_fully_and_start_at(self, offset: int) -> None: ...
+class HasOffsets(Protocol):
+    """Header fields of a replicated batch (batches.BatchInfo)."""
+
+    @property
+    def base_offset(self) -> int: ...
+
+    @property
+    def next_offset(self) -> int: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PartitionSettings:
     """The topic configs a replica acts on (from TopicRecord.configs)."""
 
@@ -114,16 +97,7 @@ class PartitionSettings:
     max_batch_bytes: int = 8 << 20
 
 
-@dataclass(frozen=True)
-class WaiterLimits:
-    """How many callers may wait on one partition, per kind (why: bounded memory)."""
-
-    produce: int = 1024
-    fetch: int = 1024
-    replica: int = 64
-
-
-@dataclass
+@dataclass(slots=True)
 class FollowerState:
     """The leader's view of one follower, reset at every leader epoch."""
 
@@ -136,7 +110,7 @@ class FollowerState:
     last_caught_up_ms: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IsrProposal:
     """An ISR change the leader wants committed (CAS on the record at `base_revision`)."""
 
@@ -148,46 +122,66 @@ class IsrProposal:
     removed: tuple[int, ...]
 
 
-@dataclass(frozen=True)
-class PreparedAppend:
-    """Stamped batches waiting to be written, and where they will land."""
+@dataclass(frozen=True, slots=True)
+class AppendGrant:
+    """Leave to append as leader: stamp from `base_offset` with `leader_epoch`. Valid
+    while the caller holds the partition's lock and the generation has not moved."""
 
-    batches: list[StampedBatch]
     base_offset: int
-    last_offset: int
-    generation: int
-
-    @property
-    def payload_bytes(self) -> int:
-        return sum(len(batch.payload) for batch in self.batches)
-
-
-@dataclass(frozen=True)
-class AppendResult:
-    base_offset: int
-    last_offset: int
-    # The partition's role generation the batches were appended in.
+    leader_epoch: int
     generation: int
 
 
-@dataclass(frozen=True)
-class ReplicaRead:
-    """The leader's answer to one follower fetch."""
+@dataclass(frozen=True, slots=True)
+class Diverging:
+    """Where the leader's history says a follower's log stops agreeing (KIP-320)."""
 
-    batches: list[bytes]
+    epoch: int
+    end_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaReadPlan:
+    """The leader's answer to one follower fetch: what to read (nothing when diverging)."""
+
+    fetch_offset: int
     high_watermark: int
     log_start_offset: int
     log_end_offset: int
-    diverging: tuple[int, int] | None = None
+    diverging: Diverging | None = None
+
+    @property
+    def reads(self) -> bool:
+        return self.diverging is None and self.fetch_offset < self.log_end_offset
 
 
-@dataclass(frozen=True)
-class CommittedRead:
-    batches: list[bytes]
+@dataclass(frozen=True, slots=True)
+class CommittedReadPlan:
+    """A consumer read: from `fetch_offset` below the HW (nothing when at it)."""
+
+    fetch_offset: int
     high_watermark: int
     log_start_offset: int
-    # Where the next read continues (after the last batch returned).
-    next_offset: int
+
+    @property
+    def reads(self) -> bool:
+        return self.fetch_offset < self.high_watermark
+
+
+@dataclass(slots=True)
+class Ready:
+    """What waiters must learn after a step (the driver takes it with `take_ready`)."""
+
+    # The role or generation changed: acks=all waiters fail with this; long-polls wake.
+    role_reset: BrookError | None = None
+    # The committed ISR is below min_insync_replicas: acks=all waiters fail with this.
+    isr_below_min: BrookError | None = None
+    # The HW moved forward to this (fetch long-polls and acks=all waiters advance).
+    high_watermark: int | None = None
+
+    def __bool__(self) -> bool:
+        return not (self.role_reset is None and self.isr_below_min is None
+                    and self.high_watermark is None)
 
 
 class Change(enum.Enum):
@@ -200,18 +194,10 @@ class Change(enum.Enum):
     STOPPED = "stopped"
 
 
-@dataclass
-class _Clocks:
-    monotonic_ms: Callable[[], int]
-    leadership_valid: Callable[[], bool]
-    address_of: Callable[[int], str]
+ROLE_CHANGES = (Change.BECAME_LEADER, Change.BECAME_FOLLOWER, Change.STOPPED)
 
 
-def truncation_target(
-    leader_epoch: int,
-    leader_end_offset: int,
-    log: ReplicaLog,
-) -> int:
+def truncation_target(leader_epoch: int, leader_end_offset: int, log: LogPosition) -> int:
     """Where a follower truncates, given where the leader says `leader_epoch` ends.
 
     `leader_epoch`/`leader_end_offset` come from OffsetForLeaderEpoch (the largest epoch
@@ -241,24 +227,22 @@ class Partition:
 
     def __init__(
         self,
-        topic: str,
-        partition: int,
+        key: TopicPartition,
         node_id: int,
-        replica_log: ReplicaLog,
+        log_position: LogPosition,
         *,
+        clock: Clock,
         settings: PartitionSettings | None = None,
-        limits: WaiterLimits | None = None,
-        monotonic_ms: Callable[[], int],
         leadership_valid: Callable[[], bool] = lambda: True,
         address_of: Callable[[int], str] = lambda node_id: "",
     ) -> None:
-        self.topic = topic
-        self.partition = partition
+        self.key = key
         self.node_id = node_id
-        self.log = replica_log
+        self.log = log_position
         self.settings = settings or PartitionSettings()
-        limits = limits or WaiterLimits()
-        self._clocks = _Clocks(monotonic_ms, leadership_valid, address_of)
+        self._clock = clock
+        self._leadership_valid = leadership_valid
+        self._address_of = address_of
         self.role = Role.NONE
         self.leader_id = NO_LEADER
         self.leader_epoch = UNDEFINED_EPOCH
@@ -267,7 +251,7 @@ class Partition:
         self.pending_isr: tuple[int, ...] | None = None
         self.record: PartitionRecord | None = None
         self.record_revision = 0
-        self.high_watermark = replica_log.log_start_offset
+        self.high_watermark = log_position.log_start_offset
         # Our log end offset when we became leader at this epoch: a follower is only
         # consistent with this epoch once it has fetched past it.
         self.leader_epoch_start_offset = UNDEFINED_OFFSET
@@ -275,32 +259,43 @@ class Partition:
         # Follower side: True until the log was truncated to where it agrees with the
         # current leader (set on every new epoch).
         self.needs_truncation = False
-        self._produce_waiters = OffsetWaiters("acks=all produce", limits.produce)
-        self._fetch_waiters = OffsetWaiters("fetch", limits.fetch)
-        self._replica_waiters = OffsetWaiters("replica fetch", limits.replica)
         # Bumped on every role/epoch change, so long-running callers notice one.
         self.generation = 0
+        self._ready = Ready()
 
     # -- identity and errors -----------------------------------------------------------
     def __repr__(self) -> str:
         return (
-            f"Partition({self.topic}-{self.partition} {self.role.value} epoch={self.leader_epoch}"
+            f"Partition({self.name} {self.role.value} epoch={self.leader_epoch}"
             f" hw={self.high_watermark} leo={self.log.log_end_offset} isr={self.isr})"
         )
 
     @property
+    def topic(self) -> str:
+        return self.key.topic
+
+    @property
+    def partition(self) -> int:
+        return self.key.partition
+
+    @property
     def name(self) -> str:
-        return f"{self.topic}-{self.partition}"
+        return str(self.key)
 
     def _meta(self, **extra: object) -> dict[str, object]:
         return {"topic": self.topic, "partition": self.partition, **extra}
+
+    def take_ready(self) -> Ready:
+        """What happened since the last call, for the driver to tell the waiters."""
+        ready, self._ready = self._ready, Ready()
+        return ready
 
     def not_leader_error(self) -> BrookError:
         """NOT_LEADER naming the leader this node knows (-1 when none or when fenced)."""
         leader = self.leader_id
         if leader == self.node_id:
             leader = NO_LEADER  # we are the recorded leader but our lease lapsed
-        address = self._clocks.address_of(leader) if leader != NO_LEADER else ""
+        address = self._address_of(leader) if leader != NO_LEADER else ""
         where = f"node {leader} at {address}" if leader != NO_LEADER else "no leader known here"
         return BrookError(
             "NOT_LEADER",
@@ -333,12 +328,15 @@ class Partition:
     @property
     def is_leader(self) -> bool:
         """Leading and allowed to act on it (the node's lease is surely valid)."""
-        return self.role is Role.LEADER and self._clocks.leadership_valid()
+        return self.role is Role.LEADER and self._leadership_valid()
 
     def require_leader(self, requested_epoch: int) -> None:
         self.check_epoch(requested_epoch)
         if not self.is_leader:
             raise self.not_leader_error()
+
+    def _now_ms(self) -> int:
+        return int(self._clock.monotonic_s() * 1000)
 
     # -- metadata ----------------------------------------------------------------------
     def apply_record(self, record: PartitionRecord, revision: int) -> Change:
@@ -371,21 +369,24 @@ class Partition:
         if record.leader_epoch < self.leader_epoch:
             log.warning("%s: ignoring record with older epoch %d", self.name, record.leader_epoch)
             return Change.NOTHING
-        # Same epoch: the ISR (or the replica set) changed.
+        return self._update_isr(record)
+
+    def _update_isr(self, record: PartitionRecord) -> Change:
+        """Same epoch: the ISR (or the replica set) changed."""
         previous_isr = self.isr
         self.isr = tuple(record.isr)
         if self.role is Role.LEADER:
-            now = self._clocks.monotonic_ms()
+            now = self._now_ms()
             for replica in self.replicas:
                 if replica != self.node_id and replica not in self.followers:
                     self.followers[replica] = FollowerState(last_caught_up_ms=now)
             if len(self.isr) < self.settings.min_insync_replicas:
-                self._produce_waiters.fail_all(self._isr_too_small_after_append())
+                self._ready.isr_below_min = self._isr_too_small_after_append()
             self._maybe_advance_hw()
         return Change.ISR_UPDATED if previous_isr != self.isr else Change.NOTHING
 
     def _become_leader(self, record: PartitionRecord) -> None:
-        now = self._clocks.monotonic_ms()
+        now = self._now_ms()
         self._reset_role()
         self.role = Role.LEADER
         self.leader_id = self.node_id
@@ -431,9 +432,7 @@ class Partition:
 
     def _reset_role(self) -> None:
         self.generation += 1
-        self._produce_waiters.fail_all(self.not_leader_error())
-        self._fetch_waiters.wake_all()
-        self._replica_waiters.wake_all()
+        self._ready.role_reset = self.not_leader_error()
 
     def fence(self) -> None:
         """The node's lease is lost: stop acting as leader at once.
@@ -442,10 +441,7 @@ class Partition:
         `is_leader` is False from now on, so every produce and fetch is refused and no
         waiter completes; waiting acks=all produces fail with NOT_LEADER.
         """
-        self.generation += 1
-        self._produce_waiters.fail_all(self.not_leader_error())
-        self._fetch_waiters.wake_all()
-        self._replica_waiters.wake_all()
+        self._reset_role()
 
     def leadership_restored(self) -> None:
         """The node is registered (again): a leader may now move its HW (e.g. a restarted
@@ -453,116 +449,57 @@ class Partition:
         self._maybe_advance_hw()
 
     def close(self) -> None:
-        """The replica is going away (shutdown or deletion): fail and wake every waiter."""
+        """The replica is going away (shutdown or deletion): every waiter must end."""
         self._stop()
 
     # -- leader: produce ---------------------------------------------------------------
-    def check_can_append(self, requested_epoch: int, acks_all: bool) -> None:
-        """Everything that must hold before any batch of a request is appended."""
+    def grant_leader_append(self, requested_epoch: int, acks: Acks) -> AppendGrant:
+        """Everything that must hold before any batch of a request is appended, and where
+        the batches go. The caller holds the partition's lock until `leader_appended`."""
         self.require_leader(requested_epoch)
-        if acks_all:
-            if len(self.isr) < self.settings.min_insync_replicas:
-                raise BrookError(
-                    "NOT_ENOUGH_REPLICAS",
-                    f"{self.name} has {len(self.isr)} in-sync replicas {list(self.isr)}, fewer"
-                    f" than min_insync_replicas {self.settings.min_insync_replicas}; nothing"
-                    " was appended",
-                    self._meta(isr=",".join(map(str, self.isr)),
-                               min_insync_replicas=self.settings.min_insync_replicas),
-                )
-            if len(self._produce_waiters) >= self._produce_waiters.limit:
-                raise BrookError(
-                    "TOO_MANY_REQUESTS",
-                    f"{self._produce_waiters.limit} acks=all produces already wait on"
-                    f" {self.name}; back off and retry",
-                    self._meta(),
-                )
+        if acks is Acks.ALL and len(self.isr) < self.settings.min_insync_replicas:
+            raise BrookError(
+                "NOT_ENOUGH_REPLICAS",
+                f"{self.name} has {len(self.isr)} in-sync replicas {list(self.isr)}, fewer"
+                f" than min_insync_replicas {self.settings.min_insync_replicas}; nothing"
+                " was appended",
+                self._meta(isr=",".join(map(str, self.isr)),
+                           min_insync_replicas=self.settings.min_insync_replicas),
+            )
+        return AppendGrant(self.log.log_end_offset, self.leader_epoch, self.generation)
 
-    def prepare_leader_append(
-        self, raw_batches: Sequence[RawBatch], requested_epoch: int, acks_all: bool
-    ) -> PreparedAppend:
-        """Checks leadership, validates every batch and stamps them from the log end.
-
-        Nothing is written: the driver appends `batches` (holding the partition's lock
-        from here to `complete_leader_append`, so the log end cannot move in between).
-        One bad batch fails the whole request before anything is written.
-        """
-        self.check_can_append(requested_epoch, acks_all)
-        valid = validate_batches(raw_batches, self.settings.max_batch_bytes)
-        return self._stamp(valid)
-
-    def _stamp(self, batches: Sequence[ValidBatch]) -> PreparedAppend:
-        base = self.log.log_end_offset
-        next_offset = base
-        stamped: list[StampedBatch] = []
-        for valid in batches:
-            payload = stamp(valid, next_offset, self.leader_epoch)
-            stamped.append(StampedBatch(payload, next_offset, valid.record_count,
-                                        valid.max_timestamp_ms, self.leader_epoch))
-            next_offset += valid.record_count
-        return PreparedAppend(stamped, base, next_offset - 1, self.generation)
-
-    def complete_leader_append(self, prepared: PreparedAppend) -> AppendResult:
-        """After the driver appended `prepared`: wake followers, move the HW.
+    def leader_appended(self, grant: AppendGrant) -> None:
+        """The driver appended what `grant` allowed: move the HW.
 
         If leadership changed while the append ran, the batches stay in the log
         unacknowledged (the next leader's log decides whether they survive) and the
         producer gets NOT_LEADER.
         """
-        self._replica_waiters.advance(self.log.log_end_offset)
-        if prepared.generation != self.generation or not self.is_leader:
+        if grant.generation != self.generation or not self.is_leader:
             raise self.not_leader_error()
         self._maybe_advance_hw()
-        return AppendResult(prepared.base_offset, prepared.last_offset, prepared.generation)
 
-    def append_raw_as_leader(
-        self, raw_batches: Sequence[bytes], requested_epoch: int, acks_all: bool
-    ) -> AppendResult:
-        """prepare + append + complete in one step, the append on the calling thread."""
-        prepared = self.prepare_leader_append(raw_batches, requested_epoch, acks_all)
-        self.log.append(prepared.batches)
-        return self.complete_leader_append(prepared)
+    def check_commit(self, last_offset: int, generation: int) -> bool:
+        """Whether an acks=all append up to `last_offset` in `generation` is committed
+        (False: keep waiting); raises when it never will be as far as this replica knows.
 
-    def append_as_leader(
-        self, batches: Sequence[ValidBatch], requested_epoch: int, acks_all: bool
-    ) -> AppendResult:
-        """Stamps and appends already validated batches, all or none (same thread)."""
-        self.check_can_append(requested_epoch, acks_all)
-        prepared = self._stamp(batches)
-        self.log.append(prepared.batches)
-        return self.complete_leader_append(prepared)
-
-    async def wait_for_commit(
-        self, last_offset: int, timeout_s: float, generation: int | None = None
-    ) -> None:
-        """Waits until the HW passes last_offset with an ISR of at least min_insync_replicas.
-
-        `generation` is the one the batches were appended in (AppendResult.generation):
-        after any role change in between, the offset may hold other data, so the wait
-        fails. Fails with NOT_LEADER (leadership lost or fenced),
-        NOT_ENOUGH_REPLICAS_AFTER_APPEND (the committed ISR shrank below the minimum) or
-        REQUEST_TIMED_OUT.
+        After any role change in between, the offset may hold other data, so the wait
+        fails with NOT_LEADER; NOT_ENOUGH_REPLICAS_AFTER_APPEND when the committed ISR
+        shrank below the minimum.
         """
-        if generation is None:
-            generation = self.generation
-        if not self.is_leader or generation != self.generation:
-            raise self.not_leader_error()
-        waiter = self._produce_waiters.add(last_offset + 1, self.high_watermark)
-        try:
-            await asyncio.wait_for(waiter.future, max(0.0, timeout_s))
-        except TimeoutError:
-            raise BrookError(
-                "REQUEST_TIMED_OUT",
-                f"{self.name}: offset {last_offset} was appended on the leader but not"
-                f" replicated to the ISR {list(self.isr)} within {timeout_s:.3f}s",
-                self._meta(last_offset=last_offset),
-            ) from None
-        finally:
-            waiter.discard()
         if not self.is_leader or generation != self.generation:
             raise self.not_leader_error()
         if len(self.isr) < self.settings.min_insync_replicas:
             raise self._isr_too_small_after_append()
+        return self.high_watermark > last_offset
+
+    def commit_timed_out(self, last_offset: int, timeout_s: float) -> BrookError:
+        return BrookError(
+            "REQUEST_TIMED_OUT",
+            f"{self.name}: offset {last_offset} was appended on the leader but not"
+            f" replicated to the ISR {list(self.isr)} within {timeout_s:.3f}s",
+            self._meta(last_offset=last_offset),
+        )
 
     def _isr_too_small_after_append(self) -> BrookError:
         return BrookError(
@@ -588,14 +525,13 @@ class Partition:
             candidate = min(candidate, state.log_end_offset)
         if candidate > self.high_watermark:
             self.high_watermark = candidate
-            self._fetch_waiters.advance(candidate)
-            self._produce_waiters.advance(candidate)
+            self._ready.high_watermark = candidate
 
     def isr_change_wanted(self) -> IsrProposal | None:
         """The ISR change this leader wants now, if any (none while one is in flight)."""
         if not self.is_leader or self.pending_isr is not None or self.record is None:
             return None
-        now = self._clocks.monotonic_ms()
+        now = self._now_ms()
         lag_max = self.settings.replica_lag_max_ms
         current = set(self.isr)
         removed = {
@@ -629,15 +565,15 @@ class Partition:
             self._maybe_advance_hw()
 
     # -- leader: serving followers -----------------------------------------------------
-    def read_for_follower(
+    def follower_fetch(
         self,
         replica_id: int,
         fetch_offset: int,
         current_leader_epoch: int,
         last_fetched_epoch: int,
-        max_bytes: int,
-    ) -> ReplicaRead:
-        """Reads batches for a follower and records its position (KIP-320 divergence)."""
+    ) -> ReplicaReadPlan:
+        """A follower fetch: checks it, records the follower's position (HW, ISR) and says
+        what to read, or where the follower diverges (KIP-320)."""
         self.require_leader(current_leader_epoch)
         if replica_id not in self.replicas or replica_id == self.node_id:
             raise BrookError(
@@ -650,14 +586,14 @@ class Partition:
         leo = self.log.log_end_offset
         diverging = self._divergence(fetch_offset, last_fetched_epoch)
         if diverging is not None:
-            return ReplicaRead([], self.high_watermark, log_start, leo, diverging)
+            return ReplicaReadPlan(fetch_offset, self.high_watermark, log_start, leo, diverging)
         if fetch_offset < log_start or fetch_offset > leo:
             raise self._out_of_range(fetch_offset)
-        batches = self.log.read(fetch_offset, max_bytes, leo)[0] if fetch_offset < leo else []
+        hw = self.high_watermark  # as of before this fetch, as a follower always saw it
         self._record_follower_fetch(replica_id, fetch_offset)
-        return ReplicaRead(batches, self.high_watermark, log_start, leo)
+        return ReplicaReadPlan(fetch_offset, hw, log_start, leo)
 
-    def _divergence(self, fetch_offset: int, last_fetched_epoch: int) -> tuple[int, int] | None:
+    def _divergence(self, fetch_offset: int, last_fetched_epoch: int) -> Diverging | None:
         if last_fetched_epoch < 0:
             return None  # an empty follower log agrees with anything
         epoch, end = self.log.end_offset_for_epoch(last_fetched_epoch)
@@ -665,9 +601,9 @@ class Partition:
             # Every epoch we hold is newer than the follower's: what it has from our log
             # start on came from leaders we never followed.
             log_start = self.log.log_start_offset
-            return None if fetch_offset <= log_start else (UNDEFINED_EPOCH, log_start)
+            return None if fetch_offset <= log_start else Diverging(UNDEFINED_EPOCH, log_start)
         if epoch != last_fetched_epoch or end < fetch_offset:
-            return epoch, end
+            return Diverging(epoch, end)
         return None
 
     def _out_of_range(self, offset: int) -> BrookError:
@@ -684,7 +620,7 @@ class Partition:
         )
 
     def _record_follower_fetch(self, replica_id: int, fetch_offset: int) -> None:
-        now = self._clocks.monotonic_ms()
+        now = self._now_ms()
         state = self.followers.setdefault(replica_id, FollowerState())
         leo = self.log.log_end_offset
         # Caught up now if it has everything; or as of its previous fetch if it has
@@ -699,10 +635,6 @@ class Partition:
         state.log_end_offset = fetch_offset
         self._maybe_advance_hw()
 
-    def replica_waiter(self, fetch_offset: int) -> Waiter:
-        """A waiter resolved when the log end passes fetch_offset (follower long-poll)."""
-        return self._replica_waiters.add(fetch_offset + 1, self.log.log_end_offset)
-
     def end_offset_for_epoch(
         self, requested_epoch: int, current_leader_epoch: int
     ) -> tuple[int, int]:
@@ -711,33 +643,31 @@ class Partition:
         return self.log.end_offset_for_epoch(requested_epoch)
 
     # -- leader: serving consumers -----------------------------------------------------
-    def read_committed(
-        self, fetch_offset: int, requested_epoch: int, max_bytes: int
-    ) -> CommittedRead:
-        """Committed batches from fetch_offset (only below the HW)."""
+    def committed_read(self, fetch_offset: int, requested_epoch: int) -> CommittedReadPlan:
+        """A consumer read from fetch_offset: only committed batches (below the HW)."""
         self.require_leader(requested_epoch)
-        log_start = self.log.log_start_offset
-        if fetch_offset < log_start or fetch_offset > self.log.log_end_offset:
+        if fetch_offset < self.log.log_start_offset or fetch_offset > self.log.log_end_offset:
             raise self._out_of_range(fetch_offset)
-        hw = self.high_watermark
-        if fetch_offset >= hw:
-            return CommittedRead([], hw, log_start, fetch_offset)
-        batches, next_offset = self.log.read(fetch_offset, max_bytes, hw)
-        return CommittedRead(batches, hw, log_start, next_offset)
+        return CommittedReadPlan(fetch_offset, self.high_watermark, self.log.log_start_offset)
 
-    def fetch_waiter(self, fetch_offset: int) -> Waiter:
-        """A waiter resolved when the HW passes fetch_offset (or the role changes)."""
-        current = self.high_watermark if self.is_leader else fetch_offset + 1
-        return self._fetch_waiters.add(fetch_offset + 1, current)
+    def fetch_wait_floor(self, fetch_offset: int) -> int:
+        """The HW a consumer long-poll at fetch_offset is measured against (a non-leader
+        resolves at once: the caller re-reads and gets the error)."""
+        return self.high_watermark if self.is_leader else fetch_offset + 1
 
-    def list_offset(self, query: str, timestamp_ms: int, requested_epoch: int) -> tuple[int, int]:
-        """(offset, timestamp_ms) for "earliest", "latest" (the HW) or "timestamp"."""
+    def list_offset(self, query: str, requested_epoch: int) -> int | None:
+        """The offset for "earliest" or "latest" (the HW); None for "timestamp" (the
+        driver looks the time up and calls `timestamp_offset`)."""
         self.require_leader(requested_epoch)
         if query == "earliest":
-            return self.log.log_start_offset, -1
+            return self.log.log_start_offset
         if query == "latest":
-            return self.high_watermark, -1
-        found = self.log.offset_for_timestamp(timestamp_ms)
+            return self.high_watermark
+        return None
+
+    def timestamp_offset(self, found: tuple[int, int] | None) -> tuple[int, int]:
+        """(offset, timestamp_ms) of a timestamp query, given what the log found: only a
+        committed batch counts; otherwise the HW."""
         if found is None or found[0] >= self.high_watermark:
             return self.high_watermark, -1
         return found
@@ -748,39 +678,29 @@ class Partition:
         latest = self.log.latest_epoch()
         return self.log.log_end_offset, latest if latest is not None else UNDEFINED_EPOCH
 
-    def prepare_follower_append(self, payloads: Sequence[bytes]) -> list[StampedBatch]:
-        """The leader's batches to append verbatim at their own offsets.
+    def follower_batches_to_append(self, batches: Sequence[HasOffsets]) -> list[int]:
+        """Indexes of the leader's batches to append, in order: not those that end at or
+        below our log end (a re-sent response); none when we no longer follow.
 
-        Batches that end at or below our log end are skipped (a re-sent response).
         Raises CORRUPT_BATCH on a gap, which the fetcher answers by re-truncating.
         """
         if self.role is not Role.FOLLOWER:
             return []
         expected = self.log.log_end_offset
-        stamped: list[StampedBatch] = []
-        for payload in payloads:
-            info: BatchInfo = read_batch_info(payload)
-            if info.next_offset <= expected:
+        wanted: list[int] = []
+        for index, batch in enumerate(batches):
+            if batch.next_offset <= expected:
                 continue
-            if info.base_offset != expected:
+            if batch.base_offset != expected:
                 raise BrookError(
                     "CORRUPT_BATCH",
-                    f"{self.name}: leader batch at {info.base_offset} does not continue our"
+                    f"{self.name}: leader batch at {batch.base_offset} does not continue our"
                     f" log end {expected}",
-                    self._meta(base_offset=info.base_offset, log_end_offset=expected),
+                    self._meta(base_offset=batch.base_offset, log_end_offset=expected),
                 )
-            stamped.append(StampedBatch(payload, info.base_offset, info.record_count,
-                                        info.max_timestamp_ms, info.leader_epoch))
-            expected = info.next_offset
-        return stamped
-
-    def append_as_follower(self, payloads: Sequence[bytes], leader_high_watermark: int) -> int:
-        """prepare + append + HW update in one step; returns how many batches were added."""
-        stamped = self.prepare_follower_append(payloads)
-        if stamped:
-            self.log.append(stamped)
-        self.update_follower_high_watermark(leader_high_watermark)
-        return len(stamped)
+            wanted.append(index)
+            expected = batch.next_offset
+        return wanted
 
     def update_follower_high_watermark(self, leader_high_watermark: int) -> None:
         """A follower's HW is the leader's, capped by what it has; it never goes back."""
@@ -798,21 +718,6 @@ class Partition:
         self.leader_epoch_start_offset = min(self.leader_epoch_start_offset,
                                              self.log.log_end_offset)
 
-    def truncate_to(self, offset: int) -> None:
-        """Drops everything at and after `offset` (follower reconciliation, same thread)."""
-        if offset < self.log.log_start_offset:
-            self.truncate_fully_and_start_at(offset)
-            return
-        if offset < self.log.log_end_offset:
-            self.log.truncate_to(offset)
-        self.after_truncation()
-
-    def truncate_fully_and_start_at(self, offset: int) -> None:
-        """Empties the log and restarts it at `offset` (same thread)."""
-        self.log.truncate_fully_and_start_at(offset)
-        self.after_truncation()
-
     def truncation_done(self, generation: int) -> None:
         if generation == self.generation:
             self.needs_truncation = False
-

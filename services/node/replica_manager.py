@@ -1,8 +1,8 @@
 """ReplicaManager: the node's partitions, driven by the metadata cache (Kafka's
 ReplicaManager, thinned to what Brook needs).
 
-It owns the `Partition` cores and their `LogHandle`s and is the one place that turns
-metadata into local state:
+It owns the `Replica`s (core + log + waiters) and is the one place that turns metadata
+into local state:
 - reconcile: after every cache change, open logs of partitions that list this node as a
   replica, apply each partition's record (become leader / follower / stop), update topic
   configs, and delete logs of topics that no longer exist (or were re-created under the
@@ -10,7 +10,7 @@ metadata into local state:
   restarted node also notices);
 - ISR changes: commits what a leader's core proposes to etcd with `cas_partition` on
   the record's mod revision (the core relies on the new ISR only once this succeeds);
-- housekeeping: the time-based flush policy and retention, in the executor;
+- housekeeping: the engine's time-based flush policy and retention, in the executor;
 - fencing: `fence_all` when the node's lease is lost.
 
 Lookups for the servicers raise the right BrookError: TOPIC_NOT_FOUND,
@@ -32,22 +32,24 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from brook.clock import Clock
 from brook.errors import BrookError
 from brook.services.metadata.configs import config_int, log_config_for
 from brook.services.metadata.model import NO_LEADER, PartitionRecord, TopicRecord
 from brook.services.node.batches import STAMP_OVERHEAD_BYTES
 from brook.services.node.config import NodeLimits
 from brook.services.node.partition import (
-    Change,
+    ROLE_CHANGES,
     IsrProposal,
     Partition,
     PartitionSettings,
     Role,
-    WaiterLimits,
 )
+from brook.services.node.replica import Replica, WaiterLimits
 from brook.services.node.storage_log import LogHandle
-from brook.storage import LogConfig, LogManager
+from brook.storage import LogConfig, LogManager, PartitionLog
 from brook.storage.record_batch import MAX_PAYLOAD_BYTES
+from brook.structs import TopicPartition
 
 if TYPE_CHECKING:
     from brook.services.metadata.cache import MetadataCache
@@ -58,7 +60,6 @@ log = logging.getLogger("brook.node.replicas")
 TOPIC_IDS_FILE = "topic-ids.json"
 LOGS_DIR = "logs"
 
-Key = tuple[str, int]
 
 
 class TopicIds:
@@ -101,11 +102,9 @@ def partition_settings(topic: TopicRecord) -> PartitionSettings:
 
 
 def engine_config(topic: TopicRecord) -> LogConfig:
-    """The engine's config for a topic: flushing is the node's (off in the engine, which
-    would fsync on the loop), and room for the offsets stamped into each batch."""
+    """The engine's config for a topic, with room for the offsets stamped into each batch
+    (the flush policy is the engine's; logs are opened `caller_flushes`, see storage_log)."""
     values = log_config_for(topic)
-    values["flush_interval_ms"] = 0
-    values["flush_interval_batches"] = 0
     values["max_batch_bytes"] = min(values["max_batch_bytes"] + STAMP_OVERHEAD_BYTES,
                                     MAX_PAYLOAD_BYTES)
     return LogConfig(**values)
@@ -122,7 +121,7 @@ class ReplicaManager:
         *,
         store: MetadataStore,
         cache: MetadataCache,
-        monotonic_ms: Callable[[], int],
+        clock: Clock,
         leadership_valid: Callable[[], bool],
         executor: Executor | None = None,
     ) -> None:
@@ -131,20 +130,19 @@ class ReplicaManager:
         self.limits = limits
         self.store = store
         self.cache = cache
-        self._monotonic_ms = monotonic_ms
+        self._clock = clock
         self._leadership_valid = leadership_valid
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.log_manager = LogManager(data_dir / LOGS_DIR)
+        self.log_manager = LogManager(data_dir / LOGS_DIR, clock=clock, caller_flushes=True)
         self.topic_ids = TopicIds(data_dir / TOPIC_IDS_FILE)
-        self.partitions: dict[Key, Partition] = {}
-        self.handles: dict[Key, LogHandle] = {}
+        self.replicas: dict[TopicPartition, Replica] = {}
         self._waiter_limits = WaiterLimits(
-            produce=limits.max_inflight_produce_per_partition,
-            fetch=limits.max_fetch_waiters_per_partition,
-            replica=limits.max_replica_waiters_per_partition,
+            produce=limits.produce_waiters_per_partition_max,
+            fetch=limits.fetch_waiters_per_partition_max,
+            replica=limits.replica_waiters_per_partition_max,
         )
         # Called with the partitions whose role or leader changed (the fetcher manager).
-        self.on_roles_changed: Callable[[list[Partition]], None] = lambda changed: None
+        self.on_roles_changed: Callable[[list[Replica]], None] = lambda changed: None
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._isr_tasks: set[asyncio.Task[None]] = set()
@@ -174,35 +172,34 @@ class ReplicaManager:
         for task in [*self._tasks, *self._isr_tasks]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        for partition in self.partitions.values():
-            partition.close()
-        for key, handle in list(self.handles.items()):
+        for replica in self.replicas.values():
+            replica.close()
+        for key, replica in list(self.replicas.items()):
             try:
-                await handle.run_locked_in_executor(handle.plog.close)
+                await replica.log.run_locked_in_executor(replica.log.plog.close)
             except BrookError as error:
-                log.error("%s-%d: close failed: %s", key[0], key[1], error)
-        self.partitions.clear()
-        self.handles.clear()
+                log.error("%s: close failed: %s", key, error)
+        self.replicas.clear()
 
     def fence_all(self) -> None:
         """The lease is lost: every led partition stops acting as leader at once."""
-        for partition in self.partitions.values():
-            if partition.role is Role.LEADER:
-                partition.fence()
+        for replica in self.replicas.values():
+            if replica.partition.role is Role.LEADER:
+                replica.fence()
 
     def leadership_restored(self) -> None:
         """The node holds a valid lease again: leaders may advance their HW."""
-        for partition in self.partitions.values():
-            if partition.role is Role.LEADER:
-                partition.leadership_restored()
+        for replica in self.replicas.values():
+            if replica.partition.role is Role.LEADER:
+                replica.leadership_restored()
 
     # -- lookups for servicers ---------------------------------------------------------
-    def lookup(self, topic: str, index: int) -> tuple[Partition, LogHandle]:
-        """The local replica of topic-index, or the error a client should see."""
-        key = (topic, index)
-        partition = self.partitions.get(key)
-        if partition is not None and partition.role is not Role.NONE:
-            return partition, self.handles[key]
+    def lookup(self, key: TopicPartition) -> Replica:
+        """The local replica of a partition, or the error a client should see."""
+        topic, index = key
+        replica = self.replicas.get(key)
+        if replica is not None and replica.partition.role is not Role.NONE:
+            return replica
         topic_record = self.cache.topics.get(topic)
         if topic_record is None:
             raise BrookError("TOPIC_NOT_FOUND", f"topic {topic!r} does not exist",
@@ -249,9 +246,10 @@ class ReplicaManager:
     async def reconcile(self) -> None:
         """Makes local replicas match the cache (see the module docs)."""
         cache = self.cache
-        changed: list[Partition] = []
-        wanted: set[Key] = set()
-        for key, record in list(cache.partitions.items()):
+        changed: list[Replica] = []
+        wanted: set[TopicPartition] = set()
+        for cache_key, record in list(cache.partitions.items()):
+            key = TopicPartition(*cache_key)
             topic = cache.topics.get(key[0])
             if topic is None or record.topic_id != topic.topic_id:
                 continue
@@ -259,43 +257,41 @@ class ReplicaManager:
             if self.node_id not in members:
                 continue
             wanted.add(key)
-            partition = self.partitions.get(key)
-            if partition is not None and partition.record is not None and (
-                partition.record.topic_id != topic.topic_id
+            replica = self.replicas.get(key)
+            if replica is not None and replica.partition.record is not None and (
+                replica.partition.record.topic_id != topic.topic_id
             ):
                 await self._delete(key, "the topic was re-created")
-                partition = None
-            if partition is None:
-                partition = await self._open(key, topic)
-                if partition is None:
+                replica = None
+            if replica is None:
+                replica = await self._open(key, topic)
+                if replica is None:
                     continue
-            self._update_configs(key, partition, topic)
+            self._update_configs(replica, topic)
             revision = cache.partition_revisions.get(key, 0)
-            change = partition.apply_record(record, revision)
-            if change in (Change.BECAME_LEADER, Change.BECAME_FOLLOWER, Change.STOPPED):
-                changed.append(partition)
-        for key in list(self.partitions):
+            if replica.apply_record(record, revision) in ROLE_CHANGES:
+                changed.append(replica)
+        for key in list(self.replicas):
             if key in wanted:
                 continue
-            topic = cache.topics.get(key[0])
-            partition = self.partitions[key]
-            if topic is None or (
-                partition.record is not None and partition.record.topic_id != topic.topic_id
-            ):
+            topic = cache.topics.get(key.topic)
+            replica = self.replicas[key]
+            record_now = replica.partition.record
+            if topic is None or (record_now is not None and record_now.topic_id != topic.topic_id):
                 await self._delete(key, "the topic was deleted")
-                changed.append(partition)
+                changed.append(replica)
             elif key not in cache.partitions or self.node_id not in (
                 set(cache.partitions[key].replicas) | set(cache.partitions[key].adding_replicas)
             ):
                 await self._delete(key, "this node is no longer a replica")
-                changed.append(partition)
+                changed.append(replica)
         if not self._swept:
             await self._delete_unwanted_logs(wanted)
             self._swept = True
         if changed:
             self.on_roles_changed(changed)
 
-    async def _open(self, key: Key, topic: TopicRecord) -> Partition | None:
+    async def _open(self, key: TopicPartition, topic: TopicRecord) -> Replica | None:
         known_id = self.topic_ids.ids.get(key[0])
         if known_id is not None and known_id != topic.topic_id:
             # Logs of an older topic with the same name (deleted while we were down).
@@ -314,57 +310,46 @@ class ReplicaManager:
         except Exception:
             log.exception("%s-%d: could not open the log", key[0], key[1])
             return None
-        if key in self.partitions:  # opened concurrently by an earlier reconcile
-            return self.partitions[key]
+        if key in self.replicas:  # opened concurrently by an earlier reconcile
+            return self.replicas[key]
         handle = LogHandle(
-            plog,
-            flush_interval_ms=config_int(topic, "flush_interval_ms"),
-            flush_interval_batches=config_int(topic, "flush_interval_batches"),
-            monotonic_ms=self._monotonic_ms,
-            executor=self.executor,
-            inline_max_bytes=self.limits.append_inline_max_bytes,
+            plog, executor=self.executor, inline_max_bytes=self.limits.append_inline_max_bytes
         )
         partition = Partition(
-            key[0], key[1], self.node_id, handle,
+            key, self.node_id, handle,
+            clock=self._clock,
             settings=partition_settings(topic),
-            limits=self._waiter_limits,
-            monotonic_ms=self._monotonic_ms,
             leadership_valid=self._leadership_valid,
             address_of=self.address_of,
         )
-        self.handles[key] = handle
-        self.partitions[key] = partition
-        log.info("%s-%d: opened log %d..%d", key[0], key[1], plog.log_start_offset,
-                 plog.log_end_offset)
-        return partition
+        replica = Replica(partition, handle, self._waiter_limits)
+        self.replicas[key] = replica
+        log.info("%s: opened log %d..%d", key, plog.log_start_offset, plog.log_end_offset)
+        return replica
 
-    def _update_configs(self, key: Key, partition: Partition, topic: TopicRecord) -> None:
+    def _update_configs(self, replica: Replica, topic: TopicRecord) -> None:
         settings = partition_settings(topic)
-        if settings != partition.settings:
-            partition.settings = settings
-        handle = self.handles[key]
-        handle.flush_interval_ms = config_int(topic, "flush_interval_ms")
-        handle.flush_interval_batches = config_int(topic, "flush_interval_batches")
+        if settings != replica.partition.settings:
+            replica.partition.settings = settings
         config = engine_config(topic)
-        if config != handle.plog.config:
-            handle.plog.update_config(config)
+        if config != replica.log.plog.config:
+            replica.log.plog.update_config(config)
 
-    async def _delete(self, key: Key, why: str) -> None:
-        partition = self.partitions.pop(key, None)
-        handle = self.handles.pop(key, None)
-        if partition is not None:
-            partition.close()
-        log.info("%s-%d: deleting the local log: %s", key[0], key[1], why)
-        if handle is not None:
-            async with handle.lock:
+    async def _delete(self, key: TopicPartition, why: str) -> None:
+        replica = self.replicas.pop(key, None)
+        if replica is not None:
+            replica.close()
+        log.info("%s: deleting the local log: %s", key, why)
+        if replica is not None:
+            async with replica.log.lock:
                 await asyncio.get_running_loop().run_in_executor(
                     self.executor, self.log_manager.delete_log, key[0], key[1]
                 )
-        if not any(k[0] == key[0] for k in self.partitions):
+        if not any(k.topic == key[0] for k in self.replicas):
             if key[0] not in self.cache.topics:
                 self.topic_ids.forget(key[0])
 
-    async def _delete_unwanted_logs(self, wanted: set[Key]) -> None:
+    async def _delete_unwanted_logs(self, wanted: set[TopicPartition]) -> None:
         """Once, at start: deletes on-disk logs that etcd no longer places here (the topic
         was deleted, or the replica moved, while the node was down)."""
         loop = asyncio.get_running_loop()
@@ -381,32 +366,33 @@ class ReplicaManager:
     async def refresh_from_etcd(self) -> None:
         """Re-reads every local partition's record straight from etcd (after the lease
         was re-acquired, the cache may not have caught up yet) and applies it."""
-        changed: list[Partition] = []
-        for topic in {key[0] for key in self.partitions}:
+        changed: list[Replica] = []
+        for topic in {key.topic for key in self.replicas}:
             for record, revision in await self.store.get_partitions(topic):
-                partition = self.partitions.get((topic, record.partition))
-                if partition is None:
+                replica = self.replicas.get(TopicPartition(topic, record.partition))
+                if replica is None:
                     continue
-                change = partition.apply_record(record, revision)
-                if change in (Change.BECAME_LEADER, Change.BECAME_FOLLOWER, Change.STOPPED):
-                    changed.append(partition)
+                if replica.apply_record(record, revision) in ROLE_CHANGES:
+                    changed.append(replica)
         if changed:
             self.on_roles_changed(changed)
 
     # -- ISR changes -------------------------------------------------------------------
-    def maybe_change_isr(self, partition: Partition) -> None:
+    def maybe_change_isr(self, replica: Replica) -> None:
         """Starts committing the ISR change the partition's leader core wants, if any."""
+        partition = replica.partition
         proposal = partition.isr_change_wanted()
         if proposal is None or self._closed:
             return
         partition.begin_isr_change(proposal)
         task = asyncio.get_running_loop().create_task(
-            self._commit_isr(partition, proposal), name=f"isr-{partition.name}"
+            self._commit_isr(replica, proposal), name=f"isr-{partition.name}"
         )
         self._isr_tasks.add(task)
         task.add_done_callback(self._isr_tasks.discard)
 
-    async def _commit_isr(self, partition: Partition, proposal: IsrProposal) -> None:
+    async def _commit_isr(self, replica: Replica, proposal: IsrProposal) -> None:
+        partition = replica.partition
         base: PartitionRecord = proposal.base_record
         new = base.evolve(isr=proposal.isr)
         try:
@@ -419,54 +405,51 @@ class ReplicaManager:
                 log.info("%s: ISR %s -> %s (added %s, removed %s) at epoch %d",
                          partition.name, base.isr, proposal.isr, proposal.added,
                          proposal.removed, base.leader_epoch)
-                partition.apply_record(new, revision)
+                replica.apply_record(new, revision)
                 return
             # Someone else wrote first (the coordinator): re-read, the core re-decides.
             fresh = await self.store.get_partition(partition.topic, partition.partition)
-            if fresh is not None:
-                change = partition.apply_record(*fresh)
-                if change in (Change.BECAME_LEADER, Change.BECAME_FOLLOWER, Change.STOPPED):
-                    self.on_roles_changed([partition])
+            if fresh is not None and replica.apply_record(*fresh) in ROLE_CHANGES:
+                self.on_roles_changed([replica])
         except asyncio.CancelledError:
             raise
         except BrookError as error:
             log.warning("%s: ISR change %s not committed: %s", partition.name, proposal.isr,
                         error)
         finally:
-            partition.finish_isr_change(proposal)
+            replica.finish_isr_change(proposal)
 
     async def _isr_loop(self) -> None:
         interval_s = self.limits.isr_check_interval_ms / 1000
         while not self._closed:
             await asyncio.sleep(interval_s)
-            for partition in list(self.partitions.values()):
-                if partition.role is Role.LEADER:
-                    self.maybe_change_isr(partition)
+            for replica in list(self.replicas.values()):
+                if replica.partition.role is Role.LEADER:
+                    self.maybe_change_isr(replica)
 
     # -- housekeeping ------------------------------------------------------------------
     async def _flush_loop(self) -> None:
         interval_s = self.limits.flush_check_interval_ms / 1000
         while not self._closed:
             await asyncio.sleep(interval_s)
-            for key, handle in list(self.handles.items()):
-                if handle.time_flush_due():
-                    try:
-                        await handle.flush()
-                    except BrookError as error:
-                        log.error("%s-%d: flush failed: %s", key[0], key[1], error)
+            for key, replica in list(self.replicas.items()):
+                try:
+                    await replica.log.flush_if_due()
+                except BrookError as error:
+                    log.error("%s: flush failed: %s", key, error)
 
     async def _retention_loop(self) -> None:
         interval_s = self.limits.retention_check_interval_ms / 1000
         while not self._closed:
             await asyncio.sleep(interval_s)
-            for key, handle in list(self.handles.items()):
-                plog = handle.plog
+            for key, replica in list(self.replicas.items()):
+                plog = replica.log.plog
 
-                def retain(plog: object = plog) -> None:
-                    plog.apply_retention()  # type: ignore[attr-defined]
-                    plog.delete_pending_files()  # type: ignore[attr-defined]
+                def retain(plog: PartitionLog = plog) -> None:
+                    plog.apply_retention()
+                    plog.delete_pending_files()
 
                 try:
-                    await handle.run_locked_in_executor(retain)
+                    await replica.log.run_locked_in_executor(retain)
                 except BrookError as error:
-                    log.error("%s-%d: retention failed: %s", key[0], key[1], error)
+                    log.error("%s: retention failed: %s", key, error)

@@ -1,5 +1,5 @@
-"""The node's handle on one `brook.storage.PartitionLog`: the `ReplicaLog` the core uses,
-the per-partition lock, the node-side flush policy, and storage errors as BrookErrors.
+"""The node's handle on one `brook.storage.PartitionLog`: the `LogPosition` the core reads,
+the per-partition lock, I/O placement, and storage errors as BrookErrors.
 
 Disk I/O placement (measured, see services/node/README.md): on the 2-core dev VM a
 1 MiB append (pwritev into the page cache) costs ~2.7 ms, too much for the event loop, so
@@ -9,12 +9,13 @@ per MiB) and stay on the loop. A PartitionLog must be driven by one thread at a 
 every call into it, on the loop or in the executor, holds the partition's `lock` (an
 asyncio.Lock: a produce waits for a running flush of the same partition, never the loop).
 
-The engine's own flush policy would fsync inside append (on the loop), so logs are opened
-with it turned off and this handle applies the topic's `flush_interval_ms` /
-`flush_interval_batches` instead: the time policy from the node's flush task, the batch
-policy right after the append that reached it (before the produce is acknowledged).
+The flush policy (the topic's `flush_interval_ms` / `flush_interval_batches`) is the
+engine's; the node opens logs with `caller_flushes` so an append never fsyncs inside
+the call (it may run on the loop), asks `PartitionLog.flush_due()` (in memory) right after
+each append (before the produce is acknowledged) and from the flush task, and runs the
+fsync (`maybe_flush`) on the executor, under the lock: an fsync never overlaps an append.
 
-Thread-safety: the lock serializes; the counters are touched on the loop only.
+Thread-safety: the lock serializes every engine call.
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import TypeVar
 
 from brook.errors import BrookError
-from brook.services.node.partition import StampedBatch
 from brook.storage import (
+    AppendBatch,
     BatchTooLargeError,
     CorruptBatchError,
     InvalidEpochError,
@@ -84,16 +86,27 @@ def storage_errors(name: str) -> Iterator[None]:
         raise BrookError("INVALID_REQUEST", f"{name}: {error}") from error
 
 
+@dataclass(frozen=True, slots=True)
+class AppendRun:
+    """Contiguous batches of one leader epoch, the first at `base_offset` (one engine call:
+    one pwritev, all or nothing)."""
+
+    base_offset: int
+    leader_epoch: int
+    batches: list[AppendBatch]
+
+    @property
+    def payload_bytes(self) -> int:
+        return sum(len(batch.payload) for batch in self.batches)
+
+
 class LogHandle:
-    """ReplicaLog over a PartitionLog, with the lock and flush policy of the node."""
+    """LogPosition over a PartitionLog, with the node's lock and I/O placement."""
 
     def __init__(
         self,
         partition_log: PartitionLog,
         *,
-        flush_interval_ms: int,
-        flush_interval_batches: int,
-        monotonic_ms: Callable[[], int],
         executor: Executor | None = None,
         inline_max_bytes: int = DEFAULT_INLINE_MAX_BYTES,
     ) -> None:
@@ -102,13 +115,8 @@ class LogHandle:
         self.inline_max_bytes = inline_max_bytes
         self.name = partition_log.name
         self.lock = asyncio.Lock()
-        self.flush_interval_ms = flush_interval_ms
-        self.flush_interval_batches = flush_interval_batches
-        self._monotonic_ms = monotonic_ms
-        self.unflushed_batches = 0
-        self.last_flush_ms = monotonic_ms()
 
-    # -- ReplicaLog --------------------------------------------------------------------
+    # -- LogPosition -------------------------------------------------------------------
     @property
     def log_start_offset(self) -> int:
         return self.plog.log_start_offset
@@ -123,47 +131,30 @@ class LogHandle:
     def epoch_entries(self) -> list[tuple[int, int]]:
         return [(entry.epoch, entry.start_offset) for entry in self.plog.epoch_entries()]
 
-    def append(self, batches: Sequence[StampedBatch]) -> None:
-        """Appends contiguous batches from the log end, one engine call per epoch run.
-
-        Leader batches share one epoch (one call: one pwritev, all or nothing); follower
-        batches may span epochs and are appended run by run.
-        """
-        if not batches:
-            return
+    def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
         with storage_errors(self.name):
-            start = 0
-            while start < len(batches):
-                epoch = batches[start].leader_epoch
-                end = start + 1
-                while end < len(batches) and batches[end].leader_epoch == epoch:
-                    end += 1
-                run = batches[start:end]
-                expected = run[0].base_offset
-                if expected != self.plog.log_end_offset:
-                    raise InvalidOffsetError(
-                        f"{self.name}: batch at {expected} does not continue the log end"
-                        f" {self.plog.log_end_offset}",
-                        log_end_offset=self.plog.log_end_offset,
-                    )
-                infos = self.plog.append_batches(
-                    [(b.payload, b.record_count, b.max_timestamp_ms) for b in run],
-                    leader_epoch=epoch,
+            return self.plog.end_offset_for_epoch(epoch)
+
+    # -- engine calls on the loop (the caller holds `lock`) ----------------------------
+    def append(self, runs: Sequence[AppendRun]) -> None:
+        """Appends runs in order; each starts where the log ends (engine follower mode,
+        so the engine checks the offsets the payloads carry are the ones it assigns)."""
+        with storage_errors(self.name):
+            for run in runs:
+                self.plog.append_batches(
+                    run.batches, leader_epoch=run.leader_epoch, base_offset=run.base_offset
                 )
-                # The engine assigns offsets from its log end; they must be the ones the
-                # payloads carry (a mismatch would serve batches at wrong offsets).
-                assert all(
-                    info.base_offset == b.base_offset for info, b in zip(infos, run, strict=True)
-                ), (infos, [b.base_offset for b in run])
-                self.unflushed_batches += len(run)
-                start = end
 
     def read(self, start_offset: int, max_bytes: int, max_offset: int) -> tuple[list[bytes], int]:
+        """(stored payloads, next offset): whole batches from the one holding start_offset,
+        ending below max_offset, up to max_bytes (at least one when one is available)."""
         with storage_errors(self.name):
             result = self.plog.read(start_offset, max_bytes, max_offset=max_offset)
         return [batch.payload for batch in result.batches], result.next_offset
 
     def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
+        """(offset, max_timestamp_ms) of the first batch with max_timestamp_ms >= the
+        given time, or None."""
         with storage_errors(self.name):
             offset = self.plog.offset_for_timestamp(timestamp_ms)
             if offset is None:
@@ -172,32 +163,21 @@ class LogHandle:
         timestamp = found.batches[0].header.max_timestamp_ms if found.batches else -1
         return offset, timestamp
 
-    def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
-        with storage_errors(self.name):
-            return self.plog.end_offset_for_epoch(epoch)
-
-    def truncate_to(self, offset: int) -> None:
-        with storage_errors(self.name):
-            self.plog.truncate_to(offset)
-
-    def truncate_fully_and_start_at(self, offset: int) -> None:
-        with storage_errors(self.name):
-            self.plog.truncate_fully_and_start_at(offset)
-        self.unflushed_batches = 0
-
-    # -- off the loop (the caller holds `lock`) ----------------------------------------
+    # -- engine calls that may block (the caller holds `lock`) -------------------------
     async def call(self, action: Callable[[], T], *, inline: bool = False) -> T:
         """Runs an engine call on the loop (inline) or the I/O executor."""
         if inline:
             return action()
         return await asyncio.get_running_loop().run_in_executor(self.executor, action)
 
-    async def append_async(self, batches: Sequence[StampedBatch]) -> None:
-        """`append`, in the executor unless the batches are small."""
-        if not batches:
+    async def append_async(self, runs: Sequence[AppendRun]) -> None:
+        """`append`, in the executor unless the batches are small; then the batch flush
+        policy, before anyone is told the batches are there."""
+        if not runs:
             return
-        size = sum(len(batch.payload) for batch in batches)
-        await self.call(lambda: self.append(batches), inline=size <= self.inline_max_bytes)
+        size = sum(run.payload_bytes for run in runs)
+        await self.call(lambda: self.append(runs), inline=size <= self.inline_max_bytes)
+        await self.flush_if_due(locked=True)
 
     async def truncate_to_async(self, offset: int, why: str) -> None:
         """Truncates to `offset` (restarting the log there if below its start)."""
@@ -205,42 +185,39 @@ class LogHandle:
         if offset >= end:
             return
         log.warning("%s: truncating %d..%d to %d: %s", self.name, start, end, offset, why)
-        if offset < start:
-            await self.call(lambda: self.truncate_fully_and_start_at(offset))
-        else:
-            await self.call(lambda: self.truncate_to(offset))
+        await self.call(lambda: self._truncate_to(offset))
+
+    def _truncate_to(self, offset: int) -> None:
+        with storage_errors(self.name):
+            self.plog.truncate_to(offset)
 
     async def restart_at_async(self, offset: int, why: str) -> None:
         """Empties the log and restarts it at `offset`."""
         log.warning("%s: emptying the log (%d..%d) and restarting it at %d: %s", self.name,
                     self.plog.log_start_offset, self.plog.log_end_offset, offset, why)
-        await self.call(lambda: self.truncate_fully_and_start_at(offset))
+        await self.call(lambda: self._restart_at(offset))
 
-    # -- flush policy ------------------------------------------------------------------
-    def batch_flush_due(self) -> bool:
-        return 0 < self.flush_interval_batches <= self.unflushed_batches
+    def _restart_at(self, offset: int) -> None:
+        with storage_errors(self.name):
+            self.plog.truncate_fully_and_start_at(offset)
 
-    def time_flush_due(self) -> bool:
-        if self.unflushed_batches == 0 or self.flush_interval_ms <= 0:
-            return False
-        return self._monotonic_ms() - self.last_flush_ms >= self.flush_interval_ms
-
-    async def flush(self, *, locked: bool = False) -> None:
-        """fsyncs the log in the executor (holding the lock unless the caller does)."""
+    # -- flush policy (the engine's; the fsync on the executor) ------------------------
+    async def flush_if_due(self, *, locked: bool = False) -> None:
+        """fsyncs when the engine's flush policy wants it (holding the lock unless the
+        caller does): the check is in memory, so an idle partition costs no thread hop."""
+        if self.plog.closed or not self.plog.flush_due():
+            return
         if locked:
-            await self._flush_now()
+            await self._maybe_flush()
             return
         async with self.lock:
-            await self._flush_now()
+            await self._maybe_flush()
 
-    async def _flush_now(self) -> None:
-        pending = self.unflushed_batches
+    async def _maybe_flush(self) -> None:
         if self.plog.closed:
             return
         with storage_errors(self.name):
-            await asyncio.get_running_loop().run_in_executor(self.executor, self.plog.flush)
-        self.unflushed_batches = max(0, self.unflushed_batches - pending)
-        self.last_flush_ms = self._monotonic_ms()
+            await asyncio.get_running_loop().run_in_executor(self.executor, self.plog.maybe_flush)
 
     async def run_locked_in_executor(self, action: Callable[[], T]) -> T:
         """Runs a blocking engine call (retention, close) in the executor under the lock."""

@@ -56,6 +56,10 @@ class OffsetWaiters:
     def __len__(self) -> int:
         return len(self._live)
 
+    @property
+    def full(self) -> bool:
+        return len(self._live) >= self.limit
+
     def add(self, required: int, current: int) -> Waiter:
         """A waiter for `required`; already resolved when `current` >= `required`."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()

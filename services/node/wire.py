@@ -13,7 +13,8 @@ share of a node's work per replicated byte. Here:
 
 Parsing follows protobuf's rules: unknown fields are skipped, the last occurrence of a
 scalar wins, int32 values keep their low 32 bits, strings must be UTF-8. Malformed input
-raises `ValueError` (gRPC answers INTERNAL, as it does when a generated parser fails).
+raises `brook.wire.MalformedWire`, a ValueError (gRPC answers INTERNAL, as it does when
+a generated parser fails).
 `tests/node/test_wire.py` checks both directions against the generated classes.
 
 Thread-safety: pure functions.
@@ -24,32 +25,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from brook.services.node.batches import encode_varint
-
-_VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5
-
-
-def _read_varint(data: bytes | memoryview, position: int, end: int) -> tuple[int, int]:
-    value = 0
-    shift = 0
-    limit = min(end, position + 10)
-    while position < limit:
-        byte = data[position]
-        position += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value & 0xFFFFFFFFFFFFFFFF, position
-        shift += 7
-    raise ValueError("truncated or overlong varint")
-
-
-def _int32(value: int) -> int:
-    value &= 0xFFFFFFFF
-    return value - (1 << 32) if value >= 1 << 31 else value
-
-
-def _int64(value: int) -> int:
-    return value - (1 << 64) if value >= 1 << 63 else value
+from brook.wire import (
+    WIRE_FIXED32,
+    WIRE_FIXED64,
+    WIRE_LENGTH,
+    WIRE_VARINT,
+    MalformedWire,
+    as_int32,
+    as_int64,
+    read_varint,
+    tag,
+    varint,
+    varint_field,
+)
 
 
 def _fields(
@@ -59,32 +47,32 @@ def _fields(
     out = []
     position = start
     while position < end:
-        key, position = _read_varint(data, position, end)
+        key, position = read_varint(data, position, end)
         number, wire = key >> 3, key & 7
         if number == 0:
-            raise ValueError("field number 0")
-        if wire == _VARINT:
-            value, position = _read_varint(data, position, end)
+            raise MalformedWire("field number 0")
+        if wire == WIRE_VARINT:
+            value, position = read_varint(data, position, end)
             out.append((number, wire, value, 0))
-        elif wire == _LENGTH:
-            length, position = _read_varint(data, position, end)
+        elif wire == WIRE_LENGTH:
+            length, position = read_varint(data, position, end)
             if position + length > end:
-                raise ValueError(f"field {number} runs past the end")
+                raise MalformedWire(f"field {number} runs past the end")
             out.append((number, wire, position, position + length))
             position += length
-        elif wire in (_FIXED64, _FIXED32):
-            position += 8 if wire == _FIXED64 else 4
+        elif wire in (WIRE_FIXED64, WIRE_FIXED32):
+            position += 8 if wire == WIRE_FIXED64 else 4
             if position > end:
-                raise ValueError(f"field {number} runs past the end")
+                raise MalformedWire(f"field {number} runs past the end")
             out.append((number, wire, 0, 0))
         else:
-            raise ValueError(f"field {number} has unsupported wire type {wire}")
+            raise MalformedWire(f"field {number} has unsupported wire type {wire}")
     return out
 
 
 def _expect(number: int, wire: int, wanted: int) -> None:
     if wire != wanted:
-        raise ValueError(f"field {number} has wire type {wire}, expected {wanted}")
+        raise MalformedWire(f"field {number} has wire type {wire}, expected {wanted}")
 
 
 # -- Produce (client -> leader) ------------------------------------------------------------
@@ -114,16 +102,16 @@ def parse_produce_request(data: bytes) -> ProduceRequestView:
     request = ProduceRequestView()
     for number, wire, a, b in _fields(view, 0, len(view)):
         if number == 1:
-            _expect(number, wire, _VARINT)
-            request.acks = _int32(a)
+            _expect(number, wire, WIRE_VARINT)
+            request.acks = as_int32(a)
         elif number == 2:
-            _expect(number, wire, _VARINT)
-            request.timeout_ms = _int32(a)
+            _expect(number, wire, WIRE_VARINT)
+            request.timeout_ms = as_int32(a)
         elif number == 3:
-            _expect(number, wire, _LENGTH)
+            _expect(number, wire, WIRE_LENGTH)
             request.partitions.append(_parse_produce_partition(view, a, b))
         elif number == 4:
-            _expect(number, wire, _LENGTH)
+            _expect(number, wire, WIRE_LENGTH)
             request.client_id = str(view[a:b], "utf-8")
     return request
 
@@ -132,16 +120,16 @@ def _parse_produce_partition(view: memoryview, start: int, end: int) -> ProduceP
     partition = ProducePartitionView()
     for number, wire, a, b in _fields(view, start, end):
         if number == 1:
-            _expect(number, wire, _LENGTH)
+            _expect(number, wire, WIRE_LENGTH)
             partition.topic = str(view[a:b], "utf-8")
         elif number == 2:
-            _expect(number, wire, _VARINT)
-            partition.partition = _int32(a)
+            _expect(number, wire, WIRE_VARINT)
+            partition.partition = as_int32(a)
         elif number == 3:
-            _expect(number, wire, _VARINT)
-            partition.current_leader_epoch = _int32(a)
+            _expect(number, wire, WIRE_VARINT)
+            partition.current_leader_epoch = as_int32(a)
         elif number == 4:
-            _expect(number, wire, _LENGTH)
+            _expect(number, wire, WIRE_LENGTH)
             partition.batches.append(view[a:b])
     return partition
 
@@ -149,16 +137,12 @@ def _parse_produce_partition(view: memoryview, start: int, end: int) -> ProduceP
 # -- ReplicaFetch response (leader -> follower) --------------------------------------------
 # Field tags (field number << 3 | wire type) of ReplicaFetchResponseWire and
 # ReplicaFetchedPartitionWire (protos/brook/internal/v1/wire.proto).
-_RESPONSE_PARTITIONS = b"\x0a"
-_TOPIC, _PARTITION, _ERROR = b"\x0a", b"\x10", b"\x1a"
-_HIGH_WATERMARK, _LOG_START, _LOG_END = b"\x20", b"\x28", b"\x30"
-_DIVERGING, _EPOCH, _END_OFFSET = b"\x3a", b"\x08", b"\x10"
-_BATCH = b"\x42"
-
-
-def _varint_field(tag: bytes, value: int) -> bytes:
-    # proto3 leaves zero scalars out (the canonical encoding).
-    return tag + encode_varint(value) if value else b""
+_RESPONSE_PARTITIONS = tag(1, WIRE_LENGTH)
+_TOPIC, _PARTITION, _ERROR = tag(1, WIRE_LENGTH), tag(2, WIRE_VARINT), tag(3, WIRE_LENGTH)
+_HIGH_WATERMARK, _LOG_START = tag(4, WIRE_VARINT), tag(5, WIRE_VARINT)
+_LOG_END = tag(6, WIRE_VARINT)
+_DIVERGING, _EPOCH, _END_OFFSET = tag(7, WIRE_LENGTH), tag(1, WIRE_VARINT), tag(2, WIRE_VARINT)
+_BATCH = tag(8, WIRE_LENGTH)
 
 
 def encode_fetched_partition(
@@ -178,21 +162,21 @@ def encode_fetched_partition(
     are: the caller joins everything once, the only copy of the data on the leader.
     """
     name = topic.encode()
-    head = [_TOPIC, encode_varint(len(name)), name, _varint_field(_PARTITION, partition)]
+    head = [_TOPIC, varint(len(name)), name, varint_field(_PARTITION, partition)]
     if error is not None:
-        head += (_ERROR, encode_varint(len(error)), error)
+        head += (_ERROR, varint(len(error)), error)
     head += (
-        _varint_field(_HIGH_WATERMARK, high_watermark),
-        _varint_field(_LOG_START, log_start_offset),
-        _varint_field(_LOG_END, log_end_offset),
+        varint_field(_HIGH_WATERMARK, high_watermark),
+        varint_field(_LOG_START, log_start_offset),
+        varint_field(_LOG_END, log_end_offset),
     )
     if diverging is not None:
-        epoch = _varint_field(_EPOCH, diverging[0]) + _varint_field(_END_OFFSET, diverging[1])
-        head += (_DIVERGING, encode_varint(len(epoch)), epoch)
+        epoch = varint_field(_EPOCH, diverging[0]) + varint_field(_END_OFFSET, diverging[1])
+        head += (_DIVERGING, varint(len(epoch)), epoch)
     body = [b"".join(head)]
     for batch in batches:
-        body += (_BATCH + encode_varint(len(batch)), batch)
-    out.append(_RESPONSE_PARTITIONS + encode_varint(sum(len(piece) for piece in body)))
+        body += (_BATCH + varint(len(batch)), batch)
+    out.append(_RESPONSE_PARTITIONS + varint(sum(len(piece) for piece in body)))
     out += body
 
 
@@ -215,7 +199,7 @@ def parse_replica_fetch_response(data: bytes) -> list[FetchedPartitionView]:
     answers = []
     for number, wire, a, b in _fields(data, 0, len(data)):
         if number == 1:
-            _expect(number, wire, _LENGTH)
+            _expect(number, wire, WIRE_LENGTH)
             answers.append(_parse_fetched_partition(data, a, b))
     return answers
 
@@ -224,22 +208,22 @@ def _parse_fetched_partition(data: bytes, start: int, end: int) -> FetchedPartit
     answer = FetchedPartitionView()
     for number, wire, a, b in _fields(data, start, end):
         if number == 8:
-            _expect(number, wire, _LENGTH)
+            _expect(number, wire, WIRE_LENGTH)
             answer.batches.append(data[a:b])
         elif number == 1:
-            _expect(number, wire, _LENGTH)
+            _expect(number, wire, WIRE_LENGTH)
             answer.topic = data[a:b].decode()
         elif number == 2:
-            _expect(number, wire, _VARINT)
-            answer.partition = _int32(a)
+            _expect(number, wire, WIRE_VARINT)
+            answer.partition = as_int32(a)
         elif number == 3:
-            _expect(number, wire, _LENGTH)
+            _expect(number, wire, WIRE_LENGTH)
             # Repeated occurrences of a message field merge, and concatenating
             # serialized messages is exactly protobuf's merge.
             answer.error = (answer.error or b"") + data[a:b]
         elif number in (4, 5, 6):
-            _expect(number, wire, _VARINT)
-            value = _int64(a)
+            _expect(number, wire, WIRE_VARINT)
+            value = as_int64(a)
             if number == 4:
                 answer.high_watermark = value
             elif number == 5:
@@ -247,14 +231,14 @@ def _parse_fetched_partition(data: bytes, start: int, end: int) -> FetchedPartit
             else:
                 answer.log_end_offset = value
         elif number == 7:
-            _expect(number, wire, _LENGTH)
+            _expect(number, wire, WIRE_LENGTH)
             epoch, end_offset = answer.diverging_epoch or (0, 0)
             for inner, inner_wire, value, _ in _fields(data, a, b):
                 if inner == 1:
-                    _expect(inner, inner_wire, _VARINT)
-                    epoch = _int32(value)
+                    _expect(inner, inner_wire, WIRE_VARINT)
+                    epoch = as_int32(value)
                 elif inner == 2:
-                    _expect(inner, inner_wire, _VARINT)
-                    end_offset = _int64(value)
+                    _expect(inner, inner_wire, WIRE_VARINT)
+                    end_offset = as_int64(value)
             answer.diverging_epoch = (epoch, end_offset)
     return answer

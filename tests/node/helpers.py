@@ -6,10 +6,13 @@ from pathlib import Path
 
 from crc32c import crc32c
 
+from brook.clock import ManualClock
 from brook.services.metadata.model import PartitionRecord
-from brook.services.node.partition import Partition, PartitionSettings, WaiterLimits
+from brook.services.node.partition import Partition, PartitionSettings
+from brook.services.node.replica import Replica, WaiterLimits
 from brook.services.node.storage_log import LogHandle
 from brook.storage import LogConfig, PartitionLog
+from brook.structs import TopicPartition
 from brook.v1 import records_pb2
 
 TIMESTAMP_MS = 1_700_000_000_000
@@ -57,48 +60,77 @@ def decode_values(payload: bytes) -> tuple[int, list[bytes]]:
     return batch.base_offset, [r.value for r in records.records]
 
 
-class FakeClock:
-    """A monotonic millisecond clock the test moves."""
+class FakeLog:
+    """An in-memory LogPosition: offsets and the epoch history, no bytes (core tests)."""
 
-    def __init__(self, start_ms: int = 1_000_000) -> None:
-        self.now = start_ms
+    def __init__(self, start: int = 0) -> None:
+        self.log_start_offset = start
+        self.log_end_offset = start
+        self.epochs: list[tuple[int, int]] = []  # (epoch, start offset)
 
-    def __call__(self) -> int:
-        return self.now
+    def latest_epoch(self) -> int | None:
+        return self.epochs[-1][0] if self.epochs else None
 
-    def advance(self, delta_ms: int) -> None:
-        self.now += delta_ms
+    def epoch_entries(self) -> list[tuple[int, int]]:
+        return list(self.epochs)
+
+    def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
+        floor = [(e, start) for e, start in self.epochs if e <= epoch]
+        if not floor:
+            return -1, -1
+        found = floor[-1][0]
+        later = [start for e, start in self.epochs if e > found]
+        return found, later[0] if later else self.log_end_offset
+
+    def append(self, records: int, epoch: int) -> None:
+        if self.latest_epoch() is None or epoch > (self.latest_epoch() or 0):
+            self.epochs.append((epoch, self.log_end_offset))
+        self.log_end_offset += records
+
+    def truncate_to(self, offset: int) -> None:
+        if offset < self.log_start_offset:
+            self.log_start_offset = self.log_end_offset = offset
+            self.epochs = []
+            return
+        self.log_end_offset = min(offset, self.log_end_offset)
+        self.epochs = [(e, start) for e, start in self.epochs if start < self.log_end_offset]
 
 
-def open_partition(
+def core_partition(
+    clock: ManualClock,
+    *,
+    log_position: FakeLog | None = None,
+    node_id: int = 1,
+    settings: PartitionSettings | None = None,
+    leadership: list[bool] | None = None,
+) -> Partition:
+    """A Partition over an in-memory log (no disk, no network)."""
+    valid = leadership if leadership is not None else [True]
+    return Partition(
+        TopicPartition("t", 0), node_id, log_position or FakeLog(),
+        clock=clock, settings=settings, leadership_valid=lambda: valid[0],
+        address_of=lambda node: f"127.0.0.1:{9000 + node}",
+    )
+
+
+def open_replica(
     directory: Path,
-    clock: FakeClock,
+    clock: ManualClock,
     *,
     node_id: int = 1,
-    topic: str = "t",
-    partition: int = 0,
     settings: PartitionSettings | None = None,
     limits: WaiterLimits | None = None,
     leadership: list[bool] | None = None,
-) -> Partition:
-    """A Partition over a real PartitionLog in `directory` (engine flushing off)."""
-    plog = PartitionLog.open(
-        directory / f"{topic}-{partition}",
-        LogConfig(flush_interval_ms=0, flush_interval_batches=0),
-    )
-    handle = LogHandle(plog, flush_interval_ms=0, flush_interval_batches=0, monotonic_ms=clock)
+) -> Replica:
+    """A Replica over a real PartitionLog in `directory`."""
+    plog = PartitionLog.open(directory / "t-0", LogConfig(), caller_flushes=True)
+    handle = LogHandle(plog)
     valid = leadership if leadership is not None else [True]
-    return Partition(
-        topic,
-        partition,
-        node_id,
-        handle,
-        settings=settings,
-        limits=limits,
-        monotonic_ms=clock,
-        leadership_valid=lambda: valid[0],
-        address_of=lambda node: f"127.0.0.1:{9000 + node}",
+    partition = Partition(
+        TopicPartition("t", 0), node_id, handle, clock=clock, settings=settings,
+        leadership_valid=lambda: valid[0], address_of=lambda node: f"127.0.0.1:{9000 + node}",
     )
+    return Replica(partition, handle, limits or WaiterLimits())
 
 
 def record(

@@ -8,11 +8,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from brook.clock import SYSTEM_CLOCK, ManualClock
 from brook.errors import BrookError
+from brook.services.node.acks import Acks
 from brook.services.node.batches import read_batch_info, stamp, validate_batch, validate_batches
+from brook.services.node.config import NodeLimits
+from brook.services.node.data_path import Closing, DataPath
 from brook.services.node.partition import PartitionSettings
+from brook.structs import TopicPartition
 from brook.v1 import records_pb2
-from tests.node.helpers import FakeClock, make_batch, open_partition, raw_batch, record
+from tests.node.helpers import make_batch, open_replica, raw_batch, record
 
 
 def test_valid_batch_is_stamped_without_touching_records() -> None:
@@ -70,20 +75,30 @@ def test_oversized_batch_is_too_large() -> None:
 
 
 @pytest.mark.parametrize("bad", ["crc", "size"])
-def test_one_bad_batch_appends_nothing(tmp_path: Path, bad: str) -> None:
+async def test_one_bad_batch_appends_nothing(tmp_path: Path, bad: str) -> None:
     """A request whose second batch is bad appends none of its batches (no partial write)."""
-    partition = open_partition(tmp_path, FakeClock(),
-                               settings=PartitionSettings(max_batch_bytes=1000))
-    partition.apply_record(record(leader=1, epoch=1), 2)
+    replica = open_replica(tmp_path, ManualClock(),
+                           settings=PartitionSettings(max_batch_bytes=1000))
+    replica.apply_record(record(leader=1, epoch=1), 2)
     second = make_batch([b"y" * (2000 if bad == "size" else 10)])
     if bad == "crc":
         second.crc32c ^= 1
-    with pytest.raises(BrookError) as caught:
-        partition.append_raw_as_leader(
-            [raw_batch([b"x"]), second.SerializeToString()], -1, False
-        )
-    assert caught.value.reason == ("CORRUPT_BATCH" if bad == "crc" else "BATCH_TOO_LARGE")
-    assert partition.log.log_end_offset == 0
+
+    class Request:
+        topic, partition, current_leader_epoch = "t", 0, -1
+        batches = [raw_batch([b"x"]), second.SerializeToString()]
+
+    class OneReplica:
+        def lookup(self, key: TopicPartition) -> object:
+            return replica
+
+        def maybe_change_isr(self, replica: object) -> None: ...
+
+    path = DataPath(OneReplica(), NodeLimits(), SYSTEM_CLOCK, Closing())  # type: ignore[arg-type]
+    [outcome] = await path.produce(Acks.LEADER, 0, [Request()])
+    assert outcome.error is not None
+    assert outcome.error.reason == ("CORRUPT_BATCH" if bad == "crc" else "BATCH_TOO_LARGE")
+    assert replica.log.log_end_offset == 0
     assert validate_batches([raw_batch([b"x"])], 1000)[0].record_count == 1
 
 

@@ -1,47 +1,50 @@
-"""Unit tests of the storage node's partition core: epochs, HW, ISR, acks=all, divergence.
-
-The core runs over a real PartitionLog in a temp dir (through LogHandle) with a fake
-monotonic clock and a switchable leadership flag; no network, no etcd.
+"""Unit tests of the storage node's partition core: epochs, HW, ISR, acks=all decisions,
+divergence. The core is a state machine over an in-memory log position (`FakeLog`) and a
+ManualClock: no disk, no network, no event loop.
 """
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
-
 import pytest
 
+from brook.clock import ManualClock
 from brook.errors import BrookError
+from brook.services.node.acks import Acks
 from brook.services.node.partition import (
     Change,
+    Diverging,
     Partition,
     PartitionSettings,
     Role,
-    WaiterLimits,
     truncation_target,
 )
-from tests.node.helpers import FakeClock, decode_values, open_partition, raw_batch, record
+from tests.node.helpers import FakeLog, core_partition, record
 
 LAG_MS = 1000
 
 
-def leader_of(tmp_path: Path, clock: FakeClock, *, replicas: tuple[int, ...] = (1, 2, 3),
+def leader_of(clock: ManualClock, *, replicas: tuple[int, ...] = (1, 2, 3),
               isr: tuple[int, ...] | None = None, min_isr: int = 1,
-              leadership: list[bool] | None = None, limits: WaiterLimits | None = None,
-              ) -> Partition:
-    partition = open_partition(
-        tmp_path, clock,
-        settings=PartitionSettings(min_insync_replicas=min_isr, replica_lag_max_ms=LAG_MS),
-        leadership=leadership, limits=limits,
+              leadership: list[bool] | None = None) -> Partition:
+    partition = core_partition(
+        clock, settings=PartitionSettings(min_insync_replicas=min_isr, replica_lag_max_ms=LAG_MS),
+        leadership=leadership,
     )
     change = partition.apply_record(record(leader=1, epoch=5, replicas=replicas, isr=isr), 10)
     assert change is Change.BECAME_LEADER
+    partition.take_ready()
     return partition
 
 
-def append(partition: Partition, *values: bytes, acks_all: bool = False) -> int:
-    result = partition.append_raw_as_leader([raw_batch(list(values))], 5, acks_all)
-    return result.last_offset
+def append(partition: Partition, records: int = 1, *, acks: Acks = Acks.LEADER,
+           epoch: int = 5) -> int:
+    """The driver's leader append: grant, 'write' to the fake log, report; last offset."""
+    grant = partition.grant_leader_append(epoch, acks)
+    log = partition.log
+    assert isinstance(log, FakeLog)
+    log.append(records, grant.leader_epoch)
+    partition.leader_appended(grant)
+    return grant.base_offset + records - 1
 
 
 def expect_error(reason: str, action: object) -> BrookError:
@@ -52,51 +55,45 @@ def expect_error(reason: str, action: object) -> BrookError:
 
 
 # -- epochs and roles ----------------------------------------------------------------------
-def test_epoch_checks(tmp_path: Path) -> None:
+def test_epoch_checks() -> None:
     """A caller epoch below ours is FENCED, above is UNKNOWN, -1 and equal pass."""
-    partition = leader_of(tmp_path, FakeClock(), replicas=(1,))
+    partition = leader_of(ManualClock(), replicas=(1,))
     partition.check_epoch(-1)
     partition.check_epoch(5)
     expect_error("FENCED_LEADER_EPOCH", lambda: partition.check_epoch(4))
     expect_error("UNKNOWN_LEADER_EPOCH", lambda: partition.check_epoch(6))
-    # The epoch check applies to produce too, before anything is appended.
-    expect_error("FENCED_LEADER_EPOCH",
-                 lambda: partition.append_raw_as_leader([raw_batch([b"x"])], 4, False))
-    assert partition.log.log_end_offset == 0
+    # The epoch check applies to produce too, before anything is granted.
+    expect_error("FENCED_LEADER_EPOCH", lambda: partition.grant_leader_append(4, Acks.LEADER))
 
 
-def test_single_replica_leader_stamps_and_commits_at_once(tmp_path: Path) -> None:
-    """With ISR = {leader}, an append is committed at once; batches carry offsets and epoch."""
-    partition = leader_of(tmp_path, FakeClock(), replicas=(1,))
-    assert append(partition, b"a", b"b") == 1
-    assert append(partition, b"c") == 2
-    assert partition.high_watermark == 3
-    read = partition.read_committed(1, -1, 1 << 20)
-    assert [decode_values(p) for p in read.batches] == [(0, [b"a", b"b"]), (2, [b"c"])]
-    from brook.v1 import records_pb2
+def test_single_replica_leader_grants_from_log_end_and_commits_at_once() -> None:
+    """With ISR = {leader}, an append is committed at once; grants follow the log end."""
+    partition = leader_of(ManualClock(), replicas=(1,))
+    assert append(partition, 2) == 1
+    grant = partition.grant_leader_append(5, Acks.LEADER)
+    assert (grant.base_offset, grant.leader_epoch) == (2, 5)
+    assert partition.high_watermark == 2
+    assert partition.take_ready().high_watermark == 2
+    plan = partition.committed_read(1, -1)
+    assert plan.reads and plan.high_watermark == 2
 
-    assert records_pb2.RecordBatch.FromString(read.batches[0]).partition_leader_epoch == 5
 
-
-def test_follower_rejects_produce_with_leader_details(tmp_path: Path) -> None:
-    """A follower answers NOT_LEADER naming the leader's id and address; its log is unchanged."""
-    partition = open_partition(tmp_path, FakeClock())
+def test_follower_rejects_produce_with_leader_details() -> None:
+    """A follower answers NOT_LEADER naming the leader's id and address."""
+    partition = core_partition(ManualClock())
     assert partition.apply_record(record(leader=2, epoch=3, replicas=(1, 2)), 7) is (
         Change.BECAME_FOLLOWER
     )
-    error = expect_error(
-        "NOT_LEADER", lambda: partition.append_raw_as_leader([raw_batch([b"x"])], -1, False)
-    )
+    error = expect_error("NOT_LEADER", lambda: partition.grant_leader_append(-1, Acks.LEADER))
     assert error.metadata["leader_id"] == "2"
     assert error.metadata["leader_address"] == "127.0.0.1:9002"
     assert error.metadata["leader_epoch"] == "3"
-    assert partition.log.log_end_offset == 0
-    expect_error("NOT_LEADER", lambda: partition.read_committed(0, 3, 100))
+    expect_error("NOT_LEADER", lambda: partition.committed_read(0, 3))
 
 
-def test_records_apply_in_revision_order(tmp_path: Path) -> None:
+def test_records_apply_in_revision_order() -> None:
     """An older etcd revision is ignored; a newer epoch switches the role."""
-    partition = open_partition(tmp_path, FakeClock())
+    partition = core_partition(ManualClock())
     partition.apply_record(record(leader=1, epoch=2, replicas=(1, 2)), 10)
     assert partition.apply_record(record(leader=2, epoch=1, replicas=(1, 2)), 9) is Change.NOTHING
     assert partition.role is Role.LEADER
@@ -104,173 +101,142 @@ def test_records_apply_in_revision_order(tmp_path: Path) -> None:
         Change.BECAME_FOLLOWER
     )
     assert partition.needs_truncation
+    assert partition.take_ready().role_reset is not None
     assert partition.apply_record(record(leader=2, epoch=3, replicas=(2, 3)), 12) is Change.STOPPED
     assert partition.role is Role.NONE
 
 
 # -- high watermark --------------------------------------------------------------------------
-def test_hw_is_min_leo_over_isr(tmp_path: Path) -> None:
+def test_hw_is_min_leo_over_isr() -> None:
     """The HW waits for every ISR member; a follower outside the ISR does not hold it back."""
-    partition = leader_of(tmp_path, FakeClock(), replicas=(1, 2, 3), isr=(1, 2))
-    append(partition, b"a")
-    append(partition, b"b")
+    partition = leader_of(ManualClock(), replicas=(1, 2, 3), isr=(1, 2))
+    append(partition)
+    append(partition)
     assert partition.high_watermark == 0  # follower 2 has not fetched yet
-    partition.read_for_follower(2, 1, 5, 5, 1 << 20)
+    partition.follower_fetch(2, 1, 5, 5)
     assert partition.high_watermark == 1
-    partition.read_for_follower(3, 0, 5, -1, 1 << 20)  # not in the ISR: no effect
-    partition.read_for_follower(2, 2, 5, 5, 1 << 20)
+    partition.follower_fetch(3, 0, 5, -1)  # not in the ISR: no effect
+    partition.follower_fetch(2, 2, 5, 5)
     assert partition.high_watermark == 2
     # The HW never goes back, even if a follower reports less (after a restart).
-    partition.read_for_follower(2, 1, 5, 5, 1 << 20)
+    partition.follower_fetch(2, 1, 5, 5)
     assert partition.high_watermark == 2
 
 
-def test_consumer_reads_stop_at_hw(tmp_path: Path) -> None:
-    """Fetch returns only committed batches; past the log end is OFFSET_OUT_OF_RANGE."""
-    partition = leader_of(tmp_path, FakeClock(), replicas=(1, 2), isr=(1, 2))
-    append(partition, b"a")
-    append(partition, b"b")
-    partition.read_for_follower(2, 1, 5, 5, 1 << 20)
-    read = partition.read_committed(0, 5, 1 << 20)
-    assert [decode_values(p)[0] for p in read.batches] == [0]
-    assert read.high_watermark == 1
-    assert partition.read_committed(1, 5, 1 << 20).batches == []
-    error = expect_error("OFFSET_OUT_OF_RANGE", lambda: partition.read_committed(3, 5, 100))
+def test_consumer_reads_stop_at_hw() -> None:
+    """A consumer read plan stops at the HW; past the log end is OFFSET_OUT_OF_RANGE."""
+    partition = leader_of(ManualClock(), replicas=(1, 2), isr=(1, 2))
+    append(partition)
+    append(partition)
+    partition.follower_fetch(2, 1, 5, 5)
+    plan = partition.committed_read(0, 5)
+    assert plan.reads and plan.high_watermark == 1
+    assert not partition.committed_read(1, 5).reads
+    error = expect_error("OFFSET_OUT_OF_RANGE", lambda: partition.committed_read(3, 5))
     assert error.metadata["log_end_offset"] == "2"
-    assert partition.list_offset("latest", 0, -1) == (1, -1)
-    assert partition.list_offset("earliest", 0, -1) == (0, -1)
+    assert partition.list_offset("latest", -1) == 1
+    assert partition.list_offset("earliest", -1) == 0
+    assert partition.list_offset("timestamp", -1) is None
 
 
-def test_list_offsets_by_timestamp(tmp_path: Path) -> None:
-    """A timestamp query finds the first committed batch at or after the time, else the HW."""
-    partition = leader_of(tmp_path, FakeClock(), replicas=(1,))
-    partition.append_raw_as_leader([raw_batch([b"a"], timestamp_ms=1000)], 5, False)
-    partition.append_raw_as_leader([raw_batch([b"b", b"c"], timestamp_ms=2000)], 5, False)
-    assert partition.list_offset("timestamp", 1500, 5) == (1, 2000)
-    assert partition.list_offset("timestamp", 500, 5) == (0, 1000)
-    assert partition.list_offset("timestamp", 5000, 5) == (3, -1)
+def test_timestamp_offsets_count_only_committed_batches() -> None:
+    """A timestamp lookup's answer counts only below the HW; otherwise the HW."""
+    partition = leader_of(ManualClock(), replicas=(1,))
+    append(partition, 3)
+    assert partition.timestamp_offset((1, 2000)) == (1, 2000)
+    assert partition.timestamp_offset((3, 2000)) == (3, -1)
+    assert partition.timestamp_offset(None) == (3, -1)
 
 
-# -- acks=all -------------------------------------------------------------------------------
-async def test_acks_all_completes_when_isr_has_it(tmp_path: Path) -> None:
-    """An acks=all waiter resolves only once every ISR member fetched past its last offset."""
-    partition = leader_of(tmp_path, FakeClock(), replicas=(1, 2, 3), min_isr=2)
-    last = append(partition, b"a", b"b", acks_all=True)
-    waiter = asyncio.create_task(partition.wait_for_commit(last, 5.0))
-    partition.read_for_follower(2, 2, 5, 5, 1 << 20)
-    await asyncio.sleep(0)
-    assert not waiter.done()  # follower 3 is still missing it
-    partition.read_for_follower(3, 2, 5, 5, 1 << 20)
-    await asyncio.wait_for(waiter, 1.0)
+# -- acks=all decisions -------------------------------------------------------------------------
+def test_acks_all_commits_when_isr_has_it() -> None:
+    """An acks=all append is committed only once every ISR member fetched past it."""
+    partition = leader_of(ManualClock(), replicas=(1, 2, 3), min_isr=2)
+    last = append(partition, 2, acks=Acks.ALL)
+    generation = partition.generation
+    partition.follower_fetch(2, 2, 5, 5)
+    assert not partition.check_commit(last, generation)  # follower 3 is still missing it
+    partition.follower_fetch(3, 2, 5, 5)
+    assert partition.check_commit(last, generation)
+    assert partition.take_ready().high_watermark == 2
 
 
-async def test_acks_all_refused_before_append_when_isr_too_small(tmp_path: Path) -> None:
-    """ISR below min_insync_replicas: NOT_ENOUGH_REPLICAS and nothing appended."""
-    partition = leader_of(tmp_path, FakeClock(), replicas=(1, 2, 3), isr=(1,), min_isr=2)
-    expect_error("NOT_ENOUGH_REPLICAS", lambda: append(partition, b"a", acks_all=True))
+def test_acks_all_refused_before_append_when_isr_too_small() -> None:
+    """ISR below min_insync_replicas: NOT_ENOUGH_REPLICAS and no grant."""
+    partition = leader_of(ManualClock(), replicas=(1, 2, 3), isr=(1,), min_isr=2)
+    expect_error("NOT_ENOUGH_REPLICAS", lambda: partition.grant_leader_append(5, Acks.ALL))
     assert partition.log.log_end_offset == 0
-    append(partition, b"a", acks_all=False)  # acks=leader does not need the ISR
+    append(partition, acks=Acks.LEADER)  # acks=leader does not need the ISR
     assert partition.log.log_end_offset == 1
 
 
-async def test_acks_all_fails_when_isr_shrinks_while_waiting(tmp_path: Path) -> None:
-    """A committed ISR shrink below the minimum fails parked waiters AFTER_APPEND."""
-    partition = leader_of(tmp_path, FakeClock(), replicas=(1, 2, 3), min_isr=2)
-    last = append(partition, b"a", acks_all=True)
-    waiter = asyncio.create_task(partition.wait_for_commit(last, 5.0))
-    await asyncio.sleep(0)
+def test_isr_shrink_below_min_fails_commits() -> None:
+    """A committed ISR shrink below the minimum: waiters must fail AFTER_APPEND."""
+    partition = leader_of(ManualClock(), replicas=(1, 2, 3), min_isr=2)
+    last = append(partition, acks=Acks.ALL)
     partition.apply_record(record(leader=1, epoch=5, replicas=(1, 2, 3), isr=(1,)), 11)
-    with pytest.raises(BrookError) as caught:
-        await asyncio.wait_for(waiter, 1.0)
-    assert caught.value.reason == "NOT_ENOUGH_REPLICAS_AFTER_APPEND"
+    ready = partition.take_ready()
+    assert ready.isr_below_min is not None
+    assert ready.isr_below_min.reason == "NOT_ENOUGH_REPLICAS_AFTER_APPEND"
+    expect_error("NOT_ENOUGH_REPLICAS_AFTER_APPEND",
+                 lambda: partition.check_commit(last, partition.generation))
 
 
-async def test_acks_all_times_out(tmp_path: Path) -> None:
-    """Nobody replicates: the waiter fails REQUEST_TIMED_OUT and frees its slot."""
-    partition = leader_of(tmp_path, FakeClock(), replicas=(1, 2), min_isr=2)
-    last = append(partition, b"a", acks_all=True)
-    with pytest.raises(BrookError) as caught:
-        await partition.wait_for_commit(last, 0.01)
-    assert caught.value.reason == "REQUEST_TIMED_OUT"
-    assert len(partition._produce_waiters) == 0
-
-
-async def test_acks_all_waiters_are_bounded(tmp_path: Path) -> None:
-    """The produce waiter set is bounded: the next acks=all is refused before appending."""
-    partition = leader_of(tmp_path, FakeClock(), replicas=(1, 2), min_isr=2,
-                          limits=WaiterLimits(produce=2))
-    waiters = [asyncio.create_task(partition.wait_for_commit(append(partition, b"x",
-                                                                    acks_all=True), 5.0))
-               for _ in range(2)]
-    await asyncio.sleep(0)
-    end = partition.log.log_end_offset
-    expect_error("TOO_MANY_REQUESTS", lambda: append(partition, b"y", acks_all=True))
-    assert partition.log.log_end_offset == end
-    for task in waiters:
-        task.cancel()
-    await asyncio.gather(*waiters, return_exceptions=True)
-
-
-async def test_leadership_change_fails_waiters(tmp_path: Path) -> None:
-    """Becoming follower fails parked acks=all produces with NOT_LEADER."""
-    partition = leader_of(tmp_path, FakeClock(), replicas=(1, 2), min_isr=2)
-    last = append(partition, b"a", acks_all=True)
-    waiter = asyncio.create_task(partition.wait_for_commit(last, 5.0))
-    await asyncio.sleep(0)
+def test_leadership_change_resets_waiters() -> None:
+    """Becoming follower tells waiters NOT_LEADER naming the new leader."""
+    partition = leader_of(ManualClock(), replicas=(1, 2), min_isr=2)
+    last = append(partition, acks=Acks.ALL)
+    generation = partition.generation
     partition.apply_record(record(leader=2, epoch=6, replicas=(1, 2)), 11)
-    with pytest.raises(BrookError) as caught:
-        await asyncio.wait_for(waiter, 1.0)
-    assert caught.value.reason == "NOT_LEADER"
-    assert caught.value.metadata["leader_id"] == "2"
+    ready = partition.take_ready()
+    assert ready.role_reset is not None and ready.role_reset.metadata["leader_id"] == "2"
+    expect_error("NOT_LEADER", lambda: partition.check_commit(last, generation))
 
 
-async def test_fenced_leader_acknowledges_nothing(tmp_path: Path) -> None:
-    """Lease lost: parked waiters fail, the HW does not move on a (stale) follower fetch,
-    and new produces are refused, even though etcd still names us leader."""
+def test_fenced_leader_acknowledges_nothing() -> None:
+    """Lease lost: the HW does not move on a (stale) follower fetch, waiters are reset
+    and new produces refused, even though etcd still names us leader."""
     leadership = [True]
-    partition = leader_of(tmp_path, FakeClock(), replicas=(1, 2), min_isr=2,
-                          leadership=leadership)
-    last = append(partition, b"a", acks_all=True)
-    waiter = asyncio.create_task(partition.wait_for_commit(last, 5.0))
-    await asyncio.sleep(0)
+    partition = leader_of(ManualClock(), replicas=(1, 2), min_isr=2, leadership=leadership)
+    last = append(partition, acks=Acks.ALL)
+    generation = partition.generation
     # The process was paused past its lease: the lease is no longer valid when it wakes,
     # before the lease watcher has even run. A stale fetch must not advance the HW.
     leadership[0] = False
-    with pytest.raises(BrookError):
-        partition.read_for_follower(2, 1, 5, 5, 1 << 20)
+    expect_error("NOT_LEADER", lambda: partition.follower_fetch(2, 1, 5, 5))
     assert partition.high_watermark == 0
-    assert not waiter.done()
+    assert partition.take_ready().high_watermark is None
     partition.fence()
-    with pytest.raises(BrookError) as caught:
-        await asyncio.wait_for(waiter, 1.0)
-    assert caught.value.reason == "NOT_LEADER"
-    assert caught.value.metadata["leader_id"] == "-1"
-    expect_error("NOT_LEADER", lambda: append(partition, b"b"))
+    ready = partition.take_ready()
+    assert ready.role_reset is not None and ready.role_reset.metadata["leader_id"] == "-1"
+    expect_error("NOT_LEADER", lambda: partition.check_commit(last, generation))
+    expect_error("NOT_LEADER", lambda: partition.grant_leader_append(5, Acks.LEADER))
 
 
-async def test_fetch_waiter_wakes_on_hw(tmp_path: Path) -> None:
-    """A consumer long-poll at the HW wakes when the HW passes its offset."""
-    partition = leader_of(tmp_path, FakeClock(), replicas=(1, 2))
-    waiter = partition.fetch_waiter(0)
-    append(partition, b"a")
-    assert not waiter.future.done()  # appended, not yet committed
-    partition.read_for_follower(2, 1, 5, 5, 1 << 20)
-    await asyncio.wait_for(waiter.future, 1.0)
+def test_append_spanning_a_role_change_is_not_acknowledged() -> None:
+    """Granted as leader, lost and regained leadership before the append finished: the
+    offset may now hold other data, so the append and its commit wait fail."""
+    partition = leader_of(ManualClock(), replicas=(1,))
+    grant = partition.grant_leader_append(5, Acks.ALL)
+    partition.apply_record(record(leader=2, epoch=6, replicas=(1, 2)), 11)
+    partition.apply_record(record(leader=1, epoch=7, replicas=(1,)), 12)
+    expect_error("NOT_LEADER", lambda: partition.leader_appended(grant))
+    expect_error("NOT_LEADER", lambda: partition.check_commit(0, grant.generation))
 
 
 # -- ISR shrink and expand ---------------------------------------------------------------------
-def test_isr_shrinks_after_lag_and_expands_when_caught_up(tmp_path: Path) -> None:
+def test_isr_shrinks_after_lag_and_expands_when_caught_up() -> None:
     """A follower not caught up for replica_lag_max_ms is proposed for removal; when it is
     back at the HW it is proposed for addition. The HW counts a pending member."""
-    clock = FakeClock()
-    partition = leader_of(tmp_path, clock, replicas=(1, 2, 3))
-    append(partition, b"a")
-    partition.read_for_follower(2, 1, 5, 5, 1 << 20)
-    partition.read_for_follower(3, 1, 5, 5, 1 << 20)
+    clock = ManualClock()
+    partition = leader_of(clock, replicas=(1, 2, 3))
+    append(partition)
+    partition.follower_fetch(2, 1, 5, 5)
+    partition.follower_fetch(3, 1, 5, 5)
     assert partition.isr_change_wanted() is None
     clock.advance(LAG_MS // 2)
-    append(partition, b"b")
-    partition.read_for_follower(2, 2, 5, 5, 1 << 20)  # 2 keeps up; 3 is silent
+    append(partition)
+    partition.follower_fetch(2, 2, 5, 5)  # 2 keeps up; 3 is silent
     clock.advance(LAG_MS // 2)
     assert partition.isr_change_wanted() is None  # 3 caught up exactly LAG_MS ago
     clock.advance(1)
@@ -282,152 +248,142 @@ def test_isr_shrinks_after_lag_and_expands_when_caught_up(tmp_path: Path) -> Non
     partition.apply_record(proposal.base_record.evolve(isr=proposal.isr), 11)
     assert partition.isr == (1, 2)
     assert partition.high_watermark == 2
-    append(partition, b"c")
-    partition.read_for_follower(2, 3, 5, 5, 1 << 20)
+    append(partition)
+    partition.follower_fetch(2, 3, 5, 5)
     assert partition.high_watermark == 3  # 3 no longer holds it back
     # 3 comes back and fetches up to the HW: proposed for addition.
-    partition.read_for_follower(3, 3, 5, 5, 1 << 20)
+    partition.follower_fetch(3, 3, 5, 5)
     proposal = partition.isr_change_wanted()
     assert proposal is not None and proposal.isr == (1, 2, 3) and proposal.added == (3,)
     partition.begin_isr_change(proposal)
     # While the expansion is pending, the HW counts 3 too.
-    append(partition, b"d")
-    partition.read_for_follower(2, 4, 5, 5, 1 << 20)
+    append(partition)
+    partition.follower_fetch(2, 4, 5, 5)
     assert partition.high_watermark == 3
-    partition.read_for_follower(3, 4, 5, 5, 1 << 20)
+    partition.follower_fetch(3, 4, 5, 5)
     assert partition.high_watermark == 4
 
 
-def test_busy_follower_counts_as_caught_up_at_its_previous_fetch(tmp_path: Path) -> None:
+def test_busy_follower_counts_as_caught_up_at_its_previous_fetch() -> None:
     """A follower that always fetches what the leader had at its previous fetch stays in
     the ISR even though the leader keeps appending between its fetches."""
-    clock = FakeClock()
-    partition = leader_of(tmp_path, clock, replicas=(1, 2))
+    clock = ManualClock()
+    partition = leader_of(clock, replicas=(1, 2))
     for step in range(10):
-        append(partition, b"x")
+        append(partition)
         # The follower asks for everything the leader had at its previous fetch.
-        partition.read_for_follower(2, step, 5, 5 if step else -1, 1 << 20)
+        partition.follower_fetch(2, step, 5, 5 if step else -1)
         clock.advance(LAG_MS // 3)
     assert partition.isr_change_wanted() is None
 
 
-def test_follower_joins_only_after_reaching_current_epoch(tmp_path: Path) -> None:
+def test_follower_joins_only_after_reaching_current_epoch() -> None:
     """An out-of-ISR follower at the HW but below the leader epoch start is not added."""
-    partition = open_partition(tmp_path, FakeClock(),
+    partition = core_partition(ManualClock(),
                                settings=PartitionSettings(replica_lag_max_ms=LAG_MS))
     partition.apply_record(record(leader=1, epoch=4, replicas=(1,)), 5)
-    append_epoch = partition.append_raw_as_leader
-    append_epoch([raw_batch([b"a", b"b"])], 4, False)
+    append(partition, 2, epoch=4)
     partition.apply_record(record(leader=1, epoch=5, replicas=(1, 2), isr=(1,)), 6)
     assert partition.leader_epoch_start_offset == 2
-    partition.read_for_follower(2, 0, 5, -1, 1 << 20)
+    partition.follower_fetch(2, 0, 5, -1)
     assert partition.isr_change_wanted() is None
-    partition.read_for_follower(2, 2, 5, 4, 1 << 20)
+    partition.follower_fetch(2, 2, 5, 4)
     proposal = partition.isr_change_wanted()
     assert proposal is not None and proposal.added == (2,)
 
 
 # -- divergence and truncation ------------------------------------------------------------------
-def follower_with_epochs(tmp_path: Path, name: str, runs: list[tuple[int, int]]) -> Partition:
-    """A replica whose log holds `count` single-record batches per (epoch, count) run."""
-    partition = open_partition(tmp_path / name, FakeClock())
+def log_with_epochs(runs: list[tuple[int, int]]) -> FakeLog:
+    """A log holding `count` records per (epoch, count) run."""
+    log = FakeLog()
     for epoch, count in runs:
-        partition.apply_record(record(leader=1, epoch=epoch, replicas=(1, 2)),
-                               partition.record_revision + 1)
-        for _ in range(count):
-            partition.append_raw_as_leader([raw_batch([b"x"])], epoch, False)
-    return partition
+        log.append(count, epoch)
+    return log
 
 
-def test_truncation_target_rules(tmp_path: Path) -> None:
+def test_truncation_target_rules() -> None:
     """KIP-279: agree up to the smaller end of a shared epoch; drop epochs the leader lacks."""
-    follower = follower_with_epochs(tmp_path, "f", [(1, 3), (2, 4), (4, 2)])  # 0..3, 3..7, 7..9
+    follower = log_with_epochs([(1, 3), (2, 4), (4, 2)])  # 0..3, 3..7, 7..9
     # Leader knows epoch 4 ending at 8: keep 0..8.
-    assert truncation_target(4, 8, follower.log) == 8
-    # Leader's floor of our epoch 4 is 3 (it never had 4): drop to our end of 3, i.e. the
-    # start of 4 (7)... we do not have epoch 3, so our floor of 3 is 2, which ends at 7.
-    assert truncation_target(3, 7, follower.log) == 7
+    assert truncation_target(4, 8, follower) == 8
+    # Leader's floor of our epoch 4 is 3 (it never had 4): we do not have epoch 3, so our
+    # floor of 3 is 2, which ends at 7.
+    assert truncation_target(3, 7, follower) == 7
     # Leader's floor is 2 ending at 5: our 2 ends at 7: keep 0..5.
-    assert truncation_target(2, 5, follower.log) == 5
-    # Leader knows nothing that old: keep nothing from our first epoch on... capped by its end.
-    assert truncation_target(0, 2, follower.log) == 0
+    assert truncation_target(2, 5, follower) == 5
+    # Leader knows nothing that old: keep nothing from our first epoch on.
+    assert truncation_target(0, 2, follower) == 0
     # Undefined epoch: truncate to the leader's end offset (if below ours).
-    assert truncation_target(-1, 4, follower.log) == 4
-    assert truncation_target(-1, -1, follower.log) == 9
+    assert truncation_target(-1, 4, follower) == 4
+    assert truncation_target(-1, -1, follower) == 9
 
 
-def test_leader_reports_divergence_and_follower_converges(tmp_path: Path) -> None:
+def test_leader_reports_divergence_and_follower_converges() -> None:
     """A follower with an uncommitted tail from an old epoch gets diverging_epoch and,
-    after truncating, fetches the leader's batches for the same offsets."""
-    leader = follower_with_epochs(tmp_path, "l", [(1, 3), (3, 2)])  # 0..3 e1, 3..5 e3
-    follower = follower_with_epochs(tmp_path, "f", [(1, 3), (2, 3)])  # 0..3 e1, 3..6 e2
+    after truncating there, fetches from the point where the logs agree."""
+    clock = ManualClock()
+    leader = core_partition(clock, log_position=log_with_epochs([(1, 3), (3, 2)]))
+    follower_log = log_with_epochs([(1, 3), (2, 3)])  # 0..3 e1, 3..6 e2
+    follower = core_partition(clock, log_position=follower_log, node_id=2)
     leader.apply_record(record(leader=1, epoch=3, replicas=(1, 2)), 100)
-    follower.node_id = 2
     follower.apply_record(record(leader=1, epoch=3, replicas=(1, 2)), 100)
     assert follower.role is Role.FOLLOWER
     offset, last_epoch = follower.fetch_position()
     assert (offset, last_epoch) == (6, 2)
-    read = leader.read_for_follower(2, offset, 3, last_epoch, 1 << 20)
-    assert read.diverging == (1, 3) and read.batches == []
-    follower.truncate_to(truncation_target(*read.diverging, follower.log))
-    assert follower.log.log_end_offset == 3
+    plan = leader.follower_fetch(2, offset, 3, last_epoch)
+    assert plan.diverging == Diverging(1, 3) and not plan.reads
+    follower_log.truncate_to(truncation_target(1, 3, follower_log))
+    follower.after_truncation()
     offset, last_epoch = follower.fetch_position()
-    read = leader.read_for_follower(2, offset, 3, last_epoch, 1 << 20)
-    assert read.diverging is None and len(read.batches) == 2
-    assert follower.append_as_follower(read.batches, read.high_watermark) == 2
-    assert follower.log.log_end_offset == 5
-    assert follower.log.epoch_entries() == [(1, 0), (3, 3)]
+    plan = leader.follower_fetch(2, offset, 3, last_epoch)
+    assert plan.diverging is None and plan.reads and plan.fetch_offset == 3
 
 
-def test_empty_follower_rebuilds_from_leader_log_start(tmp_path: Path) -> None:
-    """An empty replica asking below the leader's log start gets OFFSET_OUT_OF_RANGE with
-    the log start, restarts its log there and then appends the leader's batches."""
-    leader = follower_with_epochs(tmp_path, "l", [(1, 4)])
-    leader.log.plog.roll()  # type: ignore[attr-defined]
-    leader.append_raw_as_leader([raw_batch([b"y"])], 1, False)
-    leader.log.plog.delete_records_before(4)  # type: ignore[attr-defined]
-    leader.apply_record(record(leader=1, epoch=2, replicas=(1, 2)), 100)
-    follower = open_partition(tmp_path / "f", FakeClock(), node_id=2)
-    follower.apply_record(record(leader=1, epoch=2, replicas=(1, 2)), 100)
-    error = expect_error("OFFSET_OUT_OF_RANGE",
-                         lambda: leader.read_for_follower(2, 0, 2, -1, 1 << 20))
-    follower.truncate_fully_and_start_at(int(error.metadata["log_start_offset"]))
-    read = leader.read_for_follower(2, 4, 2, -1, 1 << 20)
-    follower.append_as_follower(read.batches, read.high_watermark)
-    assert (follower.log.log_start_offset, follower.log.log_end_offset) == (4, 5)
+def test_follower_appends_only_what_continues_its_log() -> None:
+    """Re-sent batches are skipped; a gap is CORRUPT_BATCH (the fetcher re-truncates)."""
+    from brook.services.node.batches import BatchInfo
 
-
-def test_follower_hw_follows_leader_capped_by_its_log(tmp_path: Path) -> None:
-    """A follower's HW is min(leader HW, own log end) and never moves back."""
-    follower = open_partition(tmp_path, FakeClock(), node_id=2)
+    follower_log = log_with_epochs([(1, 2)])
+    follower = core_partition(ManualClock(), log_position=follower_log, node_id=2)
     follower.apply_record(record(leader=1, epoch=1, replicas=(1, 2)), 5)
-    batch = raw_batch([b"a", b"b"])
-    from brook.v1 import records_pb2
+    batches = [BatchInfo(0, 2, -1, 1), BatchInfo(2, 1, -1, 1), BatchInfo(3, 2, -1, 2)]
+    assert follower.follower_batches_to_append(batches) == [1, 2]
+    expect_error("CORRUPT_BATCH",
+                 lambda: follower.follower_batches_to_append([BatchInfo(4, 1, -1, 1)]))
 
-    stored = records_pb2.RecordBatch.FromString(batch)
-    stored.partition_leader_epoch = 1
-    follower.append_as_follower([stored.SerializeToString()], 10)
+
+def test_follower_hw_follows_leader_capped_by_its_log() -> None:
+    """A follower's HW is min(leader HW, own log end) and never moves back."""
+    follower_log = FakeLog()
+    follower = core_partition(ManualClock(), log_position=follower_log, node_id=2)
+    follower.apply_record(record(leader=1, epoch=1, replicas=(1, 2)), 5)
+    follower_log.append(2, 1)
+    follower.update_follower_high_watermark(10)
     assert follower.high_watermark == 2
     follower.update_follower_high_watermark(1)
     assert follower.high_watermark == 2
 
 
-async def test_commit_wait_spanning_a_role_change_fails(tmp_path: Path) -> None:
-    """Appended as leader, lost and regained leadership before waiting: the offset may now
-    hold other data, so the acks=all wait fails instead of acknowledging it."""
-    partition = leader_of(tmp_path, FakeClock(), replicas=(1,))
-    appended = partition.append_raw_as_leader([raw_batch([b"a"])], 5, True)
-    partition.apply_record(record(leader=2, epoch=6, replicas=(1, 2)), 11)
-    partition.apply_record(record(leader=1, epoch=7, replicas=(1,)), 12)
-    assert partition.high_watermark >= 1
-    with pytest.raises(BrookError) as caught:
-        await partition.wait_for_commit(appended.last_offset, 1.0, appended.generation)
-    assert caught.value.reason == "NOT_LEADER"
-
-
-def test_same_epoch_offline_record_stops_leading(tmp_path: Path) -> None:
+def test_same_epoch_offline_record_stops_leading() -> None:
     """A record naming no leader at our epoch (offline partition) makes us stop leading."""
-    partition = leader_of(tmp_path, FakeClock(), replicas=(1, 2))
+    partition = leader_of(ManualClock(), replicas=(1, 2))
     partition.apply_record(record(leader=-1, epoch=5, replicas=(1, 2)), 11)
     assert partition.role is Role.FOLLOWER and not partition.needs_truncation
-    expect_error("NOT_LEADER", lambda: append(partition, b"x"))
+    expect_error("NOT_LEADER", lambda: partition.grant_leader_append(5, Acks.LEADER))
+
+
+def test_core_imports_no_io() -> None:
+    """The core is I/O-free: no asyncio, no log engine, no gRPC in its imports."""
+    import ast
+    import inspect
+
+    from brook.services.node import partition as module
+
+    tree = ast.parse(inspect.getsource(module))
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module or "" for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom)}
+    assert not {name for name in imported
+                if name.split(".")[0] in ("asyncio", "grpc", "os")
+                or name.startswith(("brook.storage", "brook.services.node.storage_log"))}

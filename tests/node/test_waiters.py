@@ -63,10 +63,10 @@ async def test_fail_all_and_wake_all() -> None:
 def test_produce_in_flight_per_connection_is_bounded() -> None:
     """A connection's produce slots are bounded (TOO_MANY_REQUESTS) and freed on exit."""
     from brook.services.node.config import NodeLimits
-    from brook.services.node.storage_service import Closing, StorageService
+    from brook.services.node.storage_service import StorageService
 
-    service = StorageService(object(), NodeLimits(max_inflight_produce_per_connection=2),  # type: ignore[arg-type]
-                             Closing())
+    limits = NodeLimits(produce_inflight_per_connection_max=2)
+    service = StorageService(object(), limits)  # type: ignore[arg-type]
     with service._connection_slot("peer-a"), service._connection_slot("peer-a"):
         with pytest.raises(BrookError) as caught, service._connection_slot("peer-a"):
             pass

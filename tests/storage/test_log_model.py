@@ -28,6 +28,7 @@ from hypothesis.stateful import (
 
 from brook.storage import (
     HEADER_SIZE,
+    AppendBatch,
     EpochEntry,
     LogConfig,
     ManualClock,
@@ -226,7 +227,8 @@ class LogMachine(RuleBasedStateMachine):
     def append_batches(self, sizes: list[int], bump: int) -> None:
         epoch = self._epoch(bump)
         batches = [
-            (self._payload(size), 1 + size % 3, self.clock.now_ms() - size) for size in sizes
+            AppendBatch(self._payload(size), 1 + size % 3, self.clock.now_ms() - size)
+            for size in sizes
         ]
         infos = self.log.append_batches(batches, leader_epoch=epoch)
         bases = [self.model.append(payload, count, ts, epoch) for payload, count, ts in batches]

@@ -13,7 +13,9 @@ import pytest
 
 from brook.storage import (
     HEADER_SIZE,
+    AppendBatch,
     EpochEntry,
+    InvalidOffsetError,
     LogClosedError,
     LogConfig,
     ManualClock,
@@ -75,10 +77,24 @@ def test_append_batches_writes_once_per_segment(
         return real_pwritev(fd, buffers, position)
 
     monkeypatch.setattr(os, "pwritev", counting_pwritev)
-    infos = log.append_batches([(payload_for(n, 50), 2, 10 + n) for n in range(10)], leader_epoch=1)
+    infos = log.append_batches(
+        [AppendBatch(payload_for(n, 50), 2, 10 + n) for n in range(10)], leader_epoch=1
+    )
     assert calls == [20]
     assert [info.base_offset for info in infos] == list(range(0, 20, 2))
     assert [batch.header.max_timestamp_ms for batch in read_all(log)] == list(range(10, 20))
+
+
+def test_follower_append_batches_checks_the_base_offset(open_log: OpenLog) -> None:
+    """append_batches in follower mode starts at the given base offset, which must be the
+    log end; a mismatch appends nothing."""
+    log = open_log(NO_FLUSH)
+    batches = [AppendBatch(b"a", 2, 1), AppendBatch(b"b", 3, 2)]
+    with pytest.raises(InvalidOffsetError):
+        log.append_batches(batches, leader_epoch=1, base_offset=1)
+    assert log.log_end_offset == 0
+    infos = log.append_batches(batches, leader_epoch=1, base_offset=0)
+    assert [(info.base_offset, info.last_offset) for info in infos] == [(0, 1), (2, 4)]
 
 
 def test_follower_append_uses_the_given_base_offset(open_log: OpenLog) -> None:
@@ -282,6 +298,33 @@ def test_flush_by_time(open_log: OpenLog, clock: ManualClock, fsync_spy: FsyncSp
     clock.advance(5000)
     assert not log.maybe_flush(), "nothing unflushed: no fsync"
     assert fsync_spy() == []
+
+
+def test_caller_flushes_defers_the_policy_to_maybe_flush(
+    tmp_path: Path, clock: ManualClock, fsync_spy: FsyncSpy
+) -> None:
+    """caller_flushes: an append never fsyncs; flush_due() says when the batch or time
+    policy wants one and maybe_flush() does it."""
+    log = PartitionLog.open(
+        tmp_path / "t-0",
+        LogConfig(flush_interval_ms=1000, flush_interval_batches=2),
+        clock=clock,
+        caller_flushes=True,
+    )
+    try:
+        append_n(log, 1)
+        assert not log.flush_due()
+        append_n(log, 1)
+        assert "00000000000000000000.log" not in fsync_spy(), "the append did not fsync"
+        assert log.flush_due() and log.recovery_point == 0
+        assert log.maybe_flush()
+        assert log.recovery_point == 2 and not log.flush_due()
+        append_n(log, 1)
+        clock.advance(1000)
+        assert log.flush_due(), "the interval has passed with a batch unflushed"
+        assert log.maybe_flush() and log.recovery_point == 3
+    finally:
+        log.close()
 
 
 def test_flush_off(open_log: OpenLog, clock: ManualClock, fsync_spy: FsyncSpy) -> None:
