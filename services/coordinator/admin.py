@@ -16,32 +16,57 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 import grpc
 
-from brook.errors import BrookError
+from brook.clock import SYSTEM_CLOCK, Clock
+from brook.errors import BrookError, Reason
+from brook.services.common.bounds import check_count, check_each_chars, check_enum, quote
 from brook.services.common.rpc import handle_errors
 from brook.services.coordinator import election, placement, reassignment, validation, views
 from brook.services.coordinator.controller import Controller
+from brook.services.coordinator.limits import (
+    CACHE_CATCH_UP_S_MAX,
+    CONFIG_ENTRIES_PER_REQUEST_MAX,
+    CONFIG_NAME_CHARS_MAX,
+    CONFIG_VALUE_CHARS_MAX,
+    ELECT_PARTITIONS_MAX,
+    PARTITION_COUNT_DEFAULT,
+    PARTITION_COUNT_MAX,
+)
 from brook.services.metadata import configs
 from brook.services.metadata.cache import MetadataCache
+from brook.services.metadata.cas import compare_and_swap
 from brook.services.metadata.model import PartitionRecord, TopicRecord
 from brook.services.metadata.store import MetadataStore
+from brook.structs import TopicPartition
 from brook.v1 import admin_pb2, admin_pb2_grpc, common_pb2
 
 log = logging.getLogger("brook.coordinator.admin")
 
-# How long a write waits for this process's cache to show it (read-your-writes).
-CACHE_CATCH_UP_S = 5.0
-# CAS attempts for topic-record updates (configs, partition count) under contention.
-TOPIC_CAS_ATTEMPTS_MAX = 5
+ELECTION_TYPES = (
+    admin_pb2.ELECTION_TYPE_UNSPECIFIED,
+    admin_pb2.ELECTION_TYPE_PREFERRED,
+    admin_pb2.ELECTION_TYPE_UNCLEAN,
+)
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+def _check_configs(configs_set: Mapping[str, str], configs_deleted: Collection[str]) -> None:
+    """Bounds on a request's config entries, before any is parsed."""
+    check_count("configs", configs_set, CONFIG_ENTRIES_PER_REQUEST_MAX)
+    check_count("delete", configs_deleted, CONFIG_ENTRIES_PER_REQUEST_MAX)
+    check_each_chars("config name", configs_set.keys(), CONFIG_NAME_CHARS_MAX)
+    check_each_chars("config name", configs_deleted, CONFIG_NAME_CHARS_MAX)
+    check_each_chars("config value", configs_set.values(), CONFIG_VALUE_CHARS_MAX)
+
+
+def _check_replica_assignments(
+    field: str, assignments: Iterable[admin_pb2.ReplicaAssignment]
+) -> None:
+    for assignment in assignments:
+        validation.validate_replica_ids(field, assignment.replica_ids)
 
 
 def _status(record: PartitionRecord) -> admin_pb2.ReassignmentStatus:
@@ -54,9 +79,19 @@ def _status(record: PartitionRecord) -> admin_pb2.ReassignmentStatus:
     )
 
 
-def _topic_written_after(name: str, revision: int) -> Callable[[MetadataCache], bool]:
+def _topic_not_found(name: str) -> BrookError:
+    return BrookError("TOPIC_NOT_FOUND", f"topic {quote(name)} does not exist", {"topic": name})
+
+
+def _changed_or_none(current: TopicRecord, new: TopicRecord) -> TopicRecord | None:
+    """`new` when it differs from `current` (a write is due), else None."""
+    return new if new != current else None
+
+
+def _topic_written_after(name: str, revision: int | None) -> Callable[[MetadataCache], bool]:
     """A cache predicate: the topic record changed after `revision` (or is gone)."""
-    return lambda cache: cache.topic_revisions.get(name, revision + 1) > revision
+    seen = revision or 0
+    return lambda cache: cache.topic_revisions.get(name, seen + 1) > seen
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
@@ -68,12 +103,12 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         cache: MetadataCache,
         controller: Controller,
         *,
-        clock_ms: Callable[[], int] = _now_ms,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.store = store
         self.cache = cache
         self.controller = controller
-        self._clock_ms = clock_ms
+        self._clock = clock
         self._lock = asyncio.Lock()
         # This process's Endpoint id (set once serving): a role key naming ourselves while
         # we are not active is stale (our lease was lost), not a pointer to another process.
@@ -95,15 +130,16 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         )
 
     def _topic(self, name: str) -> TopicRecord:
+        validation.check_topic_name_length(name)
         record = self.cache.topics.get(name)
         if record is None:
-            raise BrookError("TOPIC_NOT_FOUND", f"topic {name!r} does not exist", {"topic": name})
+            raise _topic_not_found(name)
         return record
 
     async def _fresh_topic(self, name: str) -> tuple[TopicRecord, int]:
         found = await self.store.get_topic(name)
         if found is None:
-            raise BrookError("TOPIC_NOT_FOUND", f"topic {name!r} does not exist", {"topic": name})
+            raise _topic_not_found(name)
         return found
 
     def _live(self) -> frozenset[int]:
@@ -114,8 +150,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return placement.current_load([p.replicas for p in records], [p.leader for p in records])
 
     async def _catch_up(self, predicate: Callable[[MetadataCache], bool]) -> None:
-        if not await self.cache.wait_for(predicate, CACHE_CATCH_UP_S):
-            log.warning("cache did not show a committed write within %.1fs", CACHE_CATCH_UP_S)
+        if not await self.cache.wait_for(predicate, CACHE_CATCH_UP_S_MAX):
+            log.warning("cache did not show a committed write within %.1fs", CACHE_CATCH_UP_S_MAX)
 
     # -- topics ------------------------------------------------------------------------
     @handle_errors
@@ -125,6 +161,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self._require_active()
         name = request.name
         validation.validate_topic_name(name)
+        check_count("replica_assignments", request.replica_assignments, PARTITION_COUNT_MAX)
+        _check_replica_assignments("replica_assignments", request.replica_assignments)
+        _check_configs(request.configs, ())
         live_nodes = dict(self.cache.nodes)
         assignments: dict[int, tuple[int, ...]] = {}
         for assignment in request.replica_assignments:
@@ -146,7 +185,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                     f" assignments' {factor}",
                 )
         else:
-            count = request.partition_count or validation.DEFAULT_PARTITION_COUNT
+            count = request.partition_count or PARTITION_COUNT_DEFAULT
             validation.validate_partition_count(count)
             factor = request.replication_factor or validation.default_replication_factor(
                 len(live_nodes)
@@ -170,7 +209,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                 partition_count=count,
                 replication_factor=factor,
                 configs=overrides,
-                created_ms=self._clock_ms(),
+                created_ms=self._clock.now_ms(),
             )
             partitions = [
                 PartitionRecord(
@@ -201,8 +240,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.DeleteTopicRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.DeleteTopicResponse:
         self._require_active()
-        if not request.name:
-            raise BrookError("INVALID_TOPIC_NAME", "topic name is empty")
+        validation.check_topic_name_length(request.name)
         async with self._lock:
             deleted = await self.store.delete_topic(request.name)
             log.info("deleted topic %s (%s)", deleted.name, deleted.topic_id)
@@ -287,36 +325,42 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.AlterConfigsRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.AlterConfigsResponse:
         self._require_active()
+        validation.check_topic_name_length(request.topic)
+        _check_configs(request.set, request.delete)
         deletes = set()
         for raw in request.delete:
             key = configs.normalize_name(raw)
             if key not in configs.TOPIC_CONFIGS:
                 raise BrookError(
-                    "INVALID_CONFIG", f"config {raw!r}: unknown config", {"config": raw}
+                    "INVALID_CONFIG", f"config {quote(raw)}: unknown config", {"config": raw}
                 )
             deletes.add(key)
+        sets = configs.validate_configs(dict(request.set))
+        both = deletes & set(sets)
+        if both:
+            raise BrookError("INVALID_REQUEST", f"configs {sorted(both)} are both set and deleted")
+
+        def altered(topic: TopicRecord) -> TopicRecord:
+            merged = {k: v for k, v in {**topic.configs, **sets}.items() if k not in deletes}
+            merged = configs.validate_configs(merged, replication_factor=topic.replication_factor)
+            return dataclasses.replace(topic, configs=merged)
+
         async with self._lock:
-            for _ in range(TOPIC_CAS_ATTEMPTS_MAX):
-                topic, revision = await self._fresh_topic(request.topic)
-                sets = configs.validate_configs(dict(request.set))
-                both = deletes & set(sets)
-                if both:
-                    raise BrookError(
-                        "INVALID_REQUEST",
-                        f"configs {sorted(both)} are both set and deleted",
-                    )
-                merged = {k: v for k, v in {**topic.configs, **sets}.items() if k not in deletes}
-                merged = configs.validate_configs(
-                    merged, replication_factor=topic.replication_factor
-                )
-                updated = dataclasses.replace(topic, configs=merged)
-                if request.validate_only or merged == topic.configs:
-                    return admin_pb2.AlterConfigsResponse(configs=views.config_entries(updated))
-                if await self.store.put_topic(updated, revision):
-                    log.info("topic %s configs now %s", topic.name, merged)
-                    await self._catch_up(_topic_written_after(topic.name, revision))
-                    return admin_pb2.AlterConfigsResponse(configs=views.config_entries(updated))
-        raise BrookError("REQUEST_TIMED_OUT", f"topic {request.topic!r} kept changing; retry")
+            if request.validate_only:
+                topic, _ = await self._fresh_topic(request.topic)
+                return admin_pb2.AlterConfigsResponse(configs=views.config_entries(altered(topic)))
+            outcome = await compare_and_swap(
+                read=lambda: self._fresh_topic(request.topic),
+                decide=lambda topic: _changed_or_none(topic, altered(topic)),
+                write=self.store.put_topic,
+                what=f"topic {request.topic!r}",
+            )
+            updated = outcome.decision or outcome.current
+            assert updated is not None  # _fresh_topic raised TOPIC_NOT_FOUND otherwise
+            if outcome.decision is not None:
+                log.info("topic %s configs now %s", updated.name, updated.configs)
+                await self._catch_up(_topic_written_after(updated.name, outcome.revision))
+        return admin_pb2.AlterConfigsResponse(configs=views.config_entries(updated))
 
     # -- partitions and leadership -----------------------------------------------------
     @handle_errors
@@ -324,65 +368,77 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.CreatePartitionsRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.CreatePartitionsResponse:
         self._require_active()
+        validation.check_topic_name_length(request.topic)
         validation.validate_partition_count(request.partition_count)
         live_nodes = dict(self.cache.nodes)
-        async with self._lock:
-            for _ in range(TOPIC_CAS_ATTEMPTS_MAX):
-                topic, revision = await self._fresh_topic(request.topic)
-                if request.partition_count <= topic.partition_count:
-                    raise BrookError(
-                        "INVALID_PARTITION_COUNT",
-                        f"topic {topic.name!r} has {topic.partition_count} partitions; the new"
-                        f" count {request.partition_count} must be larger",
-                        {"topic": topic.name, "partition_count": topic.partition_count},
-                    )
-                validation.validate_replication_factor(topic.replication_factor, len(live_nodes))
-                added = request.partition_count - topic.partition_count
-                replica_lists = placement.place_replicas(
-                    added, topic.replication_factor, list(live_nodes.values()), self._load()
+
+        def grown(topic: TopicRecord) -> tuple[TopicRecord, list[PartitionRecord]]:
+            """The topic with the requested count, and the partitions to add (pure)."""
+            if request.partition_count <= topic.partition_count:
+                raise BrookError(
+                    "INVALID_PARTITION_COUNT",
+                    f"topic {topic.name!r} has {topic.partition_count} partitions; the new"
+                    f" count {request.partition_count} must be larger",
+                    {"topic": topic.name, "partition_count": topic.partition_count},
                 )
-                new_partitions = [
-                    PartitionRecord(
-                        topic=topic.name,
-                        partition=topic.partition_count + i,
-                        topic_id=topic.topic_id,
-                        replicas=replicas,
-                        leader=replicas[0],
-                        isr=replicas,
-                    )
-                    for i, replicas in enumerate(replica_lists)
-                ]
-                updated = dataclasses.replace(topic, partition_count=request.partition_count)
-                existing = [p for p, _ in await self.store.get_partitions(topic.name)]
-                everything = [*existing[: topic.partition_count], *new_partitions]
-                if request.validate_only:
-                    return admin_pb2.CreatePartitionsResponse(
-                        topic=views.topic_description(updated, everything, live_nodes)
-                    )
-                if await self.store.add_partitions(updated, revision, new_partitions):
-                    log.info("topic %s now has %d partitions", topic.name, updated.partition_count)
-                    await self._catch_up(_topic_written_after(topic.name, revision))
-                    return admin_pb2.CreatePartitionsResponse(
-                        topic=views.topic_description(updated, everything, live_nodes)
-                    )
-        raise BrookError("REQUEST_TIMED_OUT", f"topic {request.topic!r} kept changing; retry")
+            validation.validate_replication_factor(topic.replication_factor, len(live_nodes))
+            added = request.partition_count - topic.partition_count
+            replica_lists = placement.place_replicas(
+                added, topic.replication_factor, list(live_nodes.values()), self._load()
+            )
+            new_partitions = [
+                PartitionRecord(
+                    topic=topic.name,
+                    partition=topic.partition_count + i,
+                    topic_id=topic.topic_id,
+                    replicas=replicas,
+                    leader=replicas[0],
+                    isr=replicas,
+                )
+                for i, replicas in enumerate(replica_lists)
+            ]
+            updated = dataclasses.replace(topic, partition_count=request.partition_count)
+            return updated, new_partitions
+
+        async def add(plan: tuple[TopicRecord, list[PartitionRecord]], revision: int) -> bool:
+            updated, new_partitions = plan
+            if request.validate_only:
+                return True
+            return await self.store.add_partitions(updated, revision, new_partitions)
+
+        async with self._lock:
+            outcome = await compare_and_swap(
+                read=lambda: self._fresh_topic(request.topic),
+                decide=grown,
+                write=add,
+                what=f"topic {request.topic!r}",
+            )
+            assert outcome.current is not None and outcome.decision is not None
+            topic, (updated, new_partitions) = outcome.current, outcome.decision
+            existing = [p for p, _ in await self.store.get_partitions(topic.name)]
+            everything = [*existing[: topic.partition_count], *new_partitions]
+            if not request.validate_only:
+                log.info("topic %s now has %d partitions", topic.name, updated.partition_count)
+                await self._catch_up(_topic_written_after(topic.name, outcome.revision))
+        return admin_pb2.CreatePartitionsResponse(
+            topic=views.topic_description(updated, everything, live_nodes)
+        )
 
     @handle_errors
     async def ElectLeaders(
         self, request: admin_pb2.ElectLeadersRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.ElectLeadersResponse:
         self._require_active()
+        check_enum("election_type", request.election_type, ELECTION_TYPES)
+        check_count("partitions", request.partitions, ELECT_PARTITIONS_MAX)
+        for ref in request.partitions:
+            validation.check_topic_name_length(ref.topic, "partitions.topic")
         unclean = request.election_type == admin_pb2.ELECTION_TYPE_UNCLEAN
-        if len(request.partitions) > validation.ELECT_PARTITIONS_MAX:
-            raise BrookError(
-                "INVALID_REQUEST",
-                f"at most {validation.ELECT_PARTITIONS_MAX} partitions per request",
-            )
         if request.partitions:
-            refs = [(ref.topic, ref.partition) for ref in request.partitions]
+            refs = [TopicPartition.of(ref) for ref in request.partitions]
         else:
             refs = sorted(
-                (name, p.partition)
+                TopicPartition(name, p.partition)
                 for name in self.cache.topics
                 for p in self.cache.topic_partitions(name)
             )
@@ -404,23 +460,23 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                 )
                 results.append(result)
                 continue
-            reasons: list[str] = []
+            reasons: list[Reason] = []
 
             def decide(
-                record: PartitionRecord, reasons: list[str] = reasons
+                record: PartitionRecord, reasons: list[Reason] = reasons
             ) -> PartitionRecord | None:
                 outcome = choose(record)
                 if outcome.reason:
                     reasons.append(outcome.reason)
                 return outcome.record
 
-            written, seen = await self.controller.commit((topic_name, index), decide)
+            written, seen = await self.controller.commit(TopicPartition(topic_name, index), decide)
             final = written or seen
             if final is not None:
                 result.leader_id = final.leader
                 result.leader_epoch = final.leader_epoch
             if written is None:
-                reason = reasons[-1] if reasons else "ELIGIBLE_LEADERS_NOT_AVAILABLE"
+                reason = reasons[-1] if reasons else Reason.ELIGIBLE_LEADERS_NOT_AVAILABLE
                 result.error.CopyFrom(
                     BrookError(
                         reason, f"{topic_name}-{index}: no election ({reason})"
@@ -434,6 +490,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.ReassignPartitionsRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.ReassignPartitionsResponse:
         self._require_active()
+        check_count("reassignments", request.reassignments, PARTITION_COUNT_MAX)
+        _check_replica_assignments("reassignments", request.reassignments)
         topic = self._topic(request.topic)
         if not request.reassignments:
             raise BrookError("INVALID_REQUEST", "no reassignments given")
@@ -481,19 +539,20 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                     record = self.cache.partitions[(topic.name, index)]
                     final = outcome_for(record, target).record or record
                 else:
-                    reasons: list[str] = []
+                    reasons: list[Reason] = []
 
                     def decide(
                         record: PartitionRecord,
                         target: tuple[int, ...] = target,
-                        reasons: list[str] = reasons,
+                        reasons: list[Reason] = reasons,
                     ) -> PartitionRecord | None:
                         outcome = outcome_for(record, target)
                         if outcome.reason:
                             reasons.append(outcome.reason)
                         return outcome.record
 
-                    written, seen = await self.controller.commit((topic.name, index), decide)
+                    key = TopicPartition(topic.name, index)
+                    written, seen = await self.controller.commit(key, decide)
                     if written is None and reasons:
                         raise BrookError(
                             reasons[-1],

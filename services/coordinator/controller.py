@@ -2,8 +2,9 @@
 periodic preferred-leader elections, and completing partition reassignments.
 
 The decisions are pure (`election.py`); this shell feeds them the cache's view and commits
-each new record with a compare-and-swap on the partition's mod revision. On a lost race
-it re-reads the partition from etcd and decides again (bounded). It acts only while the
+each new record with a compare-and-swap on the partition's mod revision
+(`metadata.cas.compare_and_swap`). On a lost race it re-reads the partition from etcd and
+decides again (bounded). It acts only while the
 coordinator lease is held: `run(lease)` returns as soon as the lease is lost, and every
 write is fenced on the role key (the store raises NOT_COORDINATOR after a takeover).
 
@@ -18,29 +19,26 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable
 
-from brook.errors import BrookError
+from brook.errors import BrookError, Reason
 from brook.services.coordinator import election, reassignment
+from brook.services.coordinator.limits import (
+    PARTITION_COMMITS_CONCURRENT_MAX,
+    PREFERRED_ELECTION_INTERVAL_S_DEFAULT,
+    REASSIGN_SCAN_INTERVAL_S_MIN,
+    RECONCILE_INTERVAL_S,
+    RECONCILE_RETRY_S,
+)
 from brook.services.metadata import configs
 from brook.services.metadata.cache import MetadataCache
+from brook.services.metadata.cas import CasExhausted, compare_and_swap
 from brook.services.metadata.model import PartitionRecord
 from brook.services.metadata.store import Lease, MetadataStore
+from brook.structs import TopicPartition
 
 log = logging.getLogger("brook.coordinator.controller")
 
-# Bounds (why): CAS attempts per partition decision before giving up until the next pass
-# (contention with a leader's ISR updates resolves within a few rounds).
-CAS_ATTEMPTS_MAX = 5
-# Partitions committed concurrently (etcd round trips overlap; etcd stays unflooded).
-COMMIT_CONCURRENCY = 32
-# A full reconcile pass runs at least this often even without node changes (repairs
-# anything a failed pass left behind).
-RECONCILE_INTERVAL_S = 10.0
-# Least time between two scans for finished reassignments (each scan reads every
-# partition of the cache).
-REASSIGN_SCAN_MIN_S = 0.2
-
 Decide = Callable[[PartitionRecord], PartitionRecord | None]
-PartitionKey = tuple[str, int]
+PartitionKey = TopicPartition
 
 
 class Controller:
@@ -51,7 +49,7 @@ class Controller:
         store: MetadataStore,
         cache: MetadataCache,
         *,
-        preferred_election_interval_s: float = 10.0,
+        preferred_election_interval_s: float = PREFERRED_ELECTION_INTERVAL_S_DEFAULT,
         reconcile_interval_s: float = RECONCILE_INTERVAL_S,
     ) -> None:
         self.store = store
@@ -120,7 +118,7 @@ class Controller:
                 log.warning("reconcile pass failed: %s", error)
                 if error.reason == "NOT_COORDINATOR":
                     return
-                await asyncio.sleep(0.5)  # etcd trouble: back off, then retry the pass
+                await asyncio.sleep(RECONCILE_RETRY_S)  # etcd trouble: back off, then retry
                 self._wake.set()
 
     async def _preferred_loop(self) -> None:
@@ -154,7 +152,7 @@ class Controller:
                     return
             # Rate limit: one scan of all partitions per REASSIGN_SCAN_MIN_S at most, however
             # often ISRs change.
-            await asyncio.sleep(REASSIGN_SCAN_MIN_S)
+            await asyncio.sleep(REASSIGN_SCAN_INTERVAL_S_MIN)
 
     # -- passes ------------------------------------------------------------------------
     def _unclean_allowed(self, topic: str) -> bool:
@@ -175,7 +173,7 @@ class Controller:
             if election.decide_leadership(
                 record, live, unclean_allowed=self._unclean_allowed(key[0])
             ):
-                todo.append(key)
+                todo.append(TopicPartition(*key))
 
         def decide(record: PartitionRecord) -> PartitionRecord | None:
             return election.decide_leadership(
@@ -188,7 +186,7 @@ class Controller:
         """Moves leadership back to preferred replicas that are in the ISR; returns count."""
         live = self._live()
         todo = [
-            key
+            TopicPartition(*key)
             for key, record in list(self.cache.partitions.items())
             if key[0] in self.cache.topics and election.needs_preferred_election(record, live)
         ]
@@ -202,7 +200,7 @@ class Controller:
         """Completes moves whose adding replicas have all joined the ISR; returns count."""
         live = self._live()
         todo = [
-            key
+            TopicPartition(*key)
             for key, record in list(self.cache.partitions.items())
             if key[0] in self.cache.topics and reassignment.progress(record, live) is not None
         ]
@@ -213,7 +211,7 @@ class Controller:
         return await self._commit_many(todo, decide)
 
     async def _commit_many(self, keys: Iterable[PartitionKey], decide: Decide) -> int:
-        semaphore = asyncio.Semaphore(COMMIT_CONCURRENCY)
+        semaphore = asyncio.Semaphore(PARTITION_COMMITS_CONCURRENT_MAX)
         changed = 0
 
         async def one(key: PartitionKey) -> None:
@@ -231,40 +229,43 @@ class Controller:
                 raise result
         return changed
 
+    def _require_acting(self) -> None:
+        if not self.active or (self.lease is not None and self.lease.lost.is_set()):
+            raise BrookError(Reason.NOT_COORDINATOR, "this process is no longer the coordinator")
+
     async def commit(
         self, key: PartitionKey, decide: Decide
     ) -> tuple[PartitionRecord | None, PartitionRecord | None]:
         """Decides on the partition's current record and writes the result with CAS.
 
         Returns (written record or None when no change was needed, last record seen).
-        Starts from the cache; after a lost race re-reads etcd. Bounded attempts.
+        Starts from the cache; after a lost race re-reads etcd. Bounded attempts: when
+        they run out, nothing is written (the next pass tries again).
         """
-        record = self.cache.partitions.get(key)
+        topic, index = key
+        cached = self.cache.partitions.get(key)
         revision = self.cache.partition_revisions.get(key)
-        for _ in range(CAS_ATTEMPTS_MAX):
-            if not self.active or (self.lease is not None and self.lease.lost.is_set()):
-                raise BrookError("NOT_COORDINATOR", "this process is no longer the coordinator")
-            if record is None or revision is None:
-                found = await self.store.get_partition(*key)
-                if found is None:
-                    return None, None
-                record, revision = found
-            new = decide(record)
-            if new is None:
-                return None, record
-            written = await self.store.cas_partition(new, revision)
-            if written is not None:
-                self.elections_committed += 1
-                log.info(
-                    "partition %s-%d: leader %d -> %d (epoch %d), isr %s",
-                    key[0],
-                    key[1],
-                    record.leader,
-                    new.leader,
-                    new.leader_epoch,
-                    list(new.isr),
-                )
-                return new, new
-            record, revision = None, None  # lost the race: re-read and re-decide
-        log.warning("partition %s-%d: gave up after %d CAS attempts", *key, CAS_ATTEMPTS_MAX)
-        return None, record
+
+        async def write(new: PartitionRecord, expected_revision: int) -> bool:
+            return await self.store.cas_partition(new, expected_revision) is not None
+
+        try:
+            outcome = await compare_and_swap(
+                read=lambda: self.store.get_partition(topic, index),
+                decide=decide,
+                write=write,
+                what=f"partition {topic}-{index}",
+                first=(cached, revision) if cached is not None and revision is not None else None,
+                before_attempt=self._require_acting,
+            )
+        except CasExhausted:
+            return None, self.cache.partitions.get(key)
+        new, seen = outcome.decision, outcome.current
+        if new is not None and seen is not None:
+            self.elections_committed += 1
+            log.info(
+                "partition %s-%d: leader %d -> %d (epoch %d), isr %s",
+                topic, index, seen.leader, new.leader, new.leader_epoch, list(new.isr),
+            )  # fmt: skip
+            return new, new
+        return None, seen

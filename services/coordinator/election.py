@@ -20,11 +20,13 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from brook.errors import Reason
 from brook.services.metadata.model import NO_LEADER, PartitionRecord
 
-# Reasons an election did not happen (brook.errors reasons).
-ELECTION_NOT_NEEDED = "ELECTION_NOT_NEEDED"
-ELIGIBLE_LEADERS_NOT_AVAILABLE = "ELIGIBLE_LEADERS_NOT_AVAILABLE"
+# Reasons an election did not happen (members of brook.errors.Reason, so a BrookError
+# built from one is always valid).
+ELECTION_NOT_NEEDED = Reason.ELECTION_NOT_NEEDED
+ELIGIBLE_LEADERS_NOT_AVAILABLE = Reason.ELIGIBLE_LEADERS_NOT_AVAILABLE
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class Outcome:
     """An election's result: the record to write, or the reason nothing changes."""
 
     record: PartitionRecord | None
-    reason: str | None = None
+    reason: Reason | None = None
 
 
 def _live_isr(record: PartitionRecord, live: Collection[int]) -> tuple[int, ...]:

@@ -9,13 +9,15 @@ from __future__ import annotations
 import grpc
 
 from brook.errors import BrookError
+from brook.services.common.bounds import check_chars, check_count
 from brook.services.common.rpc import handle_errors
-from brook.services.coordinator import views
+from brook.services.coordinator import validation, views
+from brook.services.coordinator.limits import (
+    METADATA_TOPIC_NAMES_CHARS_MAX,
+    METADATA_TOPICS_PER_REQUEST_MAX,
+)
 from brook.services.metadata.cache import MetadataCache
 from brook.v1 import metadata_pb2, metadata_pb2_grpc
-
-# Bound on topics named in one request (each costs a lookup and a response entry).
-TOPICS_PER_REQUEST_MAX = 10_000
 
 
 class MetadataServicer(metadata_pb2_grpc.MetadataServiceServicer):
@@ -28,10 +30,11 @@ class MetadataServicer(metadata_pb2_grpc.MetadataServiceServicer):
     async def GetMetadata(
         self, request: metadata_pb2.GetMetadataRequest, context: grpc.aio.ServicerContext
     ) -> metadata_pb2.GetMetadataResponse:
-        if len(request.topics) > TOPICS_PER_REQUEST_MAX:
-            raise BrookError(
-                "INVALID_REQUEST", f"at most {TOPICS_PER_REQUEST_MAX} topics per request"
-            )
+        # Bounds first (issue 9, defect 11): 60 names of 1 MB once built a 188 MB answer.
+        check_count("topics", request.topics, METADATA_TOPICS_PER_REQUEST_MAX)
+        for name in request.topics:
+            validation.check_topic_name_length(name, "topics")
+        check_chars("topics (all names)", "".join(request.topics), METADATA_TOPIC_NAMES_CHARS_MAX)
         if not self.cache.loaded.is_set():
             raise BrookError("COORDINATOR_NOT_AVAILABLE", "metadata not loaded yet; retry")
         cache = self.cache

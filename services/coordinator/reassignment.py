@@ -20,12 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+from brook.errors import Reason
 from brook.services.coordinator.election import Outcome
 from brook.services.metadata.model import NO_LEADER, PartitionRecord
 
-REASSIGNMENT_IN_PROGRESS = "REASSIGNMENT_IN_PROGRESS"
-NO_REASSIGNMENT_IN_PROGRESS = "NO_REASSIGNMENT_IN_PROGRESS"
-ELIGIBLE_LEADERS_NOT_AVAILABLE = "ELIGIBLE_LEADERS_NOT_AVAILABLE"
+REASSIGNMENT_IN_PROGRESS = Reason.REASSIGNMENT_IN_PROGRESS
+NO_REASSIGNMENT_IN_PROGRESS = Reason.NO_REASSIGNMENT_IN_PROGRESS
+ELIGIBLE_LEADERS_NOT_AVAILABLE = Reason.ELIGIBLE_LEADERS_NOT_AVAILABLE
 
 
 def is_reassigning(record: PartitionRecord) -> bool:

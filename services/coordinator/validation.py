@@ -10,33 +10,32 @@ import json
 import re
 from collections.abc import Collection, Mapping, Sequence
 
-from brook.errors import BrookError
-
-TOPIC_NAME_CHARS_MAX = 249
-PARTITION_COUNT_MAX = 10_000
-PAGE_SIZE_DEFAULT = 100
-PAGE_SIZE_MAX = 1000
-# Topics are created with this many partitions when the request leaves the count at 0.
-DEFAULT_PARTITION_COUNT = 1
-# ...and at most this replication factor when it leaves the factor at 0.
-DEFAULT_REPLICATION_FACTOR_MAX = 3
-# Bounds on how many partitions one ElectLeaders request may name (a request naming none
-# means all partitions).
-ELECT_PARTITIONS_MAX = 100_000
+from brook.errors import BrookError, Reason
+from brook.services.common.bounds import check_chars, quote
+from brook.services.coordinator.limits import (
+    PAGE_SIZE_DEFAULT,
+    PAGE_SIZE_MAX,
+    PAGE_TOKEN_CHARS_MAX,
+    PARTITION_COUNT_MAX,
+    REPLICATION_FACTOR_DEFAULT_MAX,
+    REPLICATION_FACTOR_MAX,
+    TOPIC_NAME_CHARS_MAX,
+)
 
 _TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
 
 
+def check_topic_name_length(name: str, field: str = "topic name") -> None:
+    """The bound every request naming a topic gets before any lookup: 1 to 249 characters
+    (INVALID_TOPIC_NAME; the message quotes no more than a short prefix)."""
+    if not name:
+        raise BrookError("INVALID_TOPIC_NAME", f"{field} is empty", {"topic": ""})
+    check_chars(field, name, TOPIC_NAME_CHARS_MAX, reason=Reason.INVALID_TOPIC_NAME)
+
+
 def validate_topic_name(name: str) -> None:
     """1 to 249 characters of [a-zA-Z0-9._-], not "." or ".."; INVALID_TOPIC_NAME."""
-    if not name:
-        raise BrookError("INVALID_TOPIC_NAME", "topic name is empty", {"topic": name})
-    if len(name) > TOPIC_NAME_CHARS_MAX:
-        raise BrookError(
-            "INVALID_TOPIC_NAME",
-            f"topic name is {len(name)} characters; the limit is {TOPIC_NAME_CHARS_MAX}",
-            {"topic": name[:TOPIC_NAME_CHARS_MAX]},
-        )
+    check_topic_name_length(name)
     if name in (".", ".."):
         raise BrookError("INVALID_TOPIC_NAME", f"topic name {name!r} is reserved", {"topic": name})
     if not _TOPIC_NAME.match(name):
@@ -44,6 +43,16 @@ def validate_topic_name(name: str) -> None:
             "INVALID_TOPIC_NAME",
             f"topic name {name!r} may only contain letters, digits, '.', '_' and '-'",
             {"topic": name},
+        )
+
+
+def validate_replica_ids(field: str, replica_ids: Sequence[int]) -> None:
+    """A replica list no longer than REPLICATION_FACTOR_MAX (checked before any work)."""
+    if len(replica_ids) > REPLICATION_FACTOR_MAX:
+        raise BrookError(
+            "INVALID_REPLICATION_FACTOR",
+            f"{field} names {len(replica_ids)} replicas; the limit is {REPLICATION_FACTOR_MAX}",
+            {"field": field, "limit": REPLICATION_FACTOR_MAX},
         )
 
 
@@ -67,7 +76,7 @@ def validate_replication_factor(factor: int, live_node_count: int) -> None:
 
 
 def default_replication_factor(live_node_count: int) -> int:
-    return max(1, min(DEFAULT_REPLICATION_FACTOR_MAX, live_node_count))
+    return max(1, min(REPLICATION_FACTOR_DEFAULT_MAX, live_node_count))
 
 
 def validate_assignments(
@@ -136,6 +145,8 @@ def decode_page_token(token: str) -> str:
     """The name a token resumes after ("" for the first page); INVALID_PAGE_TOKEN."""
     if not token:
         return ""
+    if len(token) > PAGE_TOKEN_CHARS_MAX:
+        raise BrookError("INVALID_PAGE_TOKEN", "page_token is not one this server issued")
     try:
         padded = token + "=" * (-len(token) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode()))
@@ -144,7 +155,8 @@ def decode_page_token(token: str) -> str:
         return str(data["after"])
     except (ValueError, KeyError, TypeError) as error:
         raise BrookError(
-            "INVALID_PAGE_TOKEN", f"page_token is not one this server issued ({error})"
+            "INVALID_PAGE_TOKEN",
+            f"page_token is not one this server issued ({quote(str(error))})",
         ) from None
 
 

@@ -31,7 +31,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
 
-TopicPartition = tuple[str, int]
+from brook.structs import TopicPartition
+
 Assignment = dict[str, set[TopicPartition]]
 
 DEFAULT_ASSIGNOR = "uniform"
@@ -82,7 +83,7 @@ def range_assign(
         start = 0
         for index, member_id in enumerate(subscribers):
             size = base + (1 if index < extra else 0)
-            result[member_id].update((topic, p) for p in range(start, start + size))
+            result[member_id].update(TopicPartition(topic, p) for p in range(start, start + size))
             start += size
     return result
 
@@ -106,7 +107,7 @@ def round_robin_assign(
                 member_id = ring[position % len(ring)]
                 position += 1
                 if topic in members[member_id].topics:
-                    result[member_id].add((topic, partition))
+                    result[member_id].add(TopicPartition(topic, partition))
                     break
     return result
 
@@ -155,7 +156,9 @@ def _uniform_homogeneous(
     """Every member subscribes to the same topics: exact quotas, fill from the free pool."""
     kept = _kept_partitions(members, topic_partitions, current)
     topics = next(iter(members.values())).topics & topic_partitions.keys()
-    all_partitions = [(t, p) for t in sorted(topics) for p in range(topic_partitions[t])]
+    all_partitions = [
+        TopicPartition(t, p) for t in sorted(topics) for p in range(topic_partitions[t])
+    ]
     base, extra = divmod(len(all_partitions), len(members))
     # The members that already hold the most get the `extra` larger quotas, so nobody
     # gives up a partition only to be handed another one.
@@ -197,7 +200,7 @@ def _uniform_heterogeneous(
     for topic in sorted(subscribers, key=lambda t: (len(subscribers[t]), t)):
         eligible = subscribers[topic]
         for partition in range(topic_partitions[topic]):
-            tp = (topic, partition)
+            tp = TopicPartition(topic, partition)
             if tp in owner:
                 continue
             member_id = min(eligible, key=lambda m: (len(kept[m]), m))

@@ -17,9 +17,8 @@ import grpc
 from brook.errors import BrookError, from_partition_error, from_rpc_error
 from brook.services.metadata.cache import MetadataCache
 from brook.services.metadata.model import NO_LEADER
+from brook.structs import TopicPartition
 from brook.v1 import storage_pb2, storage_pb2_grpc
-
-TopicPartition = tuple[str, int]
 
 EARLIEST = storage_pb2.OFFSET_QUERY_EARLIEST
 LATEST = storage_pb2.OFFSET_QUERY_LATEST
@@ -98,7 +97,7 @@ class LogOffsets:
                     results[tp] = failure
                 return
             for answer in response.partitions:
-                tp = (answer.topic, answer.partition)
+                tp = TopicPartition.of(answer)
                 failed = from_partition_error(answer.error)
                 results[tp] = failed if failed is not None else int(answer.offset)
             for tp in tps:

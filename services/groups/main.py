@@ -20,27 +20,22 @@ from brook.errors import BrookError
 from brook.services.common.process import (
     add_common_arguments,
     advertised_address,
-    cancel_and_wait,
     run_main,
     write_ready_file,
 )
 from brook.services.common.server import GrpcServer
+from brook.services.groups import limits
 from brook.services.groups.manager import GroupManager
 from brook.services.groups.service import GroupService
 from brook.services.groups.state import GroupConfig
 from brook.services.metadata.cache import MetadataCache
 from brook.services.metadata.keys import ROLE_GROUPS
 from brook.services.metadata.model import Endpoint
+from brook.services.metadata.role import CampaignBackoff, RoleHolder
 from brook.services.metadata.store import Lease, MetadataStore
 from brook.v1 import groups_pb2_grpc
 
 log = logging.getLogger("brook.groups")
-
-# Back-off bounds between campaign attempts while etcd is unreachable.
-CAMPAIGN_RETRY_MIN_S = 0.2
-CAMPAIGN_RETRY_MAX_S = 5.0
-# In-flight calls get this long to finish on shutdown.
-STOP_GRACE_S = 3.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_common_arguments(parser, listen_default="127.0.0.1:7080")
     parser.add_argument(
-        "--lease-ttl-s", type=int, default=6, help="groups role lease TTL (failover time)"
+        "--lease-ttl-s",
+        type=int,
+        default=limits.LEASE_TTL_S_DEFAULT,
+        help="groups role lease TTL (failover time)",
     )
     parser.add_argument(
         "--heartbeat-interval-ms",
@@ -74,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--commit-flush-interval-ms",
         type=int,
-        default=5,
+        default=limits.COMMIT_FLUSH_INTERVAL_MS_DEFAULT,
         help="how long offset commits linger to share one etcd transaction",
     )
     return parser
@@ -104,8 +102,7 @@ class GroupsProcess:
         )
         self.server = GrpcServer(args.listen)
         self.endpoint: Endpoint | None = None
-        self._role_task: asyncio.Task[None] | None = None
-        self._lease: Lease | None = None
+        self.role: RoleHolder | None = None
 
     async def start(self) -> None:
         await self.store.connect()
@@ -118,58 +115,46 @@ class GroupsProcess:
         await self.server.start()
         address = advertised_address(self.server.address, self.args.advertise)
         self.endpoint = Endpoint(id=f"groups-{uuid.uuid4().hex[:12]}", address=address)
-        self._role_task = asyncio.create_task(self._hold_role(), name="groups-role")
+        self.role = RoleHolder(
+            self.store,
+            ROLE_GROUPS,
+            self.endpoint,
+            act=self._act,
+            ttl_s=self.args.lease_ttl_s,
+            backoff=CampaignBackoff(limits.CAMPAIGN_BACKOFF_S_MIN, limits.CAMPAIGN_BACKOFF_S_MAX),
+        )
+        self.role.start()
         if self.args.ready_file:
             write_ready_file(self.args.ready_file, address)
         log.info("group manager %s serving on %s", self.endpoint.id, address)
 
-    async def _hold_role(self) -> None:
+    async def _act(self, lease: Lease) -> None:
+        """One term as the active manager: load from etcd and act until etcd refuses a
+        write as no longer ours (fenced). The RoleHolder cancels this when the lease is
+        lost; either way the manager stops acting at once (in `finally`)."""
         assert self.endpoint is not None
-        backoff_s = CAMPAIGN_RETRY_MIN_S
-        while True:
-            try:
-                self._lease = await self.store.campaign(
-                    ROLE_GROUPS, self.endpoint, self.args.lease_ttl_s
-                )
-                role_key = self.store.keys.role(ROLE_GROUPS)
-                current = await self.store.client.get(role_key)
-                if current is None or Endpoint.from_json(current.value).id != self.endpoint.id:
-                    raise BrookError("NOT_COORDINATOR", "lost the groups role right after winning")
-                await self.manager.activate(role_key, int(current.create_revision))
-            except BrookError as error:
-                log.warning("could not take the groups role (%s); retrying", error)
-                await self._release(flush=False)
-                await asyncio.sleep(backoff_s)  # back-off between attempts against etcd
-                backoff_s = min(backoff_s * 2, CAMPAIGN_RETRY_MAX_S)
-                continue
-            backoff_s = CAMPAIGN_RETRY_MIN_S
-            lease = self._lease
-            assert lease is not None
-            lost = asyncio.ensure_future(lease.lost.wait())
-            fenced = asyncio.ensure_future(self.manager.fenced.wait())
-            try:
-                await asyncio.wait([lost, fenced], return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                lost.cancel()
-                fenced.cancel()
-            log.warning("lost the groups role (lease lost or fenced); stepping down")
-            await self._release(flush=False)
-
-    async def _release(self, *, flush: bool) -> None:
-        await self.manager.deactivate(flush=flush)
-        lease, self._lease = self._lease, None
-        if lease is not None:
-            if flush:
-                await lease.revoke()  # hand the role over now, not after the TTL
-            else:
-                await lease.close()
+        try:
+            role_key = self.store.keys.role(ROLE_GROUPS)
+            current = await asyncio.wait_for(
+                self.store.client.get(role_key), self.store.request_timeout_s
+            )
+            if current is None or Endpoint.from_json(current.value).id != self.endpoint.id:
+                raise BrookError("NOT_COORDINATOR", "lost the groups role right after winning")
+            await self.manager.activate(role_key, int(current.create_revision))
+            await self.manager.fenced.wait()
+            log.warning("fenced: etcd refused a write as no longer ours; stepping down")
+        finally:
+            await self.manager.deactivate(flush=False)
 
     async def stop(self) -> None:
         await self.server.set_serving(False)
-        await cancel_and_wait(self._role_task)
+        # Flush pending writes while the role is still ours, then hand the role over now
+        # (revoke), not after the TTL.
         with contextlib.suppress(Exception):
-            await self._release(flush=True)
-        await self.server.stop(STOP_GRACE_S)
+            await self.manager.deactivate(flush=True)
+        if self.role is not None:
+            await self.role.stop()
+        await self.server.stop(limits.STOP_GRACE_S)
         await self.manager.close()
         await self.cache.stop()
         await self.store.close()

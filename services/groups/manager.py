@@ -19,12 +19,17 @@ import asyncio
 import contextlib
 import functools
 import logging
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from brook.clock import SYSTEM_CLOCK, Clock
 from brook.errors import BrookError
+from brook.services.groups.limits import (
+    COMMIT_FLUSH_INTERVAL_MS_DEFAULT,
+    TICK_INTERVAL_MS_MAX,
+    TICK_INTERVAL_MS_MIN,
+)
 from brook.services.groups.log_offsets import EARLIEST, LATEST, TIMESTAMP, LogOffsets
 from brook.services.groups.state import (
     NO_OFFSET,
@@ -42,14 +47,9 @@ from brook.services.groups.state import (
 from brook.services.metadata.cache import MetadataCache
 from brook.services.metadata.group_store import GroupStore
 from brook.services.metadata.store import MetadataStore
+from brook.structs import TopicPartition
 
 log = logging.getLogger("brook.groups")
-
-TopicPartition = tuple[str, int]
-
-# The expiry timer wakes at least this often, and never sooner than the minimum.
-TICK_INTERVAL_MAX_MS = 250
-TICK_INTERVAL_MIN_MS = 10
 
 
 @dataclass(frozen=True)
@@ -81,14 +81,6 @@ class PartitionLagInfo:
     metadata: str
 
 
-def _monotonic_ms() -> int:
-    return time.monotonic_ns() // 1_000_000
-
-
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class GroupManager:
     """The group manager's state and persistence; active only while holding the role."""
 
@@ -98,16 +90,14 @@ class GroupManager:
         cache: MetadataCache,
         *,
         config: GroupConfig | None = None,
-        flush_interval_ms: int = 5,
-        monotonic_ms: Callable[[], int] = _monotonic_ms,
-        wall_ms: Callable[[], int] = _wall_ms,
+        flush_interval_ms: int = COMMIT_FLUSH_INTERVAL_MS_DEFAULT,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.store = store
         self.cache = cache
         self.config = config or GroupConfig()
         self.flush_interval_ms = flush_interval_ms
-        self._now = monotonic_ms
-        self._wall_ms = wall_ms
+        self._clock = clock
         self.registry = GroupRegistry(self.config)
         self.group_store: GroupStore | None = None
         self.log_offsets = LogOffsets(cache)
@@ -199,6 +189,14 @@ class GroupManager:
             )
         return self.group_store
 
+    def _now(self) -> int:
+        """Monotonic milliseconds: what session and rebalance timeouts are measured on."""
+        return int(self._clock.monotonic_s() * 1000)
+
+    def _wall_ms(self) -> int:
+        """Wall-clock milliseconds: the commit timestamps clients see."""
+        return self._clock.now_ms()
+
     # -- persistence -----------------------------------------------------------------
     def _persist_dirty(self) -> None:
         """Enqueues the records of every changed group (they are written in the next
@@ -275,8 +273,8 @@ class GroupManager:
                 log.info("members expired in %s", ", ".join(sorted(changed)))
                 self._persist_dirty()
             deadline = self.registry.next_deadline_ms()
-            wait_ms = TICK_INTERVAL_MAX_MS if deadline is None else deadline - now + 1
-            wait_ms = max(TICK_INTERVAL_MIN_MS, min(TICK_INTERVAL_MAX_MS, wait_ms))
+            wait_ms = TICK_INTERVAL_MS_MAX if deadline is None else deadline - now + 1
+            wait_ms = max(TICK_INTERVAL_MS_MIN, min(TICK_INTERVAL_MS_MAX, wait_ms))
             await asyncio.sleep(wait_ms / 1000)  # a timer: expiry is driven by the clock
 
     def _topics(self) -> tuple[dict[str, int], dict[str, str]]:
@@ -324,9 +322,9 @@ class GroupManager:
         results = self.registry.check_commit(group_id, member_id, member_epoch, offsets)
         now_ms = self._wall_ms()
         records = {
-            (c.topic, c.partition): OffsetRecord(c.offset, c.leader_epoch, c.metadata, now_ms)
+            TopicPartition.of(c): OffsetRecord(c.offset, c.leader_epoch, c.metadata, now_ms)
             for c in offsets
-            if results.get((c.topic, c.partition)) is None
+            if results.get(TopicPartition.of(c)) is None
         }
         await self._store_offsets(group_store, group_id, records)
         return results
@@ -355,7 +353,10 @@ class GroupManager:
         result: list[tuple[TopicPartition, OffsetRecord | None]] = []
         for topic, partitions in wanted:
             if partitions:
-                result.extend(((topic, p), committed.get((topic, p))) for p in partitions)
+                result.extend(
+                    (TopicPartition(topic, p), committed.get(TopicPartition(topic, p)))
+                    for p in partitions
+                )
             else:
                 result.extend((tp, committed[tp]) for tp in sorted(committed) if tp[0] == topic)
         return result
@@ -486,7 +487,7 @@ class GroupManager:
                         f"topic {topic!r} has no partition {p}",
                         {"topic": topic, "partition": p},
                     )
-                result.append((topic, p))
+                result.append(TopicPartition(topic, p))
         return sorted(set(result))
 
     async def _reset_offsets(

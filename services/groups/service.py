@@ -10,36 +10,111 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 import grpc
 
-from brook.errors import BrookError
+from brook.clock import SYSTEM_CLOCK, Clock
+from brook.errors import BrookError, Reason
+from brook.services.common.bounds import (
+    check_chars,
+    check_count,
+    check_each_chars,
+    check_enum,
+    check_range,
+)
 from brook.services.common.rpc import handle_errors, handle_stream_errors
-from brook.services.groups.assignors import TopicPartition
+from brook.services.groups import limits
 from brook.services.groups.manager import GroupManager, PartitionLagInfo, ResetTarget
 from brook.services.groups.state import (
     Group,
     GroupState,
     HeartbeatInput,
     OffsetCommitInput,
-    validate_group_id,
 )
+from brook.structs import TopicPartition
 from brook.v1 import common_pb2, groups_pb2, groups_pb2_grpc
 
 log = logging.getLogger("brook.groups.service")
 
-LIST_PAGE_SIZE_DEFAULT = 100
-LIST_PAGE_SIZE_MAX = 1000
-WATCH_LAG_INTERVAL_DEFAULT_MS = 5000
-WATCH_LAG_INTERVAL_MIN_MS = 500
-# Changes closer together than this are sent as one update (a rebalance touches a group
-# many times in a few milliseconds).
-WATCH_COALESCE_MS = 100
-# Bounds on one request, beyond gRPC's message size.
-OFFSETS_PER_COMMIT_MAX = 100_000
-OWNED_PARTITIONS_MAX = 100_000
+# GroupState numbers a ListGroups filter may name (UNSPECIFIED matches every state).
+GROUP_STATE_FILTERS = tuple(groups_pb2.GroupState.values())
+
+
+def check_group_id(group_id: str) -> None:
+    """1 to GROUP_ID_CHARS_MAX characters (the message never quotes it)."""
+    if not group_id:
+        raise BrookError(Reason.INVALID_REQUEST, "group_id is empty", {"field": "group_id"})
+    check_chars("group_id", group_id, limits.GROUP_ID_CHARS_MAX)
+
+
+def check_topic_names(field: str, names: Sequence[str]) -> None:
+    check_count(field, names, limits.TOPICS_PER_REQUEST_MAX)
+    check_each_chars(field, names, limits.TOPIC_NAME_CHARS_MAX)
+
+
+def check_partition_lists(
+    field: str, items: Sequence[common_pb2.TopicPartitions], partitions_max: int
+) -> None:
+    """Bounds of a repeated TopicPartitions field: topics, name lengths, partitions."""
+    check_topic_names(f"{field}.topic", [item.topic for item in items])
+    total = sum(len(item.partitions) for item in items)
+    if total > partitions_max:
+        raise BrookError(
+            Reason.INVALID_REQUEST,
+            f"{field} names {total} partitions; the limit is {partitions_max}",
+            {"field": field, "count": total, "limit": partitions_max},
+        )
+
+
+def check_heartbeat(request: groups_pb2.HeartbeatRequest) -> None:
+    """Every field of a heartbeat within its bound, before the manager sees it (issue 9,
+    defects 11 and 12: a 1 MB client_id once answered INTERNAL yet stayed in memory)."""
+    check_group_id(request.group_id)
+    check_chars("member_id", request.member_id, limits.MEMBER_ID_CHARS_MAX)
+    check_chars("instance_id", request.instance_id, limits.INSTANCE_ID_CHARS_MAX)
+    check_chars("rack_id", request.rack_id, limits.RACK_ID_CHARS_MAX)
+    check_chars("client_id", request.client_id, limits.CLIENT_ID_CHARS_MAX)
+    check_chars("client_host", request.client_host, limits.CLIENT_HOST_CHARS_MAX)
+    check_chars("server_assignor", request.server_assignor, limits.ASSIGNOR_NAME_CHARS_MAX)
+    check_chars(
+        "subscribed_topic_regex",
+        request.subscribed_topic_regex,
+        limits.REGEX_CHARS_MAX,
+        reason=Reason.INVALID_REGEX,
+    )
+    check_count(
+        "subscribed_topic_names", request.subscribed_topic_names, limits.SUBSCRIBED_TOPICS_MAX
+    )
+    check_each_chars(
+        "subscribed_topic_names", request.subscribed_topic_names, limits.TOPIC_NAME_CHARS_MAX
+    )
+    check_partition_lists("owned_partitions", request.owned_partitions, limits.OWNED_PARTITIONS_MAX)
+    # 0 means the server's default; a negative timeout is a client bug, not a default.
+    check_range("session_timeout_ms", request.session_timeout_ms, 0, 2**31 - 1)
+    check_range("rebalance_timeout_ms", request.rebalance_timeout_ms, 0, 2**31 - 1)
+
+
+def check_commit(request: groups_pb2.CommitOffsetsRequest) -> None:
+    """Bounds of a commit; an offset outside -1..COMMITTED_OFFSET_MAX refuses the whole
+    request (issue 9, defect 12: 2^63-1 was stored). Metadata size is checked per
+    partition by the registry (OFFSET_METADATA_TOO_LARGE in that partition's result)."""
+    check_group_id(request.group_id)
+    check_chars("member_id", request.member_id, limits.MEMBER_ID_CHARS_MAX)
+    check_count("offsets", request.offsets, limits.OFFSETS_PER_COMMIT_MAX)
+    for item in request.offsets:
+        check_chars("offsets.topic", item.topic, limits.TOPIC_NAME_CHARS_MAX)
+        check_range(
+            "offsets.offset", item.offset, limits.COMMITTED_OFFSET_MIN, limits.COMMITTED_OFFSET_MAX
+        )
+
+
+def check_list_groups(request: groups_pb2.ListGroupsRequest) -> None:
+    check_count("states", request.states, limits.LIST_STATES_MAX)
+    for state in request.states:
+        check_enum("states", state, GROUP_STATE_FILTERS)
+    check_chars("page_token", request.page_token, limits.PAGE_TOKEN_CHARS_MAX,
+                reason=Reason.INVALID_PAGE_TOKEN)  # fmt: skip
 
 
 def tps_to_proto(tps: Iterable[TopicPartition]) -> list[common_pb2.TopicPartitions]:
@@ -50,7 +125,7 @@ def tps_to_proto(tps: Iterable[TopicPartition]) -> list[common_pb2.TopicPartitio
 
 
 def tps_from_proto(items: Iterable[common_pb2.TopicPartitions]) -> frozenset[TopicPartition]:
-    return frozenset((item.topic, int(p)) for item in items for p in item.partitions)
+    return frozenset(TopicPartition(item.topic, int(p)) for item in items for p in item.partitions)
 
 
 def wanted_from_proto(items: Iterable[common_pb2.TopicPartitions]) -> list[tuple[str, list[int]]]:
@@ -114,16 +189,16 @@ def describe(group: Group, lag: list[PartitionLagInfo] | None) -> groups_pb2.Gro
 class GroupService(groups_pb2_grpc.GroupServiceServicer):
     """brook.v1.GroupService over a GroupManager."""
 
-    def __init__(self, manager: GroupManager) -> None:
+    def __init__(self, manager: GroupManager, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.manager = manager
+        self._clock = clock
 
     @handle_errors
     async def Heartbeat(
         self, request: groups_pb2.HeartbeatRequest, context: grpc.aio.ServicerContext
     ) -> groups_pb2.HeartbeatResponse:
+        check_heartbeat(request)
         owned = tps_from_proto(request.owned_partitions)
-        if len(owned) > OWNED_PARTITIONS_MAX:
-            raise BrookError("INVALID_REQUEST", f"at most {OWNED_PARTITIONS_MAX} owned partitions")
         output = await self.manager.heartbeat(
             HeartbeatInput(
                 group_id=request.group_id,
@@ -131,14 +206,14 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
                 member_epoch=request.member_epoch,
                 instance_id=request.instance_id,
                 rack_id=request.rack_id,
-                rebalance_timeout_ms=max(0, request.rebalance_timeout_ms),
+                rebalance_timeout_ms=request.rebalance_timeout_ms,
                 topics=tuple(request.subscribed_topic_names),
                 regex=request.subscribed_topic_regex,
                 assignor=request.server_assignor,
                 owned=owned,
                 client_id=request.client_id,
                 client_host=request.client_host or _peer_host(context),
-                session_timeout_ms=max(0, request.session_timeout_ms),
+                session_timeout_ms=request.session_timeout_ms,
             )
         )
         return groups_pb2.HeartbeatResponse(
@@ -153,11 +228,10 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
     async def CommitOffsets(
         self, request: groups_pb2.CommitOffsetsRequest, context: grpc.aio.ServicerContext
     ) -> groups_pb2.CommitOffsetsResponse:
-        if len(request.offsets) > OFFSETS_PER_COMMIT_MAX:
-            raise BrookError("INVALID_REQUEST", f"at most {OFFSETS_PER_COMMIT_MAX} offsets")
+        check_commit(request)
         seen: set[TopicPartition] = set()
         for item in request.offsets:
-            tp = (item.topic, item.partition)
+            tp = TopicPartition.of(item)
             if tp in seen:
                 raise BrookError("INVALID_REQUEST", f"{item.topic}-{item.partition} appears twice")
             seen.add(tp)
@@ -177,7 +251,7 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
         response = groups_pb2.CommitOffsetsResponse()
         for commit in offsets:
             result = groups_pb2.CommitOffsetResult(topic=commit.topic, partition=commit.partition)
-            error = results.get((commit.topic, commit.partition))
+            error = results.get(TopicPartition.of(commit))
             if error is not None:
                 result.error.CopyFrom(error.to_partition_error())
             response.results.append(result)
@@ -187,6 +261,8 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
     async def FetchOffsets(
         self, request: groups_pb2.FetchOffsetsRequest, context: grpc.aio.ServicerContext
     ) -> groups_pb2.FetchOffsetsResponse:
+        check_group_id(request.group_id)
+        check_partition_lists("partitions", request.partitions, limits.PARTITIONS_PER_REQUEST_MAX)
         found = self.manager.fetch_offsets(request.group_id, wanted_from_proto(request.partitions))
         response = groups_pb2.FetchOffsetsResponse()
         for (topic, partition), record in found:
@@ -213,9 +289,12 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
     async def ListGroups(
         self, request: groups_pb2.ListGroupsRequest, context: grpc.aio.ServicerContext
     ) -> groups_pb2.ListGroupsResponse:
-        page_size = request.page_size or LIST_PAGE_SIZE_DEFAULT
-        if not 1 <= page_size <= LIST_PAGE_SIZE_MAX:
-            raise BrookError("INVALID_REQUEST", f"page_size must be 1 to {LIST_PAGE_SIZE_MAX}")
+        check_list_groups(request)
+        page_size = request.page_size or limits.LIST_PAGE_SIZE_DEFAULT
+        if not 1 <= page_size <= limits.LIST_PAGE_SIZE_MAX:
+            raise BrookError(
+                "INVALID_REQUEST", f"page_size must be 1 to {limits.LIST_PAGE_SIZE_MAX}"
+            )
         requested = set(request.states)
         states: set[GroupState] = set()  # empty: every state
         if requested and groups_pb2.GROUP_STATE_UNSPECIFIED not in requested:
@@ -241,6 +320,7 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
     async def DescribeGroup(
         self, request: groups_pb2.DescribeGroupRequest, context: grpc.aio.ServicerContext
     ) -> groups_pb2.DescribeGroupResponse:
+        check_group_id(request.group_id)
         group = self.manager.get_group(request.group_id)
         if not request.include_lag:
             return groups_pb2.DescribeGroupResponse(group=describe(group, None))
@@ -253,6 +333,7 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
     async def DeleteGroup(
         self, request: groups_pb2.DeleteGroupRequest, context: grpc.aio.ServicerContext
     ) -> groups_pb2.DeleteGroupResponse:
+        check_group_id(request.group_id)
         await self.manager.delete_group(request.group_id)
         return groups_pb2.DeleteGroupResponse()
 
@@ -260,7 +341,8 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
     async def ResetOffsets(
         self, request: groups_pb2.ResetOffsetsRequest, context: grpc.aio.ServicerContext
     ) -> groups_pb2.ResetOffsetsResponse:
-        validate_group_id(request.group_id)
+        check_group_id(request.group_id)
+        check_partition_lists("partitions", request.partitions, limits.PARTITIONS_PER_REQUEST_MAX)
         which = request.WhichOneof("target")
         if which is None:
             raise BrookError(
@@ -293,10 +375,12 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
     async def WatchGroup(
         self, request: groups_pb2.WatchGroupRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[groups_pb2.WatchGroupResponse]:
-        interval_ms = request.lag_interval_ms or WATCH_LAG_INTERVAL_DEFAULT_MS
-        if interval_ms < WATCH_LAG_INTERVAL_MIN_MS:
+        check_group_id(request.group_id)
+        interval_ms = request.lag_interval_ms or limits.WATCH_LAG_INTERVAL_MS_DEFAULT
+        if interval_ms < limits.WATCH_LAG_INTERVAL_MS_MIN:
             raise BrookError(
-                "INVALID_REQUEST", f"lag_interval_ms must be at least {WATCH_LAG_INTERVAL_MIN_MS}"
+                "INVALID_REQUEST",
+                f"lag_interval_ms must be at least {limits.WATCH_LAG_INTERVAL_MS_MIN}",
             )
         manager = self.manager
         group_id = request.group_id
@@ -306,7 +390,7 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
         while True:
             manager.require_active()
             version = manager.version(group_id)
-            now = time.monotonic()
+            now = self._clock.monotonic_s()
             if version != sent_version or now >= next_lag_at:
                 sent_version = version
                 next_lag_at = now + interval_ms / 1000
@@ -320,8 +404,8 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
                 lag = await manager.lag(group_now)
                 group = manager.registry.groups.get(group_id) or group_now
                 yield groups_pb2.WatchGroupResponse(group=describe(group, lag))
-                await asyncio.sleep(WATCH_COALESCE_MS / 1000)  # rate limit, not a sync
-            left = max(0.0, next_lag_at - time.monotonic())
+                await asyncio.sleep(limits.WATCH_COALESCE_MS / 1000)  # rate limit, not a sync
+            left = max(0.0, next_lag_at - self._clock.monotonic_s())
             if manager.version(group_id) == sent_version:
                 await manager.wait_changed(left)
 

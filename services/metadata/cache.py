@@ -18,10 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
+from brook.clock import SYSTEM_CLOCK, Clock
 from brook.services.metadata import keys as keyspace
 from brook.services.metadata.keys import prefix_range_end
 from brook.services.metadata.model import Endpoint, NodeInfo, PartitionRecord, TopicRecord
@@ -37,8 +37,9 @@ RELOAD_BACKOFF_MAX_S = 2.0
 class MetadataCache:
     """Watch-fed snapshot of nodes, roles, topics and partitions; one per process."""
 
-    def __init__(self, store: MetadataStore) -> None:
+    def __init__(self, store: MetadataStore, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.store = store
+        self._clock = clock
         self.revision = 0
         self.cluster_id = ""
         self.nodes: dict[int, NodeInfo] = {}
@@ -93,11 +94,11 @@ class MetadataCache:
 
     async def wait_for(self, predicate: Callable[[MetadataCache], bool], timeout_s: float) -> bool:
         """Waits until predicate(cache) is true; False when timeout_s passes first."""
-        deadline = time.monotonic() + timeout_s
+        deadline = self._clock.monotonic_s() + timeout_s
         while True:
             if predicate(self):
                 return True
-            left = deadline - time.monotonic()
+            left = deadline - self._clock.monotonic_s()
             if left <= 0:
                 return False
             changed = self._changed

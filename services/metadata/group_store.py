@@ -11,9 +11,9 @@ that resolves once those bytes are in etcd. A single flusher task lingers
 `flush_interval_ms` after the first pending write (or less, when the batch fills), then
 writes each group's pending state: the latest record and the latest offset per
 partition. At most one transaction per group per flush: small groups share one, a large
-group is chunked, so that every transaction stays under `txn_ops_max` operations and
-`txn_bytes_max` bytes (below etcd's 128-op / 1.5 MiB defaults). Flushes run one after
-another, so a later write of a key never lands before an earlier one.
+group is chunked (`txn.chunk_ops`), so that every transaction stays under `txn_ops_max`
+operations and `txn_bytes_max` bytes (etcd's limits, in `txn.py`). Flushes run one
+after another, so a later write of a key never lands before an earlier one.
 
 Fencing: after winning the "groups" role, `set_fence(role key, create revision)` makes
 every transaction conditional on the role key still being the one this process created;
@@ -39,16 +39,13 @@ from brook.errors import BrookError
 from brook.services.metadata import keys as keyspace
 from brook.services.metadata.keys import prefix_range_end
 from brook.services.metadata.store import MetadataStore
+from brook.services.metadata.txn import TXN_BYTES_MAX, TXN_OPS_MAX, chunk_ops, sized_op
+from brook.structs import TopicPartition
 
 log = logging.getLogger("brook.groups.store")
 
-TopicPartition = tuple[str, int]
 RecordSource = Mapping[str, Any] | Callable[[], Mapping[str, Any] | None]
 
-# etcd's --max-txn-ops default is 128 (compares are counted separately).
-TXN_OPS_MAX = 128
-# etcd's --max-request-bytes default is 1.5 MiB; stay well under it (keys + values).
-TXN_BYTES_MAX = 1 << 20
 # Linger after the first pending write so concurrent commits share one transaction.
 FLUSH_INTERVAL_MS = 5
 # A flush starts at once when this many operations are pending.
@@ -60,8 +57,6 @@ PENDING_WAIT_S = 5.0
 CONCURRENT_TXNS_MAX = 8
 # Keys read per page when loading at election.
 LOAD_PAGE_KEYS = 1000
-# Rough per-op overhead in a TxnRequest beyond key and value bytes.
-_OP_OVERHEAD_BYTES = 16
 
 
 @dataclass
@@ -171,7 +166,8 @@ class GroupStore:
                         records.append(json.loads(value))
                     elif parsed is not None and parsed.kind == keyspace.KIND_OFFSET:
                         group_id, topic, partition = parsed.parts
-                        offsets.setdefault(group_id, {})[(topic, int(partition))] = value
+                        tp = TopicPartition(topic, int(partition))
+                        offsets.setdefault(group_id, {})[tp] = value
                 except (ValueError, TypeError) as error:
                     log.error("skipping unreadable key %r: %s", key, error)
         return records, offsets
@@ -367,35 +363,30 @@ class GroupStore:
                     f"group {group_id!r} record is {len(data)} bytes, over the "
                     f"{self.txn_bytes_max}-byte transaction limit",
                 )
-            ops.append((_put(key, data), len(key) + len(data)))
+            ops.append(sized_op(_put(key, data), key, data))
         for (topic, partition), value in sorted(pending.offsets.items()):
             key = self.keys.offset(group_id, topic, partition)
             if value is None:
-                ops.append((_delete(key), len(key)))
+                ops.append(sized_op(_delete(key), key))
             else:
-                ops.append((_put(key, value), len(key) + len(value)))
-        return [(op, size + _OP_OVERHEAD_BYTES) for op, size in ops]
+                ops.append(sized_op(_put(key, value), key, value))
+        return ops
 
     def _pack(
         self, groups: Iterable[tuple[str, list[tuple[Any, int]]]]
     ) -> list[tuple[list[Any], int, set[str]]]:
         """Fills transactions with the groups' ops in order, each under `txn_ops_max`
         operations and `txn_bytes_max` bytes: (ops, bytes, group ids) per transaction."""
-        chunks: list[tuple[list[Any], int, set[str]]] = []
-        ops: list[Any] = []
-        size = 0
-        ids: set[str] = set()
-        for group_id, group_ops in groups:
-            for op, op_bytes in group_ops:
-                if ops and (len(ops) >= self.txn_ops_max or size + op_bytes > self.txn_bytes_max):
-                    chunks.append((ops, size, ids))
-                    ops, size, ids = [], 0, set()
-                ops.append(op)
-                size += op_bytes
-                ids.add(group_id)
-        if ops:
-            chunks.append((ops, size, ids))
-        return chunks
+        tagged = (
+            ((group_id, op), op_bytes)
+            for group_id, group_ops in groups
+            for op, op_bytes in group_ops
+        )
+        chunks = chunk_ops(tagged, ops_max=self.txn_ops_max, bytes_max=self.txn_bytes_max)
+        return [
+            ([op for _, op in items], size, {group_id for group_id, _ in items})
+            for items, size in chunks
+        ]
 
     async def _txn(self, ops: list[Any], size: int) -> None:
         compare = []

@@ -9,11 +9,11 @@ as `BrookError("COORDINATOR_NOT_AVAILABLE")` (retriable), so a servicer answers 
 instead of hanging. A retried write may have been applied the first time (the answer was
 lost); every write here is either idempotent or a CAS whose loss the caller handles.
 
-Large topics are written in chunks (etcd caps a transaction at 128 operations and a
-request at 1.5 MiB by default): partition keys first, each chunk guarded on the topic key
-still being absent, and the topic key last. Readers list a topic only once its topic key
-exists, so a half-created topic is invisible; a crash half-way leaves stray partition keys
-that the next create of that name deletes in its first chunk.
+Large topics are written in chunks (`txn.chunk_ops`: etcd caps a transaction at 128
+operations and a request at 1.5 MiB by default): partition keys first, each chunk guarded
+on the topic key still being absent, and the topic key last. Readers list a topic only
+once its topic key exists, so a half-created topic is invisible; a crash half-way leaves
+stray partition keys that the next create of that name deletes in its first chunk.
 
 Thread-safety: one store per process, used from one event loop.
 """
@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -40,16 +39,17 @@ from tenacity import (
     wait_exponential,
 )
 
+from brook.clock import SYSTEM_CLOCK, Clock
 from brook.errors import BrookError
+from brook.services.metadata.cas import compare_and_swap
 from brook.services.metadata.keys import Keys, prefix_range_end
 from brook.services.metadata.model import Endpoint, NodeInfo, PartitionRecord, TopicRecord
+from brook.services.metadata.txn import chunk_ops, ops_of, sized_op
 
 log = logging.getLogger("brook.metadata")
 
 T = TypeVar("T")
 
-# Bounds (why): etcd's default --max-txn-ops is 128; leave room for the guard ops.
-TXN_OPS_MAX = 100
 # Attempts per etcd call before giving up with COORDINATOR_NOT_AVAILABLE.
 CALL_ATTEMPTS_MAX = 3
 # Total time `connect` keeps trying before it reports etcd unreachable.
@@ -123,15 +123,18 @@ def _op_range(key: bytes, range_end: bytes | None = None) -> Any:
     return aetcd.rpc.RequestOp(request_range=request)
 
 
-def _chunk_ops(ops: list[Any], last: Any) -> list[list[Any]]:
-    """Splits `ops` into transactions of at most TXN_OPS_MAX operations, with `last` (the
-    topic key: what makes the write visible) in the final one."""
-    chunks: list[list[Any]] = [[]]
-    for op in [*ops, last]:
-        if len(chunks[-1]) >= TXN_OPS_MAX:
-            chunks.append([])
-        chunks[-1].append(op)
-    return chunks
+def _topic_write_chunks(
+    topic: TopicRecord, partitions: Sequence[PartitionRecord], keys: Keys
+) -> list[list[Any]]:
+    """The puts of `partitions`, then of `topic` (what makes the write visible, so in the
+    final transaction), chunked to etcd's transaction limits."""
+    sized = []
+    for p in partitions:
+        key, value = keys.partition(p.topic, p.partition), p.to_json()
+        sized.append(sized_op(_op_put(key, value), key, value))
+    topic_key, topic_value = keys.topic(topic.name), topic.to_json()
+    sized.append(sized_op(_op_put(topic_key, topic_value), topic_key, topic_value))
+    return ops_of(chunk_ops(sized))
 
 
 class Lease:
@@ -153,7 +156,7 @@ class Lease:
         *,
         granted_at: float,
         margin_s: float | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = SYSTEM_CLOCK.monotonic_s,
         request_timeout_s: float = 5.0,
     ) -> None:
         self.lease_id = lease_id
@@ -251,8 +254,10 @@ class MetadataStore:
         *,
         cluster_name: str = "brook",
         request_timeout_s: float = 5.0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.etcd_address = etcd_address
+        self.clock = clock
         self.keys = Keys(cluster_name)
         self.cluster_name = cluster_name
         self.request_timeout_s = request_timeout_s
@@ -371,13 +376,14 @@ class MetadataStore:
 
     async def grant_lease(self, ttl_s: int) -> Lease:
         """A new lease with its keep-alive running."""
-        sent_at = time.monotonic()
+        sent_at = self.clock.monotonic_s()
         granted = await self._call("lease grant", lambda: self.client.lease(ttl_s))
         lease = Lease(
             self.client,
             granted.id,
             int(granted.ttl),
             granted_at=sent_at,
+            clock=self.clock.monotonic_s,
             request_timeout_s=self.request_timeout_s,
         )
         lease.start()
@@ -408,7 +414,7 @@ class MetadataStore:
         by this same process (same non-empty process_id) is replaced at once.
         """
         key = self.keys.node(node.node_id)
-        deadline = time.monotonic() + (
+        deadline = self.clock.monotonic_s() + (
             wait_timeout_s if wait_timeout_s is not None else 2 * ttl_s + 2
         )
         lease = await self.grant_lease(ttl_s)
@@ -435,7 +441,7 @@ class MetadataStore:
                     revision = kvs[0].mod_revision
                 else:
                     continue  # deleted between compare and read: try again now
-                left = deadline - time.monotonic()
+                left = deadline - self.clock.monotonic_s()
                 if left <= 0:
                     raise BrookError(
                         "INVALID_REQUEST",
@@ -530,13 +536,12 @@ class MetadataStore:
         """
         topic_key = self.keys.topic(topic.name)
         absent = _cmp_create(topic_key, 0)
-        ops = [_op_put(self.keys.partition(p.topic, p.partition), p.to_json()) for p in partitions]
         # First clear stray partition keys of a crashed earlier create (in a transaction
         # of its own: etcd rejects a delete range and a put inside it in one transaction).
         prefix = self.keys.partitions_prefix(topic.name)
         chunks = [
             [_op_delete(prefix, prefix_range_end(prefix))],
-            *_chunk_ops(ops, _op_put(topic_key, topic.to_json())),
+            *_topic_write_chunks(topic, partitions, self.keys),
         ]
         for chunk in chunks:
             response = await self._write_txn([absent], chunk, [_op_range(topic_key)])
@@ -555,11 +560,8 @@ class MetadataStore:
     ) -> bool:
         """Adds partitions and stores `topic` (with the new count), guarded on the topic's
         mod revision; False when the topic changed meanwhile (re-read and re-decide)."""
-        topic_key = self.keys.topic(topic.name)
-        guard = _cmp_mod(topic_key, expected_mod_revision)
-        ops = [_op_put(self.keys.partition(p.topic, p.partition), p.to_json()) for p in partitions]
-        chunks = _chunk_ops(ops, _op_put(topic_key, topic.to_json()))
-        for chunk in chunks:
+        guard = _cmp_mod(self.keys.topic(topic.name), expected_mod_revision)
+        for chunk in _topic_write_chunks(topic, partitions, self.keys):
             response = await self._write_txn([guard], chunk)
             if not response.succeeded:
                 return False
@@ -569,20 +571,24 @@ class MetadataStore:
         """Deletes a topic and its partition records in one transaction; TOPIC_NOT_FOUND."""
         topic_key = self.keys.topic(name)
         prefix = self.keys.partitions_prefix(name)
-        for _ in range(DELETE_ATTEMPTS_MAX):
-            found = await self.get_topic(name)
-            if found is None:
-                raise BrookError(
-                    "TOPIC_NOT_FOUND", f"topic {name!r} does not exist", {"topic": name}
-                )
-            record, revision = found
+
+        async def delete(record: TopicRecord, revision: int) -> bool:
             response = await self._write_txn(
                 [_cmp_mod(topic_key, revision)],
                 [_op_delete(topic_key), _op_delete(prefix, prefix_range_end(prefix))],
             )
-            if response.succeeded:
-                return record
-        raise BrookError("REQUEST_TIMED_OUT", f"topic {name!r} kept changing while deleting it")
+            return bool(response.succeeded)
+
+        outcome = await compare_and_swap(
+            read=lambda: self.get_topic(name),
+            decide=lambda record: record,  # whatever it holds now, it goes
+            write=delete,
+            what=f"topic {name!r} (deleting it)",
+            attempts_max=DELETE_ATTEMPTS_MAX,
+        )
+        if outcome.decision is None:
+            raise BrookError("TOPIC_NOT_FOUND", f"topic {name!r} does not exist", {"topic": name})
+        return outcome.decision
 
     async def get_topic(self, name: str) -> tuple[TopicRecord, int] | None:
         """(record, mod_revision), or None when the topic does not exist."""
