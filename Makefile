@@ -6,6 +6,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 BUF := .tools/node_modules/.bin/buf
+# grpcurl, pinned, built with `go install` into .tools/bin (tests drive the cluster with it).
+GRPCURL_VERSION := v1.9.3
+GRPCURL := .tools/bin/grpcurl
 PROTO_SRC := $(wildcard protos/brook/v1/*.proto)
 GEN_STAMP := brook/v1/.generated
 PROTO_ALL := $(shell find protos -name "*.proto")
@@ -31,7 +34,11 @@ $(GEN_STAMP): $(VENV)/.installed $(PROTO_ALL) scripts/genproto.py
 	$(PY) scripts/genproto.py
 	touch $@
 
-setup: $(VENV)/.installed $(GEN_STAMP) etcd
+$(GRPCURL):
+	mkdir -p .tools/bin
+	GOBIN=$(abspath .tools/bin) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+
+setup: $(VENV)/.installed $(GEN_STAMP) $(GRPCURL) etcd
 
 proto: $(GEN_STAMP)
 

@@ -16,6 +16,8 @@ from grpc_tools import protoc
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
 GENERATED_PACKAGES = ("brook/v1", "brook/internal/v1")
+# Every .proto with source info (comments), read by services/common/reflection.py.
+DESCRIPTOR_SET = "brook/v1/descriptor_set.binpb"
 
 
 def main() -> int:
@@ -36,6 +38,10 @@ def main() -> int:
         f"--grpc_python_out={ROOT}",
         f"--mypy_out={ROOT}",
         f"--mypy_grpc_out={ROOT}",
+        # The same files with their comments, for server reflection (grpcurl describe).
+        "--include_source_info",
+        "--include_imports",
+        f"--descriptor_set_out={ROOT / DESCRIPTOR_SET}",
         *proto_files,
     ]
     code = protoc.main(args)

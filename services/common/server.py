@@ -1,9 +1,10 @@
 """gRPC server lifecycle shared by every Brook process.
 
 `GrpcServer` builds a `grpc.aio` server with the standard health service and server
-reflection, binds the configured address (port 0 picks a free port), and stops
-gracefully: health goes NOT_SERVING first, then in-flight calls get `grace_s` to
-finish. `run_until_signal` drives a process until SIGTERM/SIGINT.
+reflection (v1 and v1alpha, serving the protos' comments: `reflection.py`), binds the
+configured address (port 0 picks a free port), and stops gracefully: health goes
+NOT_SERVING first, then in-flight calls get `grace_s` to finish. `run_until_signal`
+drives a process until SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+
+from brook.services.common.reflection import enable_reflection
 
 log = logging.getLogger("brook.server")
 
@@ -51,7 +53,7 @@ class GrpcServer:
         )
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        self._service_names: list[str] = [health.SERVICE_NAME, reflection.SERVICE_NAME]
+        self._service_names: list[str] = [health.SERVICE_NAME]
         self._requested_address = address
         self.port = 0
 
@@ -68,13 +70,13 @@ class GrpcServer:
         return f"{host}:{self.port}"
 
     async def start(self) -> None:
-        reflection.enable_server_reflection(self._service_names, self.server)
+        enable_reflection(self._service_names, self.server)
         self.port = self.server.add_insecure_port(self._requested_address)
         if self.port == 0:
             raise OSError(f"could not bind {self._requested_address}")
         await self.server.start()
         await self.set_serving(True)
-        log.info("serving %s on %s", ", ".join(self._service_names[2:]), self.address)
+        log.info("serving %s on %s", ", ".join(self._service_names[1:]), self.address)
 
     async def set_serving(self, serving: bool) -> None:
         status = (
