@@ -13,6 +13,8 @@ back in a trailer.
 
 from __future__ import annotations
 
+from brook.services.metadata import model
+
 # -- role and process ------------------------------------------------------------------
 # Role lease TTL: how long a standby waits after the active coordinator vanished.
 LEASE_TTL_S_DEFAULT = 6
@@ -39,7 +41,7 @@ REASSIGN_SCAN_INTERVAL_S_MIN = 0.2
 CACHE_CATCH_UP_S_MAX = 5.0
 
 # -- request bounds ----------------------------------------------------------------------
-TOPIC_NAME_CHARS_MAX = 249
+TOPIC_NAME_CHARS_MAX = model.TOPIC_NAME_CHARS_MAX
 PARTITION_COUNT_MAX = 10_000
 PAGE_SIZE_DEFAULT = 100
 PAGE_SIZE_MAX = 1000

@@ -12,7 +12,7 @@ changes nothing (issue 9, defects 11 and 12).
 
 from __future__ import annotations
 
-from brook.services.coordinator import limits as coordinator_limits
+from brook.services.metadata import model
 
 # -- role and process ------------------------------------------------------------------
 # Role lease TTL: how long a standby waits after the active manager vanished.
@@ -51,7 +51,7 @@ REGEX_PROGRAM_BYTES_MAX = 1 << 20
 
 # -- request fields ------------------------------------------------------------------------
 GROUP_ID_CHARS_MAX = 249
-TOPIC_NAME_CHARS_MAX = coordinator_limits.TOPIC_NAME_CHARS_MAX  # the rule of topic creation
+TOPIC_NAME_CHARS_MAX = model.TOPIC_NAME_CHARS_MAX  # the rule of topic creation
 MEMBER_ID_CHARS_MAX = 255
 INSTANCE_ID_CHARS_MAX = 249
 CLIENT_ID_CHARS_MAX = 255

@@ -11,6 +11,10 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 NO_LEADER = -1
+# The longest topic name any process accepts (Kafka's rule too): the coordinator refuses
+# longer names at creation, the group manager and the nodes bound requests by it, and a
+# node's directory names must fit every name up to it.
+TOPIC_NAME_CHARS_MAX = 249
 
 
 @dataclass(frozen=True)
