@@ -105,8 +105,13 @@ $(KAFKA_JARS): bench/kafka/pom.xml
 bench-kafka: setup $(KAFKA_JARS)
 	$(PY) bench/kafka/run_kafka_bench.py --with-brook $(if $(SCALE),--scale $(SCALE))
 
+# `make chaos DURATION=600`, or `make chaos FAULTS=100` (N faults, however long they take);
+# optional SEED=N (replay), KINDS=a,b (only these fault kinds), REPORT=file.json.
 chaos: setup
-	$(PY) -m pytest -q -p no:cacheprovider tests/chaos --chaos-duration $(DURATION)
+	$(PY) -m pytest -q -p no:cacheprovider tests/chaos \
+	  $(if $(FAULTS),--chaos-faults $(FAULTS),--chaos-duration $(DURATION)) \
+	  $(if $(SEED),--chaos-seed $(SEED)) $(if $(KINDS),--chaos-kinds $(KINDS)) \
+	  $(if $(REPORT),--chaos-report $(REPORT))
 
 clean:
 	rm -rf $(VENV) .tools .typecheck brook/v1 brook/internal build *.egg-info .mypy_cache .ruff_cache .pytest_cache

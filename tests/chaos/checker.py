@@ -7,8 +7,11 @@ injects faults, then drains the partitions and hands three histories to `check`:
 - `observed`: records live consumers read during the run (offset -> record id);
 - `final`: a full read of every partition after the faults stopped.
 
-The report lists the five kinds of failure the replication issue names. The checker is a
-pure function so it is unit-tested on hand-made histories, including broken ones.
+The report lists the five kinds of failure the replication issue names, plus a second
+order check on the final log itself (`log_order_violations`: a producer's acknowledged
+records must appear in the log, first copy each, in the order it sent them, whatever
+offsets the acknowledgements named). The checker is a pure function so it is unit-tested
+on hand-made histories, including broken ones.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ class Ack:
     offset: int
     producer: str
     sequence: int
+    # When the acknowledgement arrived (time.monotonic of the test process), so a campaign
+    # can tell which fault window a lost record was acknowledged in; 0 when unknown.
+    acked_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -51,19 +57,30 @@ class Report:
     duplicates: list[str] = field(default_factory=list)
     inconsistent: list[tuple[PartitionKey, int, str, str]] = field(default_factory=list)
     order_violations: list[tuple[PartitionKey, str, int, int]] = field(default_factory=list)
+    # (partition, producer, earlier sequence, later sequence) whose first copies in the
+    # final log are the other way round.
+    log_order_violations: list[tuple[PartitionKey, str, int, int]] = field(
+        default_factory=list)
     vanished_reads: list[Read] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         """Lost, inconsistent, reordered and vanished records are failures; duplicates are
         reported but allowed (a retried, non-idempotent send may store a record twice)."""
-        return not (self.lost or self.inconsistent or self.order_violations or self.vanished_reads)
+        return not (self.lost or self.inconsistent or self.order_violations
+                    or self.log_order_violations or self.vanished_reads)
+
+    @property
+    def out_of_order(self) -> int:
+        """Order violations of both kinds (acknowledged offsets, and the log's order)."""
+        return len(self.order_violations) + len(self.log_order_violations)
 
     def summary(self) -> str:
         return (
             f"acknowledged={self.acknowledged} read={self.read} lost={len(self.lost)} "
             f"duplicates={len(self.duplicates)} inconsistent={len(self.inconsistent)} "
             f"order_violations={len(self.order_violations)} "
+            f"log_order_violations={len(self.log_order_violations)} "
             f"vanished_reads={len(self.vanished_reads)}"
         )
 
@@ -105,6 +122,20 @@ def check(acknowledged: Iterable[Ack], observed: Iterable[Read], final: Iterable
                 report.order_violations.append(
                     (partition, producer, earlier.sequence, later.sequence)
                 )
+
+    # The same streams in the final log: the first copy of each acknowledged record (a
+    # retry may add later copies, which do not reorder anything already stored).
+    first_offset: dict[str, int] = {}
+    for read in final_reads:
+        offset = first_offset.get(read.record_id)
+        if offset is None or read.offset < offset:
+            first_offset[read.record_id] = read.offset
+    for (producer, partition), stream in by_stream.items():
+        placed = [(a.sequence, first_offset[a.record_id]) for a in stream
+                  if a.record_id in first_offset]
+        for (sent_first, first_at), (sent_next, next_at) in pairwise(placed):
+            if next_at <= first_at:
+                report.log_order_violations.append((partition, producer, sent_first, sent_next))
 
     for read in observed:
         if at_offset.get((read.partition, read.offset)) != read.record_id:

@@ -61,3 +61,21 @@ def test_read_that_vanished_is_reported() -> None:
     report = check(_acks(2), [Read(P0, 1, "r5")], _reads(["r0", "r1"]))
     assert report.vanished_reads == [Read(P0, 1, "r5")]
     assert not report.ok
+
+
+def test_log_order_violation_is_reported() -> None:
+    """r0 was sent (and acknowledged) before r1, but the final log holds r1 first: both
+    order checks see it."""
+    acks = [Ack("r0", P0, 2, "w1", 0), Ack("r1", P0, 1, "w1", 1)]
+    report = check(acks, [], _reads(["r9", "r1", "r0"]))
+    assert report.order_violations  # acked offsets decrease
+    assert report.log_order_violations == [(P0, "w1", 0, 1)]
+    assert report.out_of_order == 2 and not report.ok
+
+
+def test_retried_copy_does_not_count_as_out_of_order() -> None:
+    """r0 stored twice (a retry), r1 after its first copy: in order, one duplicate."""
+    acks = [Ack("r0", P0, 0, "w1", 0), Ack("r1", P0, 2, "w1", 1)]
+    report = check(acks, [], _reads(["r0", "r0", "r1"]))
+    assert report.log_order_violations == [] and report.duplicates == ["r0"]
+    assert report.ok

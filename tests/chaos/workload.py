@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import time
@@ -216,9 +217,9 @@ class Workload:
                     continue
                 self.history.sent += 1
                 outstanding.add(future)
-                future.add_done_callback(
-                    lambda f, r=rid, s=sequence: self._answered(f, r, name, s, window, outstanding)
-                )
+                future.add_done_callback(functools.partial(
+                    self._answered, rid=rid, producer=name, sequence=sequence, window=window,
+                    outstanding=outstanding))
             if outstanding:
                 await asyncio.wait(
                     outstanding, timeout=config.delivery_timeout_ms / 1000 + CLOSE_MARGIN_S
@@ -248,7 +249,8 @@ class Workload:
             return
         metadata = future.result()
         self.history.acks.append(
-            Ack(rid, (metadata.topic, metadata.partition), metadata.offset, producer, sequence)
+            Ack(rid, (metadata.topic, metadata.partition), metadata.offset, producer, sequence,
+                time.monotonic())
         )
         self._acked_on[metadata.partition] += 1
         self._progress.set()
@@ -357,8 +359,14 @@ class Workload:
         await asyncio.gather(*self._workers, return_exceptions=True)
         await self.stop_reader()
 
-    async def drain(self, admin: Admin, timeout_s: float = 60.0) -> Histories:
-        """Stops producing and reading, then reads every partition to its HW (bounded)."""
+    async def drain(
+        self, admin: Admin, timeout_s: float = 60.0, incomplete: dict[str, str] | None = None
+    ) -> Histories:
+        """Stops producing and reading, then reads every partition to its HW (bounded).
+
+        With `incomplete`, a final read that does not finish in time keeps what it read
+        and names the partitions it could not read to the end there (their records the
+        checker then reports lost); without it, that is a TimeoutError."""
         watch = Stopwatch()
         await self.stop_producing()
         await self.stop_reader()
@@ -372,7 +380,7 @@ class Workload:
             remaining = max(1.0, timeout_s - watch.elapsed_s())
             ends = await self._wait_for_high_watermarks(consumer, tps, highest, remaining)
             remaining = max(1.0, timeout_s - watch.elapsed_s())
-            self.history.final = await read_to(consumer, tps, ends, remaining)
+            self.history.final = await read_to(consumer, tps, ends, remaining, incomplete)
         self._drained = True
         log.info("drained in %.1fs: %s", watch.elapsed_s(), self.describe_run())
         return self.history
@@ -449,8 +457,12 @@ async def read_to(
     tps: Iterable[TopicPartition],
     ends: Mapping[TopicPartition, int],
     timeout_s: float,
+    incomplete: dict[str, str] | None = None,
 ) -> list[Read]:
-    """Every record of `tps` from offset 0 up to (excluding) `ends`, bounded by timeout_s."""
+    """Every record of `tps` from offset 0 up to (excluding) `ends`, bounded by timeout_s.
+
+    At the bound: TimeoutError, or (with `incomplete`) what was read, with
+    `incomplete[partition] = "position/end"` for each partition not read to its end."""
     wanted = {tp: ends[tp] for tp in tps if ends.get(tp, 0) > 0}
     reads: list[Read] = []
     if not wanted:
@@ -463,9 +475,23 @@ async def read_to(
     while len(done) < len(wanted):
         if time.monotonic() > deadline:
             positions = {str(tp): await consumer.position(tp) for tp in wanted}
+            if incomplete is not None:
+                incomplete.update({str(tp): f"{positions[str(tp)]}/{end}"
+                                   for tp, end in wanted.items() if tp not in done})
+                return reads
             raise TimeoutError(f"final read incomplete within {timeout_s}s: at {positions}"
                                f" of {({str(tp): end for tp, end in wanted.items()})}")
-        for record in await consumer.poll(timeout_ms=READ_POLL_MS):
+        try:
+            polled = await consumer.poll(timeout_ms=READ_POLL_MS)
+        except BrookError as error:
+            if incomplete is None:
+                raise
+            # A partition that cannot be served (e.g. a corrupt batch): keep reading the
+            # others until the bound, then report it incomplete.
+            log.warning("final read: %s", error)
+            polled = []
+            await asyncio.sleep(READER_BACKOFF_S)  # back-off before polling again
+        for record in polled:
             tp = TopicPartition(record.topic, record.partition)
             if tp in done or record.offset >= wanted[tp]:
                 continue
