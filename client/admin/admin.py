@@ -97,8 +97,14 @@ class Admin:
         *,
         validate_only: bool = False,
         replica_assignments: Mapping[int, Sequence[int]] | None = None,
+        wait_for_leaders: bool = False,
+        timeout_ms: int = 0,
     ) -> admin_pb2.TopicDescription:
+        """Creates a topic. With wait_for_leaders, returns only once every partition's
+        leader serves it (REQUEST_TIMED_OUT after timeout_ms; the topic exists then)."""
         request = admin_pb2.CreateTopicRequest(
+            wait_for_leaders=wait_for_leaders,
+            timeout_ms=timeout_ms,
             name=name,
             partition_count=partitions,
             replication_factor=replication_factor,

@@ -24,6 +24,14 @@ def register(commands: Any) -> None:
     create.add_argument(
         "--config", action="append", default=[], metavar="KEY=VALUE", help="topic config override"
     )
+    create.add_argument(
+        "--no-wait", dest="wait_for_leaders", action="store_false",
+        help="return once the topic is stored, before its leaders serve it",
+    )  # fmt: skip
+    create.add_argument(
+        "--timeout-ms", type=int, default=0,
+        help="how long to wait for the leaders (default 30000)",
+    )  # fmt: skip
     topic_commands.add_parser("list", help="list topic names")
     describe = topic_commands.add_parser("describe", help="show a topic's partitions and configs")
     describe.add_argument("name")
@@ -47,7 +55,12 @@ async def cmd_topic(args: argparse.Namespace, out: TextIO) -> int:
     async with Admin(args.bootstrap) as admin:
         if args.topic_command == "create":
             topic = await admin.create_topic(
-                args.name, args.partitions, args.replication_factor, parse_config(args.config)
+                args.name,
+                args.partitions,
+                args.replication_factor,
+                parse_config(args.config),
+                wait_for_leaders=args.wait_for_leaders,
+                timeout_ms=args.timeout_ms,
             )
             print(
                 f"created topic {topic.name} with {topic.partition_count} partitions,"

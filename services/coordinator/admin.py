@@ -23,15 +23,24 @@ import grpc
 
 from brook.clock import SYSTEM_CLOCK, Clock
 from brook.errors import BrookError, Reason
-from brook.services.common.bounds import check_count, check_each_chars, check_enum, quote
+from brook.services.common.bounds import (
+    check_count,
+    check_each_chars,
+    check_enum,
+    check_range,
+    quote,
+)
 from brook.services.common.rpc import handle_errors
 from brook.services.coordinator import election, placement, reassignment, validation, views
 from brook.services.coordinator.controller import Controller
+from brook.services.coordinator.leader_probe import wait_for_leaders
 from brook.services.coordinator.limits import (
     CACHE_CATCH_UP_S_MAX,
     CONFIG_ENTRIES_PER_REQUEST_MAX,
     CONFIG_NAME_CHARS_MAX,
     CONFIG_VALUE_CHARS_MAX,
+    CREATE_TOPIC_WAIT_MS_DEFAULT,
+    CREATE_TOPIC_WAIT_MS_MAX,
     ELECT_PARTITIONS_MAX,
     PARTITION_COUNT_DEFAULT,
     PARTITION_COUNT_MAX,
@@ -164,6 +173,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         check_count("replica_assignments", request.replica_assignments, PARTITION_COUNT_MAX)
         _check_replica_assignments("replica_assignments", request.replica_assignments)
         _check_configs(request.configs, ())
+        wait_s = _wait_for_leaders_s(request.timeout_ms)
         live_nodes = dict(self.cache.nodes)
         assignments: dict[int, tuple[int, ...]] = {}
         for assignment in request.replica_assignments:
@@ -231,6 +241,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                         c.topics.get(name) is not None and c.topics[name].topic_id == topic.topic_id
                     )
                 )
+        if request.wait_for_leaders and not request.validate_only:
+            # Outside the admin lock: other admin calls need not wait for these leaders.
+            await wait_for_leaders(self.cache, name, wait_s, self._clock)
         return admin_pb2.CreateTopicResponse(
             topic=views.topic_description(topic, partitions, live_nodes)
         )
@@ -585,3 +598,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             if p.adding_replicas or p.removing_replicas
         ]
         return admin_pb2.ListReassignmentsResponse(reassignments=[_status(p) for p in moving])
+
+
+def _wait_for_leaders_s(timeout_ms: int) -> float:
+    """CreateTopic's wait_for_leaders bound in seconds (0 means the default)."""
+    check_range("timeout_ms", timeout_ms, 0, CREATE_TOPIC_WAIT_MS_MAX)
+    return (timeout_ms or CREATE_TOPIC_WAIT_MS_DEFAULT) / 1000.0

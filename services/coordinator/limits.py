@@ -43,6 +43,11 @@ CACHE_CATCH_UP_S_MAX = 5.0
 # -- request bounds ----------------------------------------------------------------------
 TOPIC_NAME_CHARS_MAX = model.TOPIC_NAME_CHARS_MAX
 PARTITION_COUNT_MAX = 10_000
+# CreateTopic with wait_for_leaders: how long to wait for leaders to serve by default,
+# and the most a caller may ask for (a 10,000-partition topic on a loaded box takes
+# seconds; minutes means something is wrong).
+CREATE_TOPIC_WAIT_MS_DEFAULT = 30_000
+CREATE_TOPIC_WAIT_MS_MAX = 300_000
 PAGE_SIZE_DEFAULT = 100
 PAGE_SIZE_MAX = 1000
 # A page token is base64 of a small JSON naming a topic: a topic name plus framing.
