@@ -33,6 +33,7 @@ from brook.storage import (
     AppendBatch,
     BatchTooLargeError,
     CorruptBatchError,
+    DiskFullError,
     InvalidEpochError,
     InvalidOffsetError,
     LogClosedError,
@@ -78,6 +79,12 @@ def storage_errors(name: str) -> Iterator[None]:
         raise BrookError(
             "INVALID_REQUEST", str(error), {"log_end_offset": error.log_end_offset}
         ) from error
+    except DiskFullError as error:
+        # Retriable: nothing was written and the log is unchanged; writes resume once the
+        # disk has room, and reads keep working meanwhile.
+        raise BrookError(
+            "STORAGE_ERROR", f"{name}: {error}", {"partition_log": name, "cause": "disk_full"}
+        ) from error
     except (LogClosedError, CorruptBatchError, OSError) as error:
         raise BrookError(
             "STORAGE_ERROR", f"{name}: {error}", {"partition_log": name}
@@ -115,6 +122,9 @@ class LogHandle:
         self.inline_max_bytes = inline_max_bytes
         self.name = partition_log.name
         self.lock = asyncio.Lock()
+        # Called with the first damaged offset when a read finds stored data corrupt (the
+        # owner stops leading that range and re-fetches it; see replica_manager).
+        self.on_corruption: Callable[[int], None] = lambda offset: None
 
     # -- LogPosition -------------------------------------------------------------------
     @property
@@ -148,9 +158,18 @@ class LogHandle:
     def read(self, start_offset: int, max_bytes: int, max_offset: int) -> tuple[list[bytes], int]:
         """(stored payloads, next offset): whole batches from the one holding start_offset,
         ending below max_offset, up to max_bytes (at least one when one is available)."""
-        with storage_errors(self.name):
-            result = self.plog.read(start_offset, max_bytes, max_offset=max_offset)
+        try:
+            with storage_errors(self.name):
+                result = self.plog.read(start_offset, max_bytes, max_offset=max_offset)
+        except BrookError:
+            self._report_corruption()
+            raise
         return [batch.payload for batch in result.batches], result.next_offset
+
+    def _report_corruption(self) -> None:
+        corrupt_from = self.plog.corrupt_from
+        if corrupt_from is not None:
+            self.on_corruption(corrupt_from)
 
     def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
         """(offset, max_timestamp_ms) of the first batch with max_timestamp_ms >= the
@@ -159,7 +178,11 @@ class LogHandle:
             offset = self.plog.offset_for_timestamp(timestamp_ms)
             if offset is None:
                 return None
-            found = self.plog.read(offset, 1)
+            try:
+                found = self.plog.read(offset, 1)
+            except CorruptBatchError:
+                self._report_corruption()
+                raise
         timestamp = found.batches[0].header.max_timestamp_ms if found.batches else -1
         return offset, timestamp
 
@@ -168,7 +191,7 @@ class LogHandle:
         """Runs an engine call on the loop (inline) or the I/O executor."""
         if inline:
             return action()
-        return await asyncio.get_running_loop().run_in_executor(self.executor, action)
+        return await run_to_completion(self.executor, action)
 
     async def append_async(self, runs: Sequence[AppendRun]) -> None:
         """`append`, in the executor unless the batches are small; then the batch flush
@@ -217,10 +240,34 @@ class LogHandle:
         if self.plog.closed:
             return
         with storage_errors(self.name):
-            await asyncio.get_running_loop().run_in_executor(self.executor, self.plog.maybe_flush)
+            await run_to_completion(self.executor, self.plog.maybe_flush)
 
     async def run_locked_in_executor(self, action: Callable[[], T]) -> T:
         """Runs a blocking engine call (retention, close) in the executor under the lock."""
         async with self.lock:
             with storage_errors(self.name):
-                return await asyncio.get_running_loop().run_in_executor(self.executor, action)
+                return await run_to_completion(self.executor, action)
+
+
+async def run_to_completion(executor: Executor | None, action: Callable[[], T]) -> T:
+    """Runs a blocking engine call on `executor` and waits for it to end even when the
+    awaiting task is cancelled (then re-raises the cancellation).
+
+    Why: callers hold the partition's asyncio lock around engine calls, and the engine
+    allows one call at a time per log. A cancelled `await run_in_executor(...)` would
+    release the lock while the thread still runs (a flush writing the recovery-point
+    checkpoint), and the next holder's call would race it on the same files: seen as a
+    checkpoint rename failing with ENOENT and the log going offline after a lease loss
+    cancelled a follower's fetcher mid-flush. Engine calls are bounded (one append, one
+    fsync, one truncation), so waiting them out delays the cancellation only that long.
+    """
+    future = asyncio.get_running_loop().run_in_executor(executor, action)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        while not future.done():
+            try:
+                await asyncio.wait([future])
+            except asyncio.CancelledError:
+                continue  # cancelled again: the call still has to end before the lock goes
+        raise

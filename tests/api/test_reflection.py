@@ -13,7 +13,6 @@ client), and checks that:
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,23 +21,11 @@ import pytest
 from grpc_reflection.v1alpha import reflection_pb2
 
 from tests.harness.cluster import LocalCluster
+from tests.harness.grpcurl import GRPCURL_TIMEOUT_S, grpcurl
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-GRPCURL = ROOT / ".tools" / "bin" / "grpcurl"
-GRPCURL_TIMEOUT_S = 30
-
-
-def grpcurl(*args: str) -> str:
-    if not GRPCURL.exists():
-        pytest.fail(f"{GRPCURL} is missing: run `make setup` (it installs the pinned grpcurl)")
-    result = subprocess.run(
-        [str(GRPCURL), "-plaintext", *args],
-        capture_output=True, text=True, timeout=GRPCURL_TIMEOUT_S,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
 
 
 def comment_above(proto: Path, field_line_start: str) -> str:
