@@ -673,21 +673,28 @@ class GroupRegistry:
     def _update_member(
         self, group: Group, member: Member, request: HeartbeatInput, now_ms: int
     ) -> None:
+        # Sent once, kept until changed (KIP-848): a field left empty (or 0) on a later
+        # heartbeat keeps the member's value; the join sets every one (0 = the default).
         config = self.config
+        joining = request.member_epoch == JOIN_EPOCH
         member.last_heartbeat_ms = now_ms
-        member.rack_id = request.rack_id
-        member.client_id = request.client_id
-        member.client_host = request.client_host
-        member.session_timeout_ms = _clamp(
-            request.session_timeout_ms or config.session_timeout_ms_default,
-            config.session_timeout_ms_min,
-            config.session_timeout_ms_max,
-        )
-        member.rebalance_timeout_ms = _clamp(
-            request.rebalance_timeout_ms or config.rebalance_timeout_ms_default,
-            config.rebalance_timeout_ms_min,
-            config.rebalance_timeout_ms_max,
-        )
+        member.rack_id = request.rack_id or ("" if joining else member.rack_id)
+        member.client_id = request.client_id or ("" if joining else member.client_id)
+        member.client_host = request.client_host or ("" if joining else member.client_host)
+        if joining or request.session_timeout_ms:
+            member.session_timeout_ms = _clamp(
+                request.session_timeout_ms or config.session_timeout_ms_default,
+                config.session_timeout_ms_min,
+                config.session_timeout_ms_max,
+            )
+        if joining or request.rebalance_timeout_ms:
+            member.rebalance_timeout_ms = _clamp(
+                request.rebalance_timeout_ms or config.rebalance_timeout_ms_default,
+                config.rebalance_timeout_ms_min,
+                config.rebalance_timeout_ms_max,
+            )
+        if not joining and not request.topics and not request.regex:
+            return  # the subscription is unchanged
         topics = tuple(sorted(set(request.topics)))
         if (
             topics != member.subscribed_topic_names

@@ -450,3 +450,33 @@ def test_random_histories_never_share_a_partition(actions: list[tuple[str, int]]
         assert owned == {("t", p) for p in range(12)} | {("u", p) for p in range(5)}
         counts = [len(c.owned) for c in live]
         assert max(counts) - min(counts) <= 1
+
+
+def test_fields_sent_once_are_kept_when_a_later_heartbeat_omits_them() -> None:
+    """Issue 10, trap 8: a heartbeat that leaves client_id, client_host, rack_id, the
+    timeouts and the subscription empty keeps what the member sent at join (as KIP-848's
+    "null means unchanged"); a heartbeat that sends a new value changes it."""
+    registry = make_registry({"orders": 2, "audit": 1})
+    joined = registry.heartbeat(
+        HeartbeatInput(
+            group_id="g", member_epoch=0, topics=("orders",), client_id="billing",
+            client_host="10.0.0.7", rack_id="r1", session_timeout_ms=20_000,
+            rebalance_timeout_ms=40_000,
+        ),
+        0,
+    )  # fmt: skip
+    minimal = HeartbeatInput(group_id="g", member_id=joined.member_id,
+                             member_epoch=joined.member_epoch)  # fmt: skip
+    registry.heartbeat(minimal, 100)
+    member = registry.groups["g"].members[joined.member_id]
+    assert (member.client_id, member.client_host, member.rack_id) == ("billing", "10.0.0.7", "r1")
+    assert (member.session_timeout_ms, member.rebalance_timeout_ms) == (20_000, 40_000)
+    assert member.subscribed_topic_names == ("orders",)
+
+    registry.heartbeat(
+        HeartbeatInput(group_id="g", member_id=joined.member_id,
+                       member_epoch=member.member_epoch, topics=("audit",), client_id="v2"),
+        200,
+    )  # fmt: skip
+    assert member.subscribed_topic_names == ("audit",) and member.client_id == "v2"
+    assert member.rack_id == "r1"
