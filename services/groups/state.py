@@ -941,7 +941,7 @@ class GroupRegistry:
         group = self.groups.get(group_id)
         if group is not None and group.members:
             raise BrookError(
-                "GROUP_ACTIVE",
+                "GROUP_NOT_EMPTY",
                 f"group {group_id!r} has {len(group.members)} members; stop its consumers "
                 "before resetting offsets",
                 {"group_id": group_id},

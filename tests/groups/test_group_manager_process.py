@@ -323,7 +323,7 @@ async def test_bad_input_is_refused(cluster: LocalCluster, stubs: Callable[[str]
     )
     error = from_partition_error(response.results[0].error)
     assert error is not None and error.reason == "TOPIC_NOT_FOUND"
-    with pytest.raises(BrookError, match="GROUP_ACTIVE"):
+    with pytest.raises(BrookError, match="GROUP_NOT_EMPTY"):
         await call(
             stub.ResetOffsets, groups_pb2.ResetOffsetsRequest(group_id="bad", to_earliest=True)
         )

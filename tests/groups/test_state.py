@@ -353,12 +353,12 @@ def test_topic_deletion_drops_assignment_and_offsets() -> None:
 
 def test_delete_and_reset_need_an_empty_group() -> None:
     """DeleteGroup refuses a group with members (GROUP_NOT_EMPTY), reset refuses it
-    (GROUP_ACTIVE); an unknown group is GROUP_NOT_FOUND."""
+    (GROUP_NOT_EMPTY, as DeleteGroup); an unknown group is GROUP_NOT_FOUND."""
     registry = make_registry()
     FakeClient(registry, "g", ("t",)).heartbeat(0)
     with pytest.raises(BrookError, match="GROUP_NOT_EMPTY"):
         registry.check_deletable("g")
-    with pytest.raises(BrookError, match="GROUP_ACTIVE"):
+    with pytest.raises(BrookError, match="GROUP_NOT_EMPTY"):
         registry.check_resettable("g")
     with pytest.raises(BrookError, match="GROUP_NOT_FOUND"):
         registry.check_deletable("other")
