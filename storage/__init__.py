@@ -21,11 +21,13 @@ library for the storage node. Thread-safety is stated per module; in short, each
 PartitionLog is driven by one thread at a time.
 """
 
+from . import faults
 from .clock import Clock, ManualClock, SystemClock
 from .config import LogConfig
 from .errors import (
     BatchTooLargeError,
     CorruptBatchError,
+    DiskFullError,
     InvalidBatchError,
     InvalidConfigError,
     InvalidEpochError,
@@ -48,6 +50,7 @@ __all__ = [
     "BatchTooLargeError",
     "Clock",
     "CorruptBatchError",
+    "DiskFullError",
     "EpochEntry",
     "InvalidBatchError",
     "InvalidConfigError",
@@ -63,4 +66,5 @@ __all__ = [
     "StorageError",
     "StoredBatch",
     "SystemClock",
+    "faults",
 ]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Final
 
 from .errors import StorageError
+from .faults import io_for
 from .file_utils import fsync_directory
 
 CHECKPOINT_VERSION: Final = 0
@@ -49,12 +50,13 @@ class CheckpointFile:
             lines.append(" ".join(str(value) for value in entry))
         data = ("\n".join(lines) + "\n").encode()
         tmp_path = self.path.with_name(self.path.name + TMP_SUFFIX)
+        io = io_for(tmp_path)
         fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
+                view = view[io.write(fd, view) :]
+            io.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp_path, self.path)
@@ -64,7 +66,7 @@ class CheckpointFile:
     def read(self) -> list[tuple[int, ...]] | None:
         """Returns the entries, None if the file does not exist; raises on a bad format."""
         try:
-            text = self.path.read_text()
+            text = io_for(self.path).read_bytes(self.path).decode(errors="replace")
         except FileNotFoundError:
             return None
         lines = text.splitlines()

@@ -65,7 +65,25 @@ class OffsetOutOfRangeError(StorageError, ValueError):
 
 
 class CorruptBatchError(StorageError):
-    """A stored batch failed its header or CRC check when it was read back."""
+    """A stored batch failed its header or CRC check when it was read back.
+
+    `offset` is where the damage starts (the offset the bad batch should begin at) when
+    known: the log must not serve anything from there on until it is re-replicated."""
+
+    def __init__(self, message: str, *, offset: int | None = None) -> None:
+        super().__init__(message)
+        self.offset = offset
+
+
+class DiskFullError(StorageError):
+    """A write failed because the disk (or the user's quota) is full (ENOSPC, EDQUOT).
+
+    The log is left exactly as before the call (a partial append is cut off) and stays
+    online: reads keep working and the same call succeeds once space is freed."""
+
+    def __init__(self, message: str, *, errno: int) -> None:
+        super().__init__(message)
+        self.errno = errno
 
 
 class LogClosedError(StorageError):

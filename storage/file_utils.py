@@ -7,6 +7,7 @@ file descriptors they pass in.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import shutil
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Final
 
 from .errors import StorageError
+from .faults import REAL_IO, FileIO
 
 # Linux rejects writev with more than IOV_MAX buffers; 1024 is its value on every platform
 # we run on, and asking sysconf keeps us honest elsewhere.
@@ -33,12 +35,14 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def pwrite_fully(fd: int, buffers: Sequence[Buffer], position: int) -> int:
+def pwrite_fully(
+    fd: int, buffers: Sequence[Buffer], position: int, io: FileIO = REAL_IO
+) -> int:
     """Writes every buffer, in order, starting at `position`; returns the bytes written.
 
     One pwritev per IOV_MAX buffers; a short write (signal, >2 GiB request) resumes where
     it stopped. Explicit positions mean no shared file offset: readers using pread are
-    never disturbed.
+    never disturbed. `io` is the file's `faults.io_for` (the real calls in production).
     """
     total = 0
     start = 0
@@ -46,7 +50,7 @@ def pwrite_fully(fd: int, buffers: Sequence[Buffer], position: int) -> int:
         chunk = list(buffers[start : start + IOV_MAX])
         start += IOV_MAX
         expected = sum(len(buffer) for buffer in chunk)
-        written = os.pwritev(fd, chunk, position + total)
+        written = io.pwritev(fd, chunk, position + total)
         while written < expected:
             # Drop the fully written buffers and the written prefix of the next one.
             expected -= written
@@ -56,7 +60,7 @@ def pwrite_fully(fd: int, buffers: Sequence[Buffer], position: int) -> int:
                 chunk.pop(0)
             if written:
                 chunk[0] = memoryview(chunk[0])[written:]
-            written = os.pwritev(fd, chunk, position + total)
+            written = io.pwritev(fd, chunk, position + total)
         total += written
     return total
 
@@ -70,10 +74,26 @@ def remove_if_exists(path: Path) -> bool:
     return True
 
 
+# Longest file name (bytes) Linux file systems accept (NAME_MAX).
+NAME_BYTES_MAX: Final = 255
+
+
+def deleting_name(name: str) -> str:
+    """`<name>.deleting`, or, when that would not fit NAME_BYTES_MAX (a 249-character
+    topic's partition directory), a prefix of `name` plus a hash of all of it (as Kafka
+    truncates its delete directory names): the name only has to be unique and removable."""
+    doomed = name + DELETING_SUFFIX
+    if len(doomed.encode()) <= NAME_BYTES_MAX:
+        return doomed
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    keep = NAME_BYTES_MAX - len(DELETING_SUFFIX) - len(digest) - 1
+    return f"{name.encode()[:keep].decode(errors='ignore')}.{digest}{DELETING_SUFFIX}"
+
+
 def remove_directory(directory: Path) -> None:
     """Removes a directory tree so that a crash halfway never leaves a partial copy under
     the original name: rename to `<name>.deleting` (atomic), then delete the files."""
-    doomed = directory.with_name(directory.name + DELETING_SUFFIX)
+    doomed = directory.with_name(deleting_name(directory.name))
     if doomed.exists():
         shutil.rmtree(doomed)
     os.replace(directory, doomed)

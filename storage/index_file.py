@@ -14,6 +14,7 @@ import os
 import struct
 from pathlib import Path
 
+from .faults import io_for
 from .file_utils import remove_if_exists
 
 
@@ -56,7 +57,7 @@ class IndexFile:
         """Entries stored in the file, or None if it is missing or its length is not a
         whole number of entries (a torn write)."""
         try:
-            data = self.path.read_bytes()
+            data = io_for(self.path).read_bytes(self.path)
         except FileNotFoundError:
             return None
         if len(data) % self._entry.size:
@@ -75,12 +76,13 @@ class IndexFile:
         data = b"".join(
             self._entry.pack(*self._entry_fields(index)) for index in range(self._persisted, count)
         )
+        io = io_for(self.path)
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
         try:
             view = memoryview(data)
             position = self._persisted * self._entry.size
             while view:
-                written = os.pwrite(fd, view, position)
+                written = io.pwrite(fd, view, position)
                 view = view[written:]
                 position += written
         finally:
@@ -95,7 +97,7 @@ class IndexFile:
             return
         fd = os.open(self.path, os.O_RDONLY)
         try:
-            os.fsync(fd)
+            io_for(self.path).fsync(fd)
         finally:
             os.close(fd)
         self._needs_fsync = False

@@ -100,14 +100,15 @@ class LeaderEpochFileCache:
             latest = self._entries[-1]
             if latest.epoch == epoch and latest.start_offset <= start_offset:
                 return False
-        while self._entries and (
-            self._entries[-1].epoch >= epoch or self._entries[-1].start_offset >= start_offset
-        ):
-            self._entries.pop()
-        self._entries.append(EpochEntry(epoch, start_offset))
-        self._check_invariant()
+        entries = list(self._entries)
+        while entries and (entries[-1].epoch >= epoch or entries[-1].start_offset >= start_offset):
+            entries.pop()
+        entries.append(EpochEntry(epoch, start_offset))
         if persist:
-            self.persist()
+            # File first: if the write fails (a full disk), memory still matches the file.
+            self._write(entries)
+        self._entries = entries
+        self._check_invariant()
         return True
 
     def end_offset_for(self, epoch: int, log_end_offset: int) -> tuple[int, int]:
@@ -162,7 +163,10 @@ class LeaderEpochFileCache:
             self.persist()
 
     def persist(self) -> None:
-        self._file.write([(entry.epoch, entry.start_offset) for entry in self._entries])
+        self._write(self._entries)
+
+    def _write(self, entries: list[EpochEntry]) -> None:
+        self._file.write([(entry.epoch, entry.start_offset) for entry in entries])
 
     def _check_invariant(self) -> None:
         for earlier, later in itertools.pairwise(self._entries):

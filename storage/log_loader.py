@@ -8,18 +8,25 @@ Files it reads (all in the partition directory; formats in the modules named):
     log-start-offset-checkpoint        first offset still exposed to readers (one entry)
     leader-epoch-checkpoint            epoch history (`leader_epoch_cache`)
     .clean-shutdown                    empty marker written by close() after a full flush
+    clean-segments-checkpoint          sealed segments known clean (`clean_segments`)
 
 What it does, in order:
   1. Removes leftovers of interrupted work: `*.deleted` and `*.tmp` files, and index files
      whose `.log` is gone.
-  2. Segments wholly below the recovery point (or all of them after a clean shutdown) are
+  2. Sealed segments known clean (`clean_segments`: verified or written and fsynced by
+     this engine, and unchanged since) and the active segment after a clean shutdown are
      trusted: their index files are loaded and sanity-checked and the batches after the
      last offset-index entry are walked (headers only) to find the segment's end; any
      failure there sends the segment to full recovery instead (logged at INFO).
   3. Every other segment is recovered: each batch is checked (magic, length within the
      file, contiguous offsets, CRC) and both indexes are rebuilt. At the first invalid
      batch the segment is truncated and all later segments are deleted, with one WARNING
-     naming the file, the position and the dropped offsets.
+     naming the file, the position and the dropped offsets (a replica then re-fetches
+     them from the leader). This includes a sealed segment that is not known clean, even
+     after a clean shutdown, so damage to an old segment is found before the replica
+     serves or leads anything. Cost: one sequential read plus CRC32C of such segments
+     (bench/startup_scan_bench.py); the node opens logs on its I/O executor.
+  3b. The sealed segments are stamped known clean (`clean-segments-checkpoint`).
   4. The epoch history is cut to the recovered log end and extended from the epochs of the
      recovered batches; it is rebuilt from all batch headers if its file is unreadable.
   5. Recovered data is fsynced, the recovery point is moved to the log end and the
@@ -36,6 +43,7 @@ from pathlib import Path
 from typing import Final
 
 from .checkpoint_file import TMP_SUFFIX, CheckpointFormatError, OffsetCheckpoint
+from .clean_segments import CleanSegments
 from .config import LogConfig
 from .file_utils import fsync_directory, remove_if_exists
 from .leader_epoch_cache import LeaderEpochFileCache
@@ -71,6 +79,7 @@ class LoadedLog:
     recovery_point: int
     epoch_cache: LeaderEpochFileCache
     had_clean_shutdown: bool
+    clean_segments: CleanSegments
 
 
 class LogLoader:
@@ -100,6 +109,10 @@ class LogLoader:
         segments = LogSegments()
         recovered: list[LogSegment] = []
         transitions: list[tuple[int, int]] = []
+        clean = CleanSegments(directory)
+        ignored = clean.load()
+        if ignored is not None:
+            logger.warning("%s: scanning every segment: %s", self.name, ignored)
         for number, base in enumerate(bases):
             if len(segments) and base != segments.active.next_offset:
                 self._drop_segments(
@@ -109,8 +122,17 @@ class LogLoader:
                 )
                 break
             segment = self._open_segment(base)
-            next_base = bases[number + 1] if number + 1 < len(bases) else None
-            trusted = had_clean_shutdown or (next_base is not None and next_base <= recovery_point)
+            sealed = number + 1 < len(bases)
+            # A sealed segment is trusted only when known clean (stamped and unchanged since,
+            # see clean_segments), whatever the shutdown was: damage to an old segment must
+            # be found here, not by a reader. The active one as before: after a clean
+            # shutdown, or (never, being past the recovery point) otherwise.
+            trusted = clean.is_clean(base, segment.log_path) if sealed else had_clean_shutdown
+            if sealed and not trusted:
+                logger.info(
+                    "%s: verifying %s (%d bytes): not known clean",
+                    self.name, segment.log_path.name, segment.size_bytes,
+                )
             result: RecoveryResult | None = None
             if trusted:
                 problem = segment.load_indexes_and_check_tail(RECOVERY_MAX_PAYLOAD_BYTES)
@@ -167,6 +189,15 @@ class LogLoader:
         for segment in recovered:
             segment.flush()
         fsync_directory(directory)
+        # Every sealed segment left was verified or trusted just now: stamp the new ones.
+        sealed_bases = {segment.base_offset for segment in segments} - {
+            segments.active.base_offset
+        }
+        clean.keep_only(sealed_bases)
+        for segment in segments:
+            if segment.base_offset in sealed_bases:
+                clean.mark_clean(segment.base_offset, segment.log_path)
+        clean.persist_if_changed()
         if recovery_point != log_end_offset:
             recovery_checkpoint.write(log_end_offset)
         if checkpointed_start != log_start_offset:
@@ -181,6 +212,7 @@ class LogLoader:
             recovery_point=log_end_offset,
             epoch_cache=epoch_cache,
             had_clean_shutdown=had_clean_shutdown,
+            clean_segments=clean,
         )
 
     # -- steps ------------------------------------------------------------------------------

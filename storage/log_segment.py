@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Final
 
 from .errors import CorruptBatchError
+from .faults import io_for
 from .file_utils import Buffer, pwrite_fully, remove_if_exists
 from .offset_index import OFFSET_INDEX_SUFFIX, OffsetIndex
 from .record_batch import (
@@ -114,6 +115,8 @@ class LogSegment:
         )
         self.index_interval_bytes = index_interval_bytes
         self._fd = fd
+        # Decided once per file: the real calls unless fault injection is on (tests).
+        self._io = io_for(self.log_path)
         self.size_bytes = os.fstat(fd).st_size
         self.next_offset = base_offset
         # Largest max_timestamp_ms of any batch, and the first batch that carried it.
@@ -186,7 +189,7 @@ class LogSegment:
         The active segment's indexes need not be durable: the recovery point lies inside
         that segment, so after a crash recovery rebuilds them from the log anyway."""
         if self._needs_fsync:
-            os.fsync(self._fd)
+            self._io.fsync(self._fd)
             self._needs_fsync = False
         if include_indexes:
             self.offset_index.flush()
@@ -250,7 +253,7 @@ class LogSegment:
             buffers.append(payload)
         start_position = self.size_bytes
         try:
-            written = pwrite_fully(self._fd, buffers, start_position)
+            written = pwrite_fully(self._fd, buffers, start_position, self._io)
         except BaseException:
             # Cut off a partial batch so the file stays a whole number of batches. If that
             # fails too, the log is going offline anyway and recovery cuts the torn tail.
@@ -313,7 +316,9 @@ class LogSegment:
         while position + HEADER_SIZE <= end:
             relative = position - buffer_start
             if relative < 0 or relative + HEADER_SIZE > len(buffer):
-                buffer = os.pread(self._fd, min(HEADER_SCAN_CHUNK_BYTES, end - position), position)
+                buffer = self._io.pread(
+                    self._fd, min(HEADER_SCAN_CHUNK_BYTES, end - position), position
+                )
                 buffer_start, relative = position, 0
                 if len(buffer) < HEADER_SIZE:
                     return
@@ -345,9 +350,10 @@ class LogSegment:
             )
         if problem is not None:
             raise CorruptBatchError(
-                f"{self.log_path}: batch at position {position} is corrupt ({problem}); "
-                "restart the node so recovery truncates the damaged tail, or re-replicate "
-                "the partition"
+                f"{self.log_path}: batch at position {position} (offset {expected_offset}) is "
+                f"corrupt ({problem}); the replica drops it and everything after it and "
+                "re-fetches them from the leader",
+                offset=expected_offset,
             )
 
     def read(
@@ -369,6 +375,7 @@ class LogSegment:
         segment. Every batch's header and CRC are checked before it is returned.
         """
         fd = self._fd
+        pread = self._io.pread
         end = self.size_bytes
         bytes_read = 0
         buffer = b""
@@ -380,10 +387,13 @@ class LogSegment:
             payload: bytes | None = None
             if relative < 0 or relative + HEADER_SIZE > len(buffer):
                 # Peek at the header to learn the batch size before reading the batch.
-                buffer = os.pread(fd, HEADER_SIZE, position)
+                buffer = pread(fd, HEADER_SIZE, position)
                 buffer_start, relative = position, 0
                 if len(buffer) < HEADER_SIZE:
-                    raise CorruptBatchError(f"{self.log_path}: short read at position {position}")
+                    raise CorruptBatchError(
+                        f"{self.log_path}: short read at position {position}",
+                        offset=expected_offset,
+                    )
                 fields = unpack_header(buffer, 0)
                 self._check_header(fields, expected_offset, position, max_payload_bytes)
                 stored = HEADER_SIZE + fields.payload_length
@@ -394,13 +404,13 @@ class LogSegment:
                 if fields.payload_length >= DIRECT_READ_PAYLOAD_BYTES:
                     # A large payload is read straight into the bytes object handed to the
                     # caller: no copy out of a shared buffer, no oversized allocation.
-                    payload = os.pread(fd, fields.payload_length, position + HEADER_SIZE)
+                    payload = pread(fd, fields.payload_length, position + HEADER_SIZE)
                 else:
                     # Small batches: one pread for as many as the byte budget allows (plus
                     # the next header, to learn its size); payloads are sliced out of it.
                     budget = min(max_bytes - bytes_read, READ_BUFFER_BYTES)
                     want = max(budget, stored) + HEADER_SIZE
-                    buffer = os.pread(fd, min(end - position, want), position)
+                    buffer = pread(fd, min(end - position, want), position)
             fields = unpack_header(buffer, relative)
             self._check_header(fields, expected_offset, position, max_payload_bytes)
             payload_length = fields.payload_length
@@ -419,15 +429,17 @@ class LogSegment:
                 payload = buffer[payload_start : payload_start + payload_length]
             if len(payload) != payload_length:
                 raise CorruptBatchError(
-                    f"{self.log_path}: short read of batch at position {position}"
+                    f"{self.log_path}: short read of batch at position {position}",
+                    offset=expected_offset,
                 )
             prefix = memoryview(buffer)[relative : relative + PREFIX_SIZE]
             if batch_crc(prefix, payload) != fields.crc:
                 raise CorruptBatchError(
                     f"{self.log_path}: batch at offset {fields.base_offset} (position {position})"
                     " failed "
-                    "its CRC check; restart the node so recovery truncates the damaged tail, "
-                    "or re-replicate the partition"
+                    "its CRC check; the replica drops it and everything after it and "
+                    "re-fetches them from the leader",
+                    offset=expected_offset,
                 )
             out.append(StoredBatch(header_from_fields(fields), payload))
             bytes_read += stored
@@ -558,7 +570,9 @@ class LogSegment:
         while position < end:
             relative = position - buffer_start
             if relative + HEADER_SIZE > len(buffer):
-                buffer = os.pread(self._fd, min(RECOVERY_CHUNK_BYTES, end - position), position)
+                buffer = self._io.pread(
+                    self._fd, min(RECOVERY_CHUNK_BYTES, end - position), position
+                )
                 buffer_start, relative = position, 0
                 if len(buffer) < HEADER_SIZE:
                     problem = f"partial batch header ({len(buffer)} bytes)"
@@ -576,7 +590,7 @@ class LogSegment:
             if relative + stored <= len(buffer):
                 payload = memoryview(buffer)[relative + HEADER_SIZE : relative + stored]
             else:
-                payload = os.pread(self._fd, fields.payload_length, position + HEADER_SIZE)
+                payload = self._io.pread(self._fd, fields.payload_length, position + HEADER_SIZE)
             prefix = memoryview(buffer)[relative : relative + PREFIX_SIZE]
             if batch_crc(prefix, payload) != fields.crc:
                 problem = f"CRC mismatch in batch at offset {fields.base_offset}"

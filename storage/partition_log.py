@@ -23,11 +23,15 @@ blocks on anything but the local disk.
 
 I/O errors: any OSError raised by the disk takes the log offline (every later call raises
 LogClosedError naming the cause) and is re-raised, so one bad disk does not silently keep
-serving a log whose state is unknown. Reopening the log runs recovery.
+serving a log whose state is unknown. Reopening the log runs recovery. The exception is a
+full disk (ENOSPC, EDQUOT): the call raises DiskFullError after undoing what it wrote
+(an append is all or nothing), and the log stays online, readable and writable again as
+soon as there is space.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
@@ -41,6 +45,7 @@ from .config import LogConfig
 from .errors import (
     BatchTooLargeError,
     CorruptBatchError,
+    DiskFullError,
     InvalidBatchError,
     InvalidEpochError,
     InvalidOffsetError,
@@ -78,6 +83,11 @@ R = TypeVar("R")
 _INITIAL_HEADER_BATCHES: Final = 256
 
 
+# A full disk is not a broken disk: the failed call changed nothing (append cuts off what
+# it wrote), so the log stays online for reads and for writes once space is freed.
+OUT_OF_SPACE_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
 def _takes_log_offline_on_io_error(
     method: Callable[Concatenate[PartitionLog, P], R],
 ) -> Callable[Concatenate[PartitionLog, P], R]:
@@ -86,6 +96,12 @@ def _takes_log_offline_on_io_error(
         try:
             return method(self, *args, **kwargs)
         except OSError as error:
+            if error.errno in OUT_OF_SPACE_ERRNOS and self._offline_reason is None:
+                raise DiskFullError(
+                    f"{self.name}: disk full ({error}); nothing was written, the log is "
+                    "unchanged and stays readable; retry once space is freed",
+                    errno=error.errno,
+                ) from error
             self._go_offline(error)
             raise
 
@@ -116,6 +132,10 @@ class PartitionLog:
         self._recovery_point = loaded.recovery_point
         self._epoch_cache = loaded.epoch_cache
         self.had_clean_shutdown = loaded.had_clean_shutdown
+        self._clean_segments = loaded.clean_segments
+        # First offset a read found damaged (CRC or header): nothing from there on may be
+        # served; the owner re-replicates it (truncate, then fetch from the leader).
+        self._corrupt_from: int | None = None
         self._recovery_checkpoint = OffsetCheckpoint(directory / RECOVERY_POINT_CHECKPOINT)
         self._start_checkpoint = OffsetCheckpoint(directory / LOG_START_OFFSET_CHECKPOINT)
         self._header_buffer = bytearray(HEADER_SIZE * _INITIAL_HEADER_BATCHES)
@@ -226,7 +246,29 @@ class PartitionLog:
             self._validate_batch(number, payload, record_count, max_timestamp_ms)
         if not batches:
             return []
-        return self._append_validated(batches, leader_epoch)
+        previous_end = self.log_end_offset
+        previous_active = self._segments.active.base_offset
+        try:
+            return self._append_validated(batches, leader_epoch)
+        except OSError as error:
+            if error.errno in OUT_OF_SPACE_ERRNOS:
+                self._undo_append(previous_end, previous_active)
+            raise
+
+    def _undo_append(self, previous_end: int, previous_active: int) -> None:
+        """Cuts off what a failed append wrote to earlier segments of its run (the failing
+        segment already cut itself back) and drops segments it rolled, so the log is
+        exactly as before: all or nothing, even when the disk filled up halfway."""
+        now_ms = self._clock.now_ms()
+        while self._segments.active.base_offset != previous_active:
+            self._delete_segment(self._segments.active, now_ms)
+        active = self._segments.active
+        if active.next_offset > previous_end:
+            active.truncate_to(previous_end, RECOVERY_MAX_PAYLOAD_BYTES)
+        logger.warning(
+            "%s: append failed for lack of space; the log is back at its end %d",
+            self.name, self.log_end_offset,
+        )
 
     def _check_follower_offset(self, base_offset: int | None) -> None:
         if base_offset is not None and base_offset != self.log_end_offset:
@@ -406,6 +448,9 @@ class PartitionLog:
         for segment in self._segments.from_segment(first.base_offset):
             # A clean shutdown trusts the active segment's indexes, so then they count too.
             segment.flush(include_indexes=closing or segment is not active)
+            if segment is not active:
+                # Written from checked batches and now durable: known clean (stamped once).
+                self._clean_segments.mark_clean(segment.base_offset, segment.log_path)
         if self._directory_dirty:
             fsync_directory(self.directory)
             self._directory_dirty = False
@@ -416,6 +461,8 @@ class PartitionLog:
             # (Truncation, which lowers it, writes it with the directory fsync.)
             self._recovery_checkpoint.write(log_end_offset, sync_directory=False)
             self._recovery_point = log_end_offset
+        self._clean_segments.keep_only(set(self._segments.base_offsets[:-1]))
+        self._clean_segments.persist_if_changed()
         self._unflushed_batches = 0
         self._last_flush_ms = now_ms
 
@@ -445,6 +492,7 @@ class PartitionLog:
     def _delete_segment(self, segment: LogSegment, now_ms: int) -> None:
         """Removes a segment from the log; its files are unlinked by delete_pending_files."""
         self._segments.remove(segment.base_offset)
+        self._clean_segments.forget(segment.base_offset)
         deadline = now_ms + self.config.file_delete_delay_ms
         for path in segment.rename_to_deleted():
             self._pending_deletes[path] = deadline
@@ -488,15 +536,19 @@ class PartitionLog:
         bytes_read = 0
         current: LogSegment | None = segment
         while current is not None:
-            count, done = current.read(
-                position,
-                expected,
-                max_bytes=max_bytes - bytes_read,
-                max_offset=max_offset,
-                need_one=not batches,
-                max_payload_bytes=RECOVERY_MAX_PAYLOAD_BYTES,
-                out=batches,
-            )
+            try:
+                count, done = current.read(
+                    position,
+                    expected,
+                    max_bytes=max_bytes - bytes_read,
+                    max_offset=max_offset,
+                    need_one=not batches,
+                    max_payload_bytes=RECOVERY_MAX_PAYLOAD_BYTES,
+                    out=batches,
+                )
+            except CorruptBatchError as error:
+                self._note_corruption(error)
+                raise
             bytes_read += count
             if done:
                 break
@@ -505,6 +557,33 @@ class PartitionLog:
                 position, expected = 0, current.base_offset
         next_offset = batches[-1].header.next_offset if batches else start_offset
         return ReadResult(batches, next_offset, bytes_read)
+
+    def _note_corruption(self, error: CorruptBatchError) -> None:
+        offset = error.offset if error.offset is not None else self._log_start_offset
+        if self._corrupt_from is not None and offset >= self._corrupt_from:
+            return
+        self._corrupt_from = offset
+        logger.error(
+            "%s: stored data from offset %d on is corrupt and must be re-replicated: %s",
+            self.name, offset, error,
+        )
+        # So that a restart scans the segment instead of trusting it (best effort: the
+        # read already failed; a failing stamp write must not hide that error).
+        segment = self._segments.floor(offset)
+        if segment is not None:
+            self._clean_segments.forget(segment.base_offset)
+            try:
+                self._clean_segments.persist_if_changed()
+            except OSError as write_error:
+                logger.warning("%s: could not drop the clean stamp: %s", self.name, write_error)
+
+    @property
+    def corrupt_from(self) -> int | None:
+        """First offset a read found damaged since the log was opened (or last truncated
+        below it), None if none: the owner must not serve it (or lead it) any more, and
+        truncating to it (then re-fetching) is the cure. In memory only: a reopen scans
+        the segment, which is no longer known clean once its stamp is dropped."""
+        return self._corrupt_from
 
     def _find_batch(self, segment: LogSegment, offset: int) -> tuple[int, HeaderFields]:
         """(position, header) of the batch holding `offset`, which the segment must have."""
@@ -566,9 +645,12 @@ class PartitionLog:
         now_ms = self._clock.now_ms()
         for later in reversed(self._segments.from_segment(segment.base_offset)[1:]):
             self._delete_segment(later, now_ms)
+        self._clean_segments.forget(segment.base_offset)  # it is the active one now
         segment.truncate_to(offset, RECOVERY_MAX_PAYLOAD_BYTES)
         segment.flush()
         fsync_directory(self.directory)
+        if self._corrupt_from is not None and self._corrupt_from >= new_end:
+            self._corrupt_from = None
         self._directory_dirty = False
         self._epoch_cache.truncate_from_end(new_end)
         if self._log_start_offset > new_end:
@@ -614,6 +696,7 @@ class PartitionLog:
         self._log_start_offset = offset
         self._recovery_point = offset
         self._unflushed_batches = 0
+        self._corrupt_from = None
         self._epoch_cache.clear()
 
     @_takes_log_offline_on_io_error

@@ -22,6 +22,7 @@ from brook.storage import (
     OffsetOutOfRangeError,
     PartitionLog,
     StorageError,
+    faults,
 )
 from tests.storage.helpers import OpenLog, payload_for, read_all, scan_log_files
 
@@ -76,7 +77,8 @@ def test_append_batches_writes_once_per_segment(
         calls.append(len(buffers))
         return real_pwritev(fd, buffers, position)
 
-    monkeypatch.setattr(os, "pwritev", counting_pwritev)
+    # The engine's real I/O calls are the os functions bound once (storage.faults.REAL_IO).
+    monkeypatch.setattr(faults._RealIO, "pwritev", staticmethod(counting_pwritev))
     infos = log.append_batches(
         [AppendBatch(payload_for(n, 50), 2, 10 + n) for n in range(10)], leader_epoch=1
     )
@@ -245,6 +247,7 @@ def fsync_spy(monkeypatch: pytest.MonkeyPatch) -> FsyncSpy:
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", spy)
+    monkeypatch.setattr(faults._RealIO, "fsync", staticmethod(spy))
 
     def take() -> list[str]:
         taken = list(synced)
@@ -594,21 +597,21 @@ def test_size_bytes_is_the_sum_of_segment_files(open_log: OpenLog) -> None:
 def test_io_error_takes_the_log_offline(
     open_log: OpenLog, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """A failed write (disk full) is re-raised, leaves no partial batch, and takes the log
-    offline: later calls raise LogClosedError naming the cause; a reopen recovers."""
+    """A failed write (EIO: a broken disk) is re-raised, leaves no partial batch, and takes
+    the log offline: later calls raise LogClosedError naming the cause; a reopen recovers."""
     log = open_log(NO_FLUSH)
     append_n(log, 2)
     real_pwritev = os.pwritev
 
-    def full_disk(fd: int, buffers: list[bytes], position: int) -> int:
+    def broken_disk(fd: int, buffers: list[bytes], position: int) -> int:
         real_pwritev(fd, [bytes(buffers[0])[:10]], position)  # a torn start of a batch
-        raise OSError(errno.ENOSPC, "No space left on device")
+        raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(os, "pwritev", full_disk)
-    with pytest.raises(OSError, match="No space"):
+    monkeypatch.setattr(faults._RealIO, "pwritev", staticmethod(broken_disk))
+    with pytest.raises(OSError, match="Input/output"):
         append_n(log, 1)
-    monkeypatch.setattr(os, "pwritev", real_pwritev)
-    with pytest.raises(LogClosedError, match="No space left"):
+    monkeypatch.setattr(faults._RealIO, "pwritev", staticmethod(real_pwritev))
+    with pytest.raises(LogClosedError, match="Input/output"):
         log.read(0, 100)
     assert len(scan_log_files(log.directory)) == 2
     reopened = PartitionLog.open(log.directory, NO_FLUSH)
