@@ -1,4 +1,4 @@
-module github.com/brook-log/brook/tests/interop/go
+module github.com/brook-log/brook/examples/go
 
 go 1.25.0
 
@@ -8,6 +8,8 @@ tool (
 )
 
 require (
+	github.com/klauspost/compress v1.20.4
+	github.com/pierrec/lz4/v4 v4.1.22
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260825221802-da73d73af1c5
 	google.golang.org/grpc v1.83.2
 	google.golang.org/protobuf v1.36.12
