@@ -180,7 +180,9 @@ def compress(data: bytes, codec: int) -> bytes:
         # write_content_size lets a reader check the size before it inflates anything.
         return zstandard.ZstdCompressor(level=3, write_content_size=True).compress(data)
     if codec == LZ4:
-        return lz4.frame.compress(data, store_size=True)
+        # Independent blocks: some readers (lz4-java's LZ4FrameInputStream) refuse linked
+        # blocks, which lz4.frame writes by default for data above one 64 KiB block.
+        return lz4.frame.compress(data, store_size=True, block_linked=False)
     if codec == GZIP:
         compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
         return compressor.compress(data) + compressor.flush()
@@ -444,7 +446,7 @@ def decode_batch(
                     partition,
                     offset,
                     record.timestamp_ms or default_timestamp,
-                    record.key if record.has_key else None,
+                    record.key if record.has_key or record.key else None,
                     record.value,
                     [(h.key, h.value) for h in headers] if (headers := record.headers) else [],
                     epoch,
@@ -461,7 +463,7 @@ def decode_batch(
                 partition,
                 base_offset + record.offset_delta,
                 record.timestamp_ms or default_timestamp,
-                record.key if record.has_key else None,
+                record.key if record.has_key or record.key else None,
                 record.value,
                 [(h.key, h.value) for h in headers] if (headers := record.headers) else [],
                 epoch,

@@ -221,3 +221,28 @@ def test_decode_reads_offsets_from_deltas_when_they_are_not_indexes() -> None:
         (102, b"c", [("h", b"v")]),
     ]
     assert [r.offset for r in codec.decode_batch(indexed, "t", 0, fetch_offset=102)] == [102]
+
+
+def test_lz4_frames_use_independent_blocks() -> None:
+    """Proves LZ4 batches set the frame's block-independence flag (FLG bit 5), even above
+    one 64 KiB block: lz4-java's LZ4FrameInputStream refuses linked blocks."""
+    data = bytes(range(256)) * 2048  # 512 KiB: several blocks
+    frame = codec.compress(data, records_pb2.COMPRESSION_CODEC_LZ4)
+    assert frame[:4] == b"\x04\x22\x4d\x18"  # the LZ4 frame magic number
+    assert frame[4] >> 5 & 1 == 1
+    assert codec.decompress(frame, records_pb2.COMPRESSION_CODEC_LZ4, len(data)) == data
+
+
+def test_a_non_empty_key_counts_even_without_has_key() -> None:
+    """Proves a record from a client that set `key` but forgot `has_key` keeps its key, and
+    an empty key without has_key is no key (records.proto)."""
+    records = records_pb2.Records(records=[
+        records_pb2.Record(offset_delta=0, key=b"k", value=b"v"),
+        records_pb2.Record(offset_delta=1, value=b"w"),
+    ])  # fmt: skip
+    data = records.SerializeToString()
+    batch = records_pb2.RecordBatch(
+        record_count=2, compression=records_pb2.COMPRESSION_CODEC_NONE,
+        crc32c=codec.crc32c(data), records=data, uncompressed_bytes=len(data),
+    )  # fmt: skip
+    assert [r.key for r in codec.decode_batch(batch, "t", 0)] == [b"k", None]
