@@ -200,7 +200,11 @@ class LogLoader:
         clean.persist_if_changed()
         if recovery_point != log_end_offset:
             recovery_checkpoint.write(log_end_offset)
-        if checkpointed_start != log_start_offset:
+        # A new, empty log needs no start checkpoint: a missing one reads as the first
+        # segment's base, 0 here (two fsyncs saved per new log: a 10,000-partition topic).
+        if checkpointed_start != log_start_offset and not (
+            checkpointed_start is None and log_start_offset == 0
+        ):
             start_checkpoint.write(log_start_offset)
         if had_clean_shutdown:
             # From here on a crash must be recovered from the recovery point, not trusted.
@@ -344,7 +348,9 @@ class LogLoader:
             if start_offset < log_end_offset and (latest is None or epoch > latest):
                 cache.assign(epoch, start_offset, persist=False)
         cache.truncate_from_start(log_start_offset, persist=False)
-        if not trustworthy or cache.entries() != before:
+        # A missing checkpoint of an empty history stays missing (it reads back empty).
+        missing_and_empty = not cache.entries() and not cache.path.exists()
+        if (not trustworthy and not missing_and_empty) or cache.entries() != before:
             cache.persist()
         return cache
 

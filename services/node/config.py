@@ -49,10 +49,26 @@ class NodeLimits:
     # Follower long-polls that may wait on one partition at once (one per follower).
     replica_waiters_per_partition_max: int = 64
     # Bytes of one Subscribe message = the per-stream buffer (one message is prepared
-    # only once the previous one was taken by gRPC flow control).
-    subscribe_buffer_bytes: int = 4 * MIB
-    # Subscribe streams open at once on this node.
+    # only once the previous one was taken by gRPC flow control; at most one batch more
+    # when a single batch is larger). Small, since an idle reader holds it (defect 8).
+    subscribe_buffer_bytes: int = 1 * MIB
+    # Subscribe streams open at once on this node, and per client connection (peer), so
+    # one client cannot take every slot.
     subscribe_streams_max: int = 256
+    subscribe_streams_per_peer_max: int = 32
+    # Partitions named in one Produce / Fetch / Subscribe / ListOffsets / ReplicaFetch /
+    # OffsetForLeaderEpoch request, checked before any per-partition work: the handler
+    # does work per partition on the event loop (10,000 stay well under 100 ms).
+    request_partitions_max: int = 10_000
+    # Batches in one Produce request, over all partitions (each is checked on the loop).
+    produce_batches_max: int = 10_000
+    # Bytes of a request without payloads (all but Produce), refused before parsing:
+    # parsing runs on the loop before any check (4 MiB: ~35 ms; 10,000 partitions of
+    # 249-character topic names fit).
+    request_metadata_max_bytes: int = 4 * MIB
+    # A batch's max_timestamp_ms may be at most this far past the node's clock (Kafka's
+    # message.timestamp.after.max.ms).
+    produce_timestamp_future_max_ms: int = 3_600_000
     # Follower fetcher: response bound, per-partition share, long-poll wait.
     replica_fetch_max_bytes: int = 16 * MIB
     replica_fetch_partition_max_bytes: int = 8 * MIB
@@ -62,11 +78,19 @@ class NodeLimits:
     replica_backoff_max_ms: int = 1000
     # How often leaders check followers' lag for ISR shrinks.
     isr_check_interval_ms: int = 200
+    # A follower that left a partition's ISR is not added back sooner than this
+    # (hysteresis: one on the edge cannot flip membership every check).
+    isr_rejoin_min_ms: int = 1000
     # How often the time-based flush policy and retention run.
     flush_check_interval_ms: int = 100
     retention_check_interval_ms: int = 30_000
+    # Event-loop lag (how late a timer fires) above this is logged as a stall.
+    loop_lag_warn_ms: int = 100
     # Threads doing disk I/O off the event loop (appends, truncations, fsync, retention).
     io_threads: int = 8
+    # Executor calls opening new logs at once (batches of 32): opening is fsync-bound, and
+    # a storm of opens (a 10,000-partition topic) must leave threads and CPU for the rest.
+    log_open_concurrency: int = 2
     # Appends of at most this many bytes run on the loop: cheaper than a thread hop.
     append_inline_max_bytes: int = 64 * 1024
     # Node registration lease TTL (seconds): how long a dead node goes unnoticed, so it

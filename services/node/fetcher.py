@@ -99,6 +99,7 @@ class LeaderFetcher:
         self._now = now
         self._backoff = _Backoff(limits.replica_backoff_min_ms, limits.replica_backoff_max_ms, now)
         self._partition_backoff: dict[Key, _Backoff] = {}
+        self._share_cursor = 0
         self._closed = False
         self.task = asyncio.get_running_loop().create_task(
             self._run(), name=f"fetcher-from-{leader_id}"
@@ -122,6 +123,8 @@ class LeaderFetcher:
             for replica in self.owner.manager.replicas.values()
             if replica.partition.role is Role.FOLLOWER
             and replica.partition.leader_id == self.leader_id
+            # An offline log's end is only memory: fetching would report it as ours.
+            and not replica.log_offline
         ]
 
     def _partition_backoff_for(self, key: Key) -> _Backoff:
@@ -132,6 +135,16 @@ class LeaderFetcher:
                                self._now)
             self._partition_backoff[key] = backoff
         return backoff
+
+    def _next_share(self, ready: list[Replica]) -> list[Replica]:
+        """At most request_partitions_max partitions per request (the leader's bound),
+        rotating through the rest over the following requests."""
+        limit = self.owner.limits.request_partitions_max
+        if len(ready) <= limit:
+            return ready
+        start = self._share_cursor % len(ready)
+        self._share_cursor = start + limit
+        return (ready[start:] + ready[:start])[:limit]
 
     async def _sleep(self, seconds: float) -> None:
         """Waits `seconds` or until woken (a role change), whichever comes first."""
@@ -182,14 +195,14 @@ class LeaderFetcher:
                 truncating = [r for r in partitions if r.partition.needs_truncation
                               and not self._partition_backoff_for(r.key).waiting()]
                 if truncating:
-                    await self._truncate(truncating)
+                    await self._truncate(truncating[:self.owner.limits.request_partitions_max])
                 ready = [r for r in partitions if not r.partition.needs_truncation
                          and not self._partition_backoff_for(r.key).waiting()]
                 if not ready:
                     soonest = min(self._partition_backoff_for(r.key).until for r in partitions)
                     await self._sleep(max(soonest - self._now(), 0.005))
                     continue
-                await self._fetch_once(ready)
+                await self._fetch_once(self._next_share(ready))
                 self._backoff.succeed()
             except asyncio.CancelledError:
                 raise

@@ -24,8 +24,14 @@ Rules (Kafka's, adapted):
   ISR's size; the HW is computed over committed + pending, so neither a pending shrink
   nor a pending expansion lets the HW run ahead of a replica that is or may become a
   member. A follower leaves when it has not caught up to the leader's log end for
-  `replica_lag_max_ms`; it rejoins when its log end reaches the HW and the start of the
-  current leader epoch.
+  `replica_lag_max_ms` (one never heard from at this epoch only once records wait for
+  the ISR), and at once when it fetches below the HW (it lost committed records: a
+  wiped disk). It rejoins only on
+  the strength of what this leader saw, never a single claim: a fetch in the current
+  epoch at or past the leader's log end (or past what the leader had at the follower's
+  previous fetch), at or past the HW and the start of the epoch, and no sooner than
+  `isr_rejoin_min_ms` after it left (hysteresis: a follower on the edge cannot flip
+  membership at the ISR check rate).
 - Follower. Appends leader batches verbatim at their offsets; its HW follows the
   leader's (capped by its own log end). On becoming follower it must truncate where its
   log diverges from the leader's (KIP-101/279) before fetching; `truncation_target`
@@ -95,6 +101,8 @@ class PartitionSettings:
     min_insync_replicas: int = 1
     replica_lag_max_ms: int = 10_000
     max_batch_bytes: int = 8 << 20
+    # A follower that left the ISR is not added back sooner than this (node-wide limit).
+    isr_rejoin_min_ms: int = 0
 
 
 @dataclass(slots=True)
@@ -108,6 +116,11 @@ class FollowerState:
     last_fetch_leader_end_offset: int = -1
     # When the follower was last known to have everything the leader had.
     last_caught_up_ms: int = 0
+    # True once a fetch of this epoch showed it caught up (the seeded last_caught_up_ms
+    # of an ISR member at a new epoch is a grace period, not evidence).
+    caught_up_this_epoch: bool = False
+    # When it last left the ISR (at this epoch); -1: not since the epoch began.
+    left_isr_ms: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,6 +393,9 @@ class Partition:
             for replica in self.replicas:
                 if replica != self.node_id and replica not in self.followers:
                     self.followers[replica] = FollowerState(last_caught_up_ms=now)
+            for replica in set(previous_isr) - set(self.isr):
+                if replica in self.followers:
+                    self.followers[replica].left_isr_ms = now
             if len(self.isr) < self.settings.min_insync_replicas:
                 self._ready.isr_below_min = self._isr_too_small_after_append()
             self._maybe_advance_hw()
@@ -532,27 +548,55 @@ class Partition:
         if not self.is_leader or self.pending_isr is not None or self.record is None:
             return None
         now = self._now_ms()
-        lag_max = self.settings.replica_lag_max_ms
         current = set(self.isr)
         removed = {
             replica
             for replica in current
             if replica != self.node_id
-            and now - self.followers.get(replica, FollowerState()).last_caught_up_ms > lag_max
+            and self._out_of_sync(self.followers.get(replica, FollowerState()), now)
         }
         added = {
             replica
             for replica, state in self.followers.items()
-            if replica not in current
-            and replica in self.replicas
-            and state.log_end_offset >= self.high_watermark
-            and state.log_end_offset >= self.leader_epoch_start_offset
+            if replica not in current and replica in self.replicas
+            and self._may_join(state, now)
         }
         if not removed and not added:
             return None
         new_isr = tuple(sorted((current - removed) | added))
         return IsrProposal(new_isr, self.leader_epoch, self.record, self.record_revision,
                            tuple(sorted(added)), tuple(sorted(removed)))
+
+    def _out_of_sync(self, state: FollowerState, now: int) -> bool:
+        """An ISR member that must leave: fetching below the HW (its log lost committed
+        records, e.g. a wiped disk), or not caught up for replica_lag_max_ms, except
+        one never heard from at this epoch while nothing waits for the ISR.
+
+        Why that exception: a member never lacks a committed record (the HW cannot pass
+        it), so keeping it costs nothing but the wait of acks=all, and there is none
+        while the log end is the HW. Removing such members was a write storm: 10,000 new
+        partitions whose followers were still opening their logs were all shrunk and
+        grown again, thousands of etcd writes that stalled every lease. One that fetched
+        and went silent leaves as before (its node is gone or stuck)."""
+        if 0 <= state.log_end_offset < self.high_watermark:
+            return True
+        if now - state.last_caught_up_ms <= self.settings.replica_lag_max_ms:
+            return False
+        never_fetched = state.log_end_offset < 0
+        return not never_fetched or self.log.log_end_offset > self.high_watermark
+
+    def _may_join(self, state: FollowerState, now: int) -> bool:
+        """Kafka's rule, on this leader's own observations in this epoch: a fetch that
+        reached the log end (recently), at or past the HW and the epoch start; and the
+        rejoin delay since it last left has passed."""
+        if not state.caught_up_this_epoch:
+            return False
+        if now - state.last_caught_up_ms > self.settings.replica_lag_max_ms:
+            return False
+        if state.log_end_offset < max(self.high_watermark, self.leader_epoch_start_offset):
+            return False
+        left = state.left_isr_ms
+        return left < 0 or now - left >= self.settings.isr_rejoin_min_ms
 
     def begin_isr_change(self, proposal: IsrProposal) -> None:
         """The driver is committing `proposal`; the HW now counts its members too."""
@@ -626,10 +670,15 @@ class Partition:
         # Caught up now if it has everything; or as of its previous fetch if it has
         # everything we had then (Kafka's rule: a follower that keeps up with a busy
         # leader is never exactly at the log end when it fetches).
+        if fetch_offset < state.log_end_offset:
+            # Its log went back (truncated, or wiped): earlier catch-ups vouch for nothing.
+            state.caught_up_this_epoch = False
         if fetch_offset >= leo:
             state.last_caught_up_ms = now
+            state.caught_up_this_epoch = True
         elif fetch_offset >= state.last_fetch_leader_end_offset >= 0:
             state.last_caught_up_ms = max(state.last_caught_up_ms, state.last_fetch_ms)
+            state.caught_up_this_epoch = True
         state.last_fetch_leader_end_offset = leo
         state.last_fetch_ms = now
         state.log_end_offset = fetch_offset

@@ -71,6 +71,12 @@ class Replica:
             return fetch_offset + 1
         return self.log.log_end_offset
 
+    @property
+    def log_offline(self) -> bool:
+        """The engine took the log offline (an I/O error, e.g. its directory is gone):
+        what it says about its end is memory, not disk, so it neither fetches nor leads."""
+        return self.log.plog.closed
+
     def log_grew(self) -> None:
         self.replica_waiters.advance(self.log.log_end_offset)
 

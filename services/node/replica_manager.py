@@ -11,7 +11,13 @@ into local state:
 - ISR changes: commits what a leader's core proposes to etcd with `cas_partition` on
   the record's mod revision (the core relies on the new ISR only once this succeeds);
 - housekeeping: the engine's time-based flush policy and retention, in the executor;
-- fencing: `fence_all` when the node's lease is lost.
+- fencing: `fence_all` when the node's lease is lost;
+- leaving ISRs it can no longer back (defect 1): a node whose data directory is new
+  (no storage id: first start, or wiped) removes itself from every ISR that lists it
+  before it registers, and a replica whose log went offline removes itself at once, so
+  the coordinator never elects a replica that lacks the records its ISR membership
+  vouches for. A leader doing so also resigns (leader -1, epoch + 1), which makes the
+  coordinator elect another ISR member.
 
 Lookups for the servicers raise the right BrookError: TOPIC_NOT_FOUND,
 PARTITION_NOT_FOUND, or NOT_LEADER naming the leader from the cache when the partition
@@ -27,7 +33,8 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,6 +45,8 @@ from brook.services.metadata.configs import config_int, log_config_for
 from brook.services.metadata.model import NO_LEADER, PartitionRecord, TopicRecord
 from brook.services.node.batches import STAMP_OVERHEAD_BYTES
 from brook.services.node.config import NodeLimits
+from brook.services.node.corruption import hand_off_record, leave_corrupt_range
+from brook.services.node.data_path import yield_every
 from brook.services.node.partition import (
     ROLE_CHANGES,
     IsrProposal,
@@ -59,6 +68,32 @@ log = logging.getLogger("brook.node.replicas")
 
 TOPIC_IDS_FILE = "topic-ids.json"
 LOGS_DIR = "logs"
+# Written at the first start of a data directory: its absence means the directory is new
+# (or was wiped), so this node's logs hold nothing its ISR memberships vouch for.
+STORAGE_ID_FILE = "storage-id"
+# Compare-and-swap attempts to leave an ISR before giving up until the next check.
+LEAVE_ISR_ATTEMPTS = 5
+# Logs opened per executor call when many partitions appear at once.
+LOG_OPEN_BATCH = 32
+# Shortest pause between two reconcile passes (each is O(partitions in the cache)).
+RECONCILE_MIN_INTERVAL_S = 0.05
+
+
+def open_storage_id(data_dir: Path, logs_dir: Path) -> tuple[str, bool]:
+    """(this data directory's storage id, whether the directory is new). A directory
+    from before storage ids that already holds partition logs is not new."""
+    path = data_dir / STORAGE_ID_FILE
+    with contextlib.suppress(FileNotFoundError):
+        return path.read_text().strip(), False
+    had_logs = logs_dir.is_dir() and any(logs_dir.iterdir())
+    storage_id = uuid.uuid4().hex
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as file:
+        file.write(storage_id)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(tmp, path)
+    return storage_id, not had_logs
 
 
 
@@ -93,11 +128,12 @@ class TopicIds:
         os.replace(tmp, self.path)
 
 
-def partition_settings(topic: TopicRecord) -> PartitionSettings:
+def partition_settings(topic: TopicRecord, limits: NodeLimits) -> PartitionSettings:
     return PartitionSettings(
         min_insync_replicas=config_int(topic, "min_insync_replicas"),
         replica_lag_max_ms=config_int(topic, "replica_lag_max_ms"),
         max_batch_bytes=config_int(topic, "max_batch_bytes"),
+        isr_rejoin_min_ms=limits.isr_rejoin_min_ms,
     )
 
 
@@ -108,6 +144,24 @@ def engine_config(topic: TopicRecord) -> LogConfig:
     values["max_batch_bytes"] = min(values["max_batch_bytes"] + STAMP_OVERHEAD_BYTES,
                                     MAX_PAYLOAD_BYTES)
     return LogConfig(**values)
+
+
+def without_node_in_isr(
+    record: PartitionRecord, node_id: int, live: Collection[int]
+) -> PartitionRecord | None:
+    """The record with `node_id` out of the ISR, or None when it is not a member or is
+    the only one. A leader hands leadership to the first other live ISR member
+    (corruption.hand_off_record), or, with none live, leaves the partition leaderless
+    (epoch + 1) until one returns, rather than lead with what it lacks."""
+    if node_id not in record.isr or tuple(record.isr) == (node_id,):
+        return None
+    if record.leader == node_id:
+        handed = hand_off_record(record, node_id, live)
+        if handed is not None:
+            return handed
+        return record.evolve(leader=NO_LEADER, leader_epoch=record.leader_epoch + 1,
+                             isr=tuple(r for r in record.isr if r != node_id))
+    return record.evolve(isr=tuple(r for r in record.isr if r != node_id))
 
 
 class ReplicaManager:
@@ -133,6 +187,7 @@ class ReplicaManager:
         self._clock = clock
         self._leadership_valid = leadership_valid
         data_dir.mkdir(parents=True, exist_ok=True)
+        self.storage_id, self.fresh_storage = open_storage_id(data_dir, data_dir / LOGS_DIR)
         self.log_manager = LogManager(data_dir / LOGS_DIR, clock=clock, caller_flushes=True)
         self.topic_ids = TopicIds(data_dir / TOPIC_IDS_FILE)
         self.replicas: dict[TopicPartition, Replica] = {}
@@ -146,6 +201,17 @@ class ReplicaManager:
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._isr_tasks: set[asyncio.Task[None]] = set()
+        # Partitions whose ISR this node is leaving (one attempt in flight each).
+        self._leaving: set[TopicPartition] = set()
+        # Local logs whose deletion failed (and why they go): retried every reconcile.
+        self._deletions_pending: dict[TopicPartition, str] = {}
+        # Logs waiting to be opened by the opener task, and whether an open failed.
+        self._to_open: dict[TopicPartition, TopicRecord] = {}
+        self._opener: asyncio.Task[None] | None = None
+        self._open_failed = False
+        # The topic record each replica's configs were last set from (by identity: the
+        # cache makes a new object when the topic changes).
+        self._configured: dict[TopicPartition, TopicRecord] = {}
         self._closed = False
         self._swept = False
         self.reconciled = asyncio.Event()
@@ -167,9 +233,10 @@ class ReplicaManager:
         """Stops the loops, fails every waiter, flushes and closes every log."""
         self._closed = True
         self.cache.remove_listener(self._changed.set)
-        for task in [*self._tasks, *self._isr_tasks]:
+        opener = [self._opener] if self._opener is not None else []
+        for task in [*self._tasks, *self._isr_tasks, *opener]:
             task.cancel()
-        for task in [*self._tasks, *self._isr_tasks]:
+        for task in [*self._tasks, *self._isr_tasks, *opener]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         for replica in self.replicas.values():
@@ -233,44 +300,193 @@ class ReplicaManager:
             await self._changed.wait()
             self._changed.clear()
             try:
-                await self.reconcile()
+                complete = await self.reconcile()
             except asyncio.CancelledError:
                 raise
             except Exception:
-                # Not fatal: the next change (or the retry below) reconciles again.
-                log.exception("reconcile failed; retrying shortly")
+                log.exception("reconcile failed")
+                complete = False
+            if not complete:
+                # Not fatal, and only the failed partitions are retried: every other
+                # partition was reconciled (defect 7: one failure broke all of them).
                 await asyncio.sleep(self.limits.replica_backoff_max_ms / 1000)
                 self._changed.set()
             self.reconciled.set()
+            # Coalesce bursts of cache events (thousands of ISR writes after a big
+            # topic is created): one pass over every partition per interval at most.
+            await asyncio.sleep(RECONCILE_MIN_INTERVAL_S)
 
-    async def reconcile(self) -> None:
-        """Makes local replicas match the cache (see the module docs)."""
-        cache = self.cache
+    async def reconcile(self) -> bool:
+        """Makes local replicas match the cache (see the module docs); False when some
+        partition failed (logged; the loop retries it)."""
         changed: list[Replica] = []
-        wanted: set[TopicPartition] = set()
-        for cache_key, record in list(cache.partitions.items()):
-            key = TopicPartition(*cache_key)
-            topic = cache.topics.get(key[0])
+        ok = await self._delete_pending()
+        wanted = await self._wanted_here()
+        ok &= await self._replace_recreated(wanted)
+        await self._schedule_opens(wanted)
+        if not self._swept:
+            # At start the node registers only once its logs are open (it leads nothing
+            # before); later, opening runs beside reconciling (a big topic's thousands
+            # of logs must not hold up other partitions' leader changes).
+            await self._opened_all()
+            ok &= not self._open_failed
+        ok &= await self._apply_records(list(wanted.items()), changed)
+        ok &= await self._delete_unwanted(set(wanted), changed)
+        if not self._swept:
+            ok &= await self._delete_unwanted_logs(set(wanted))
+            self._swept = True
+        if changed:
+            self.on_roles_changed(changed)
+        return ok
+
+    async def _wanted_here(self) -> dict[TopicPartition, tuple[TopicRecord, PartitionRecord]]:
+        """The partitions the cache places on this node, with their topic and record."""
+        cache = self.cache
+        wanted: dict[TopicPartition, tuple[TopicRecord, PartitionRecord]] = {}
+        for index, (cache_key, record) in enumerate(list(cache.partitions.items())):
+            await yield_every(index)
+            topic = cache.topics.get(cache_key[0])
             if topic is None or record.topic_id != topic.topic_id:
                 continue
-            members = set(record.replicas) | set(record.adding_replicas)
-            if self.node_id not in members:
-                continue
-            wanted.add(key)
+            if self.node_id in record.replicas or self.node_id in record.adding_replicas:
+                wanted[TopicPartition(*cache_key)] = (topic, record)
+        return wanted
+
+    async def _replace_recreated(
+        self, wanted: dict[TopicPartition, tuple[TopicRecord, PartitionRecord]]
+    ) -> bool:
+        """Deletes local replicas of an older topic of the same name (by topic id)."""
+        ok = True
+        for key, (topic, _) in wanted.items():
             replica = self.replicas.get(key)
-            if replica is not None and replica.partition.record is not None and (
-                replica.partition.record.topic_id != topic.topic_id
-            ):
-                await self._delete(key, "the topic was re-created")
-                replica = None
+            record = replica.partition.record if replica is not None else None
+            if record is not None and record.topic_id != topic.topic_id:
+                ok &= await self._try_delete(key, "the topic was re-created")
+        return ok
+
+    async def _apply_records(
+        self, wanted: list[tuple[TopicPartition, tuple[TopicRecord, PartitionRecord]]],
+        changed: list[Replica],
+    ) -> bool:
+        """Applies each opened replica's record and topic configs (role changes go to
+        `changed`); False when one failed (logged, retried by the next reconcile).
+
+        Only what changed is touched: a record at the revision already applied under the
+        same topic record is skipped (defect 4: every cache event re-applied all 10,000
+        partitions, O(n) per event), and the configs are computed once per topic."""
+        ok = True
+        settings: dict[str, tuple[PartitionSettings, LogConfig]] = {}
+        for index, (key, (topic, record)) in enumerate(wanted):
+            await yield_every(index)
+            replica = self.replicas.get(key)
             if replica is None:
-                replica = await self._open(key, topic)
-                if replica is None:
-                    continue
-            self._update_configs(replica, topic)
-            revision = cache.partition_revisions.get(key, 0)
-            if replica.apply_record(record, revision) in ROLE_CHANGES:
-                changed.append(replica)
+                continue
+            revision = self.cache.partition_revisions.get(key, 0)
+            if revision <= replica.partition.record_revision and (
+                self._configured.get(key) is topic
+            ):
+                continue
+            try:
+                if topic.name not in settings:
+                    settings[topic.name] = (partition_settings(topic, self.limits),
+                                            engine_config(topic))
+                self._update_configs(replica, *settings[topic.name])
+                self._configured[key] = topic
+                if replica.apply_record(record, revision) in ROLE_CHANGES:
+                    changed.append(replica)
+            except Exception:
+                log.exception("%s: applying its record failed; retrying", key)
+                ok = False
+        return ok
+
+    async def _schedule_opens(
+        self, wanted: dict[TopicPartition, tuple[TopicRecord, PartitionRecord]]
+    ) -> None:
+        """Queues the logs of wanted partitions without a replica for the opener task."""
+        missing = {key: topic for key, (topic, _) in wanted.items()
+                   if key not in self.replicas and key not in self._to_open}
+        if not missing:
+            return
+        for topic in {topic.name: topic for topic in missing.values()}.values():
+            await self._forget_previous_topic(topic)
+        self._to_open.update(missing)
+        if self._opener is None or self._opener.done():
+            self._opener = asyncio.get_running_loop().create_task(self._open_queued(),
+                                                                  name="log-opener")
+
+    async def _opened_all(self) -> None:
+        if self._opener is not None:
+            await asyncio.shield(self._opener)
+
+    async def _open_queued(self) -> None:
+        """Opens the queued logs (defect 4: thousands appear at once when a big topic is
+        created). A new log costs ~30 ms of fsyncs and ~4 ms of CPU, so they open in
+        batches of LOG_OPEN_BATCH per executor call (one thread hop and one loop wake-up
+        per batch, not per log), log_open_concurrency batches at a time (the rest of the
+        executor and the CPU stay free for produce, fetch and the lease); each batch
+        takes its record from the cache as soon as it is open."""
+        loop = asyncio.get_running_loop()
+        self._open_failed = False
+        opened_count = 0
+        while self._to_open and not self._closed:
+            keys = list(self._to_open)[:LOG_OPEN_BATCH * self.limits.log_open_concurrency]
+            batches = [[(key, self._to_open[key]) for key in keys[i:i + LOG_OPEN_BATCH]]
+                       for i in range(0, len(keys), LOG_OPEN_BATCH)]
+            results = await asyncio.gather(*(
+                loop.run_in_executor(self.executor, self._open_logs, batch)
+                for batch in batches))
+            changed: list[Replica] = []
+            for batch, opened in zip(batches, results, strict=True):
+                for (key, topic), plog in zip(batch, opened, strict=True):
+                    self._to_open.pop(key, None)
+                    if plog is None:
+                        self._open_failed = True
+                        continue
+                    opened_count += 1
+                    if key not in self.replicas:
+                        self._add_replica(key, topic, plog)
+                await self._apply_records(self._current(key for key, _ in batch), changed)
+            if changed:
+                self.on_roles_changed(changed)
+        if opened_count > 1:
+            log.info("opened %d logs", opened_count)
+        if self._open_failed and not self._swept:
+            return  # the first reconcile reports it and retries
+        if self._open_failed:
+            await asyncio.sleep(self.limits.replica_backoff_max_ms / 1000)
+            self._changed.set()  # the reconcile loop queues the failed ones again
+
+    def _current(
+        self, keys: Iterable[TopicPartition]
+    ) -> list[tuple[TopicPartition, tuple[TopicRecord, PartitionRecord]]]:
+        """(key, (topic, record)) from the cache now, for keys still placed here."""
+        found = []
+        for key in keys:
+            record = self.cache.partitions.get(key)
+            topic = self.cache.topics.get(key.topic)
+            if record is not None and topic is not None and record.topic_id == topic.topic_id:
+                found.append((key, (topic, record)))
+        return found
+
+    def _open_logs(
+        self, batch: list[tuple[TopicPartition, TopicRecord]]
+    ) -> list[PartitionLog | None]:
+        """In the executor: opens each log of the batch; None (logged) for one that fails,
+        so one bad partition does not stop the others."""
+        opened: list[PartitionLog | None] = []
+        for key, topic in batch:
+            try:
+                opened.append(self.log_manager.open_log(key.topic, key.partition,
+                                                        engine_config(topic)))
+            except Exception:
+                log.exception("%s: could not open the log", key)
+                opened.append(None)
+        return opened
+
+    async def _delete_unwanted(self, wanted: set[TopicPartition], changed: list[Replica]) -> bool:
+        """Deletes local replicas the cache no longer places here."""
+        ok = True
+        cache = self.cache
         for key in list(self.replicas):
             if key in wanted:
                 continue
@@ -278,90 +494,119 @@ class ReplicaManager:
             replica = self.replicas[key]
             record_now = replica.partition.record
             if topic is None or (record_now is not None and record_now.topic_id != topic.topic_id):
-                await self._delete(key, "the topic was deleted")
-                changed.append(replica)
+                why = "the topic was deleted"
             elif key not in cache.partitions or self.node_id not in (
                 set(cache.partitions[key].replicas) | set(cache.partitions[key].adding_replicas)
             ):
-                await self._delete(key, "this node is no longer a replica")
-                changed.append(replica)
-        if not self._swept:
-            await self._delete_unwanted_logs(wanted)
-            self._swept = True
-        if changed:
-            self.on_roles_changed(changed)
+                why = "this node is no longer a replica"
+            else:
+                continue
+            ok &= await self._try_delete(key, why)
+            changed.append(replica)
+        return ok
 
-    async def _open(self, key: TopicPartition, topic: TopicRecord) -> Replica | None:
-        known_id = self.topic_ids.ids.get(key[0])
+    async def _try_delete(self, key: TopicPartition, why: str) -> bool:
+        """`_delete`, or (on failure) logged and kept for the next reconcile to retry."""
+        try:
+            await self._delete(key, why)
+        except Exception:
+            log.exception("%s: deleting the local log failed; retrying", key)
+            self._deletions_pending[key] = why
+            return False
+        self._deletions_pending.pop(key, None)
+        return True
+
+    async def _delete_pending(self) -> bool:
+        """Retries deletions that failed before (the replica is already gone)."""
+        ok = True
+        for key, why in list(self._deletions_pending.items()):
+            if key in self.replicas:
+                continue  # wanted again meanwhile: reconcile decides afresh
+            ok &= await self._try_delete(key, why)
+        return ok
+
+    async def _forget_previous_topic(self, topic: TopicRecord) -> None:
+        """Deletes logs of an older topic with the same name (deleted while we were down),
+        once per topic, before its new logs open."""
+        known_id = self.topic_ids.ids.get(topic.name)
         if known_id is not None and known_id != topic.topic_id:
-            # Logs of an older topic with the same name (deleted while we were down).
-            for stale in [k for k in self.log_manager.existing_partitions() if k[0] == key[0]]:
+            loop = asyncio.get_running_loop()
+            existing = await loop.run_in_executor(self.executor,
+                                                  self.log_manager.existing_partitions)
+            for stale in [k for k in existing if k[0] == topic.name]:
                 log.warning("%s-%d: deleting the log of a previous topic %r (id %s)",
-                            stale[0], stale[1], key[0], known_id)
-                await asyncio.get_running_loop().run_in_executor(
+                            stale[0], stale[1], topic.name, known_id)
+                await loop.run_in_executor(
                     self.executor, self.log_manager.delete_log, stale[0], stale[1]
                 )
-        self.topic_ids.set(key[0], topic.topic_id)
-        config = engine_config(topic)
-        try:
-            plog = await asyncio.get_running_loop().run_in_executor(
-                self.executor, self.log_manager.open_log, key[0], key[1], config
-            )
-        except Exception:
-            log.exception("%s-%d: could not open the log", key[0], key[1])
-            return None
-        if key in self.replicas:  # opened concurrently by an earlier reconcile
-            return self.replicas[key]
+        self.topic_ids.set(topic.name, topic.topic_id)
+
+    def _add_replica(self, key: TopicPartition, topic: TopicRecord, plog: PartitionLog) -> Replica:
+        """The replica over an opened log (on the loop: no I/O)."""
         handle = LogHandle(
             plog, executor=self.executor, inline_max_bytes=self.limits.append_inline_max_bytes
         )
         partition = Partition(
             key, self.node_id, handle,
             clock=self._clock,
-            settings=partition_settings(topic),
+            settings=partition_settings(topic, self.limits),
             leadership_valid=self._leadership_valid,
             address_of=self.address_of,
         )
         replica = Replica(partition, handle, self._waiter_limits)
+        handle.on_corruption = lambda offset: self._on_corruption(replica, offset)
         self.replicas[key] = replica
-        log.info("%s: opened log %d..%d", key, plog.log_start_offset, plog.log_end_offset)
+        log.debug("%s: opened log %d..%d", key, plog.log_start_offset, plog.log_end_offset)
         return replica
 
-    def _update_configs(self, replica: Replica, topic: TopicRecord) -> None:
-        settings = partition_settings(topic)
+    def _update_configs(
+        self, replica: Replica, settings: PartitionSettings, config: LogConfig
+    ) -> None:
         if settings != replica.partition.settings:
             replica.partition.settings = settings
-        config = engine_config(topic)
         if config != replica.log.plog.config:
             replica.log.plog.update_config(config)
 
     async def _delete(self, key: TopicPartition, why: str) -> None:
         replica = self.replicas.pop(key, None)
+        self._configured.pop(key, None)
         if replica is not None:
             replica.close()
         log.info("%s: deleting the local log: %s", key, why)
+        loop = asyncio.get_running_loop()
         if replica is not None:
             async with replica.log.lock:
-                await asyncio.get_running_loop().run_in_executor(
+                await loop.run_in_executor(
                     self.executor, self.log_manager.delete_log, key[0], key[1]
                 )
+        else:
+            await loop.run_in_executor(self.executor, self.log_manager.delete_log, key[0], key[1])
         if not any(k.topic == key[0] for k in self.replicas):
             if key[0] not in self.cache.topics:
                 self.topic_ids.forget(key[0])
 
-    async def _delete_unwanted_logs(self, wanted: set[TopicPartition]) -> None:
+    async def _delete_unwanted_logs(self, wanted: set[TopicPartition]) -> bool:
         """Once, at start: deletes on-disk logs that etcd no longer places here (the topic
         was deleted, or the replica moved, while the node was down)."""
         loop = asyncio.get_running_loop()
         existing = await loop.run_in_executor(self.executor, self.log_manager.existing_partitions)
+        ok = True
         for topic, index in existing:
             if (topic, index) in wanted:
                 continue
             why = "deleted topic" if topic not in self.cache.topics else "replica moved away"
             log.info("%s-%d: deleting a log this node no longer hosts (%s)", topic, index, why)
-            await loop.run_in_executor(self.executor, self.log_manager.delete_log, topic, index)
+            try:
+                await loop.run_in_executor(self.executor, self.log_manager.delete_log, topic,
+                                           index)
+            except Exception:
+                log.exception("%s-%d: deleting the log failed; retrying", topic, index)
+                self._deletions_pending[TopicPartition(topic, index)] = why
+                ok = False
+                continue
             if topic not in self.cache.topics:
                 self.topic_ids.forget(topic)
+        return ok
 
     async def refresh_from_etcd(self) -> None:
         """Re-reads every local partition's record straight from etcd (after the lease
@@ -376,6 +621,19 @@ class ReplicaManager:
                     changed.append(replica)
         if changed:
             self.on_roles_changed(changed)
+
+    def _on_corruption(self, replica: Replica, offset: int) -> None:
+        """A read found the log corrupt from `offset`: stop leading it, re-fetch it
+        (corruption.py); one hand-off at a time per partition."""
+        name = f"corrupt-{replica.partition.name}"
+        if self._closed or any(task.get_name() == name for task in self._isr_tasks):
+            return
+        task = asyncio.get_running_loop().create_task(leave_corrupt_range(
+            replica, offset, node_id=self.node_id, store=self.store,
+            live_nodes=lambda: set(self.cache.nodes), on_roles_changed=self.on_roles_changed,
+        ), name=name)
+        self._isr_tasks.add(task)
+        task.add_done_callback(self._isr_tasks.discard)
 
     # -- ISR changes -------------------------------------------------------------------
     def maybe_change_isr(self, replica: Replica) -> None:
@@ -423,16 +681,81 @@ class ReplicaManager:
         interval_s = self.limits.isr_check_interval_ms / 1000
         while not self._closed:
             await asyncio.sleep(interval_s)
-            for replica in list(self.replicas.values()):
-                if replica.partition.role is Role.LEADER:
+            for index, replica in enumerate(list(self.replicas.values())):
+                await yield_every(index)  # thousands of partitions: give the loop turns
+                if replica.log_offline:
+                    self._leave_isr_soon(replica.key, "its log is offline")
+                elif replica.partition.role is Role.LEADER:
                     self.maybe_change_isr(replica)
+
+    # -- leaving ISRs this node cannot back (defect 1) ---------------------------------
+    async def leave_isrs_if_fresh_storage(self) -> None:
+        """At start, before registering: a new (or wiped) data directory backs none of
+        the ISR memberships etcd records for this node; leave them all first, so no
+        election can pick this node's empty logs."""
+        if not self.fresh_storage:
+            return
+        keys = [key for key, replica in self.replicas.items()
+                if replica.partition.record is not None
+                and self.node_id in replica.partition.record.isr]
+        for key in keys:
+            await self.leave_isr(key, "this node's data directory is new (wiped?)")
+        self.fresh_storage = False
+
+    def _leave_isr_soon(self, key: TopicPartition, why: str) -> None:
+        replica = self.replicas.get(key)
+        record = replica.partition.record if replica is not None else None
+        if key in self._leaving or record is None or self.node_id not in record.isr:
+            return
+        self._leaving.add(key)
+        task = asyncio.get_running_loop().create_task(self._try_leave_isr(key, why),
+                                                      name=f"leave-isr-{key}")
+        self._isr_tasks.add(task)
+        task.add_done_callback(self._isr_tasks.discard)
+        task.add_done_callback(lambda _: self._leaving.discard(key))
+
+    async def _try_leave_isr(self, key: TopicPartition, why: str) -> None:
+        try:
+            await self.leave_isr(key, why)
+        except BrookError as error:  # etcd trouble: the next ISR check tries again
+            log.warning("%s: leaving the ISR failed: %s", key, error)
+
+    async def leave_isr(self, key: TopicPartition, why: str) -> None:
+        """Removes this node from the partition's ISR in etcd (CAS), resigning if it
+        leads. The sole ISR member stays: the ISR is never emptied (election.py), and
+        no other replica is known to have more."""
+        for _ in range(LEAVE_ISR_ATTEMPTS):
+            found = await self.store.get_partition(key.topic, key.partition)
+            if found is None:
+                return
+            record, revision = found
+            new = without_node_in_isr(record, self.node_id, set(self.cache.nodes))
+            if new is None:
+                if self.node_id in record.isr:
+                    log.error("%s: %s, but this node is its only in-sync replica; staying",
+                              key, why)
+                return
+            written = await self.store.cas_partition(new, revision)
+            if written is not None:
+                log.warning("%s: left the ISR %s -> %s%s: %s", key, record.isr, new.isr,
+                            " and resigned as leader" if record.leader == self.node_id else "",
+                            why)
+                replica = self.replicas.get(key)
+                if replica is not None and replica.apply_record(new, written) in ROLE_CHANGES:
+                    self.on_roles_changed([replica])
+                return
+        log.warning("%s: could not leave the ISR (the record kept changing); retrying", key)
 
     # -- housekeeping ------------------------------------------------------------------
     async def _flush_loop(self) -> None:
         interval_s = self.limits.flush_check_interval_ms / 1000
         while not self._closed:
             await asyncio.sleep(interval_s)
-            for key, replica in list(self.replicas.items()):
+            for index, (key, replica) in enumerate(list(self.replicas.items())):
+                await yield_every(index)  # thousands of partitions: give the loop turns
+                plog = replica.log.plog
+                if plog.closed or not plog.flush_due():  # in memory: most are not due
+                    continue
                 try:
                     await replica.log.flush_if_due()
                 except BrookError as error:

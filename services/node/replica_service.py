@@ -10,13 +10,29 @@ Thread-safety: one event loop.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sized
+
 import grpc
 
 from brook.errors import BrookError
 from brook.services.common.rpc import handle_errors
-from brook.services.common.server import add_generic_service, unary_unary_handler
+from brook.services.common.server import add_generic_service
 from brook.services.node.config import NodeLimits
-from brook.services.node.data_path import DataPath, FollowerRead
+from brook.services.node.data_path import (
+    YIELD_EVERY_PARTITIONS,
+    DataPath,
+    FollowerRead,
+    yield_every,
+)
+from brook.services.node.request_bounds import (
+    KeysOf,
+    OversizedRequest,
+    admit,
+    bounded_parser,
+    check_count,
+    check_unique,
+)
 from brook.services.node.wire import encode_fetched_partition
 from brook.structs import TopicPartition
 from brook.v1 import storage_pb2
@@ -56,26 +72,42 @@ class ReplicaService:
         self.limits = limits
 
     def register(self, server: grpc.aio.Server) -> None:
+        metadata_max = self.limits.request_metadata_max_bytes
         add_generic_service(server, SERVICE_NAME, {
-            # Answered as pre-serialized bytes (see encode_fetched_partition).
+            # Answered as pre-serialized bytes (see encode_fetched_partition); requests
+            # are refused by size before they are parsed (request_bounds.py).
             "ReplicaFetch": grpc.unary_unary_rpc_method_handler(
                 self.replica_fetch,
-                request_deserializer=storage_pb2.ReplicaFetchRequest.FromString,
+                request_deserializer=bounded_parser(
+                    storage_pb2.ReplicaFetchRequest.FromString, metadata_max, "ReplicaFetch"),
                 response_serializer=_already_serialized,
             ),
-            "OffsetForLeaderEpoch": unary_unary_handler(
+            "OffsetForLeaderEpoch": grpc.unary_unary_rpc_method_handler(
                 self.offset_for_leader_epoch,
-                storage_pb2.OffsetForLeaderEpochRequest,
-                storage_pb2.OffsetForLeaderEpochResponse,
+                request_deserializer=bounded_parser(
+                    storage_pb2.OffsetForLeaderEpochRequest.FromString, metadata_max,
+                    "OffsetForLeaderEpoch"),
+                response_serializer=storage_pb2.OffsetForLeaderEpochResponse.SerializeToString,
             ),
         })
 
+    def _check_partitions(self, partitions: Sized, keys: KeysOf) -> None:
+        """The partition bound (on the count alone, O(1)), then uniqueness."""
+        check_count("partitions", partitions, self.limits.request_partitions_max)
+        check_unique("partitions", keys())
+
     @handle_errors
     async def replica_fetch(
-        self, request: storage_pb2.ReplicaFetchRequest, context: grpc.aio.ServicerContext
+        self,
+        request: storage_pb2.ReplicaFetchRequest | OversizedRequest[
+            storage_pb2.ReplicaFetchRequest],
+        context: grpc.aio.ServicerContext,
     ) -> bytes:
         """A serialized ReplicaFetchResponseWire: one join of the stored payloads and
         pre-encoded tags (no message objects, one copy of the data)."""
+        request = admit(request)
+        self._check_partitions(request.partitions,
+                               lambda: [TopicPartition.of(p) for p in request.partitions])
         limits = self.limits
         if request.max_bytes < 0 or request.max_wait_ms < 0 or request.min_bytes < 0:
             raise BrookError("INVALID_REQUEST", "max_bytes, min_bytes and max_wait_ms must be >= 0")
@@ -86,16 +118,25 @@ class ReplicaService:
             request.replica_id, request.partitions, max_bytes, min_bytes, request.max_wait_ms
         )
         pieces: list[bytes] = []
-        for read in reads:
+        for index, read in enumerate(reads):
+            await yield_every(index)
             _encode(pieces, read)
         return b"".join(pieces)
 
     @handle_errors
     async def offset_for_leader_epoch(
-        self, request: storage_pb2.OffsetForLeaderEpochRequest, context: grpc.aio.ServicerContext
+        self,
+        request: storage_pb2.OffsetForLeaderEpochRequest | OversizedRequest[
+            storage_pb2.OffsetForLeaderEpochRequest],
+        context: grpc.aio.ServicerContext,
     ) -> storage_pb2.OffsetForLeaderEpochResponse:
+        request = admit(request)
+        self._check_partitions(request.partitions,
+                               lambda: [TopicPartition.of(p) for p in request.partitions])
         answers = []
-        for wanted in request.partitions:
+        for index, wanted in enumerate(request.partitions):
+            if index % YIELD_EVERY_PARTITIONS == YIELD_EVERY_PARTITIONS - 1:
+                await asyncio.sleep(0)  # let the lease keep-alive and others run
             answer = storage_pb2.OffsetForLeaderEpochResult(
                 topic=wanted.topic, partition=wanted.partition, leader_epoch=-1, end_offset=-1
             )

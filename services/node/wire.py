@@ -22,7 +22,7 @@ Thread-safety: pure functions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from brook.wire import (
@@ -44,7 +44,13 @@ def _fields(
     data: bytes | memoryview, start: int, end: int
 ) -> list[tuple[int, int, int, int]]:
     """(number, wire type, value or start of the bytes, end of the bytes) of each field."""
-    out = []
+    return list(_iter_fields(data, start, end))
+
+
+def _iter_fields(
+    data: bytes | memoryview, start: int, end: int
+) -> Iterator[tuple[int, int, int, int]]:
+    """`_fields` one at a time, so a caller can stop early (a request over its bounds)."""
     position = start
     while position < end:
         key, position = read_varint(data, position, end)
@@ -53,21 +59,20 @@ def _fields(
             raise MalformedWire("field number 0")
         if wire == WIRE_VARINT:
             value, position = read_varint(data, position, end)
-            out.append((number, wire, value, 0))
+            yield number, wire, value, 0
         elif wire == WIRE_LENGTH:
             length, position = read_varint(data, position, end)
             if position + length > end:
                 raise MalformedWire(f"field {number} runs past the end")
-            out.append((number, wire, position, position + length))
+            yield number, wire, position, position + length
             position += length
         elif wire in (WIRE_FIXED64, WIRE_FIXED32):
             position += 8 if wire == WIRE_FIXED64 else 4
             if position > end:
                 raise MalformedWire(f"field {number} runs past the end")
-            out.append((number, wire, 0, 0))
+            yield number, wire, 0, 0
         else:
             raise MalformedWire(f"field {number} has unsupported wire type {wire}")
-    return out
 
 
 def _expect(number: int, wire: int, wanted: int) -> None:
@@ -94,13 +99,33 @@ class ProduceRequestView:
     timeout_ms: int = 0
     partitions: list[ProducePartitionView] = field(default_factory=list)
     client_id: str = ""
+    # Batches over all partitions (what the request asks the node to check).
+    batch_count: int = 0
+    # Parsing stopped at the first partition or batch over these bounds (the handler
+    # refuses the request; nothing more of it was read).
+    over_bounds: bool = False
 
 
-def parse_produce_request(data: bytes) -> ProduceRequestView:
-    """Parses a serialized ProduceRequestWire without copying its batches."""
-    view = memoryview(data)
+def parse_produce_request(
+    data: bytes, partitions_max: int | None = None, batches_max: int | None = None
+) -> ProduceRequestView:
+    """Parses a serialized ProduceRequestWire without copying its batches; stops as soon
+    as it holds more than `partitions_max` partitions or `batches_max` batches (why: a
+    64 MiB request of tiny entries would otherwise take seconds of Python)."""
     request = ProduceRequestView()
-    for number, wire, a, b in _fields(view, 0, len(view)):
+    for _ in produce_request_steps(data, request, partitions_max, batches_max):
+        pass
+    return request
+
+
+def produce_request_steps(
+    data: bytes, request: ProduceRequestView, partitions_max: int | None = None,
+    batches_max: int | None = None,
+) -> Iterator[None]:
+    """`parse_produce_request` into `request`, one step per partition, so an async caller
+    can give the event loop a turn between steps (10,000 partitions are ~130 ms)."""
+    view = memoryview(data)
+    for number, wire, a, b in _iter_fields(view, 0, len(view)):
         if number == 1:
             _expect(number, wire, WIRE_VARINT)
             request.acks = as_int32(a)
@@ -109,16 +134,29 @@ def parse_produce_request(data: bytes) -> ProduceRequestView:
             request.timeout_ms = as_int32(a)
         elif number == 3:
             _expect(number, wire, WIRE_LENGTH)
-            request.partitions.append(_parse_produce_partition(view, a, b))
+            left = None if batches_max is None else batches_max - request.batch_count
+            partition = _parse_produce_partition(view, a, b, left)
+            request.partitions.append(partition)
+            request.batch_count += len(partition.batches)
+            if (partitions_max is not None and len(request.partitions) > partitions_max) or (
+                batches_max is not None and request.batch_count > batches_max
+            ):
+                request.over_bounds = True
+                return
+            yield
         elif number == 4:
             _expect(number, wire, WIRE_LENGTH)
             request.client_id = str(view[a:b], "utf-8")
-    return request
 
 
-def _parse_produce_partition(view: memoryview, start: int, end: int) -> ProducePartitionView:
+def _parse_produce_partition(
+    view: memoryview, start: int, end: int, batches_max: int | None = None
+) -> ProducePartitionView:
+    """One partition's entry; stops one batch past `batches_max` (the caller refuses)."""
     partition = ProducePartitionView()
-    for number, wire, a, b in _fields(view, start, end):
+    for number, wire, a, b in _iter_fields(view, start, end):
+        if batches_max is not None and len(partition.batches) > batches_max:
+            break
         if number == 1:
             _expect(number, wire, WIRE_LENGTH)
             partition.topic = str(view[a:b], "utf-8")

@@ -292,6 +292,73 @@ def test_follower_joins_only_after_reaching_current_epoch() -> None:
     assert proposal is not None and proposal.added == (2,)
 
 
+def test_follower_fetching_below_the_hw_leaves_the_isr_at_once() -> None:
+    """Defect 1: a member whose log lost committed records (its data directory was wiped,
+    so it fetches from 0) is proposed for removal on the next check, not after the lag."""
+    clock = ManualClock()
+    partition = leader_of(clock, replicas=(1, 2, 3))
+    append(partition, 3)
+    partition.follower_fetch(2, 3, 5, 5)
+    partition.follower_fetch(3, 3, 5, 5)
+    assert partition.high_watermark == 3 and partition.isr_change_wanted() is None
+    partition.follower_fetch(3, 0, 5, -1)  # wiped and restarted: an empty log
+    proposal = partition.isr_change_wanted()
+    assert proposal is not None and proposal.removed == (3,)
+
+
+def test_member_never_heard_from_stays_until_records_wait_for_it() -> None:
+    """Defect 4: a member that has not fetched at all at this epoch (its log is still
+    being opened) is not removed after replica_lag_max_ms while nothing waits for the
+    ISR (log end = HW: it lacks no committed record), so thousands of idle new
+    partitions do not each write an ISR change; it is removed once a record waits."""
+    clock = ManualClock()
+    partition = leader_of(clock, replicas=(1, 2, 3))
+    clock.advance(LAG_MS + 1)
+    assert partition.isr_change_wanted() is None
+    append(partition)
+    proposal = partition.isr_change_wanted()
+    assert proposal is not None and proposal.removed == (2, 3)
+
+
+def test_rejoin_needs_a_fetch_at_the_log_end_not_a_claim() -> None:
+    """Defect 1: an out-of-ISR follower whose first fetch claims an offset at the HW but
+    short of the leader's log end is not added; it is once a fetch reaches the log end."""
+    clock = ManualClock()
+    partition = leader_of(clock, replicas=(1, 2, 3), isr=(1, 2))
+    append(partition, 2)
+    partition.follower_fetch(2, 2, 5, 5)
+    append(partition, 2)  # log end 4, HW 2
+    partition.follower_fetch(3, 2, 5, 5)
+    assert partition.isr_change_wanted() is None
+    partition.follower_fetch(3, 4, 5, 5)
+    proposal = partition.isr_change_wanted()
+    assert proposal is not None and proposal.added == (3,)
+
+
+def test_isr_membership_has_hysteresis() -> None:
+    """Defect 1: a follower that left the ISR is not added back before isr_rejoin_min_ms,
+    however caught up it claims to be, so membership cannot flip at the check rate."""
+    clock = ManualClock()
+    partition = core_partition(clock, settings=PartitionSettings(
+        replica_lag_max_ms=LAG_MS, isr_rejoin_min_ms=500))
+    partition.apply_record(record(leader=1, epoch=5, replicas=(1, 2), isr=(1, 2)), 10)
+    append(partition)
+    partition.follower_fetch(2, 1, 5, 5)
+    partition.follower_fetch(2, 0, 5, -1)  # below the HW now: out
+    proposal = partition.isr_change_wanted()
+    assert proposal is not None and proposal.removed == (2,)
+    partition.begin_isr_change(proposal)
+    partition.apply_record(proposal.base_record.evolve(isr=(1,)), 11)
+    partition.finish_isr_change(proposal)
+    partition.follower_fetch(2, 1, 5, 5)  # caught up at once
+    clock.advance(499)
+    partition.follower_fetch(2, 1, 5, 5)
+    assert partition.isr_change_wanted() is None
+    clock.advance(1)
+    proposal = partition.isr_change_wanted()
+    assert proposal is not None and proposal.added == (2,)
+
+
 # -- divergence and truncation ------------------------------------------------------------------
 def log_with_epochs(runs: list[tuple[int, int]]) -> FakeLog:
     """A log holding `count` records per (epoch, count) run."""
