@@ -19,6 +19,8 @@ import grpc
 from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from brook.clock import SYSTEM_CLOCK
+from brook.services.common.loop_lag import LoopLagMonitor, register_diagnostics
 from brook.services.common.reflection import enable_reflection
 
 log = logging.getLogger("brook.server")
@@ -26,6 +28,8 @@ log = logging.getLogger("brook.server")
 # Bounds on what one connection may ask of a server.
 DEFAULT_MAX_MESSAGE_BYTES = 64 << 20
 DEFAULT_MAX_CONCURRENT_STREAMS = 256
+# A loop lag at or above this is logged at once: a handler held the loop.
+LOOP_LAG_WARN_MS_DEFAULT = 100.0
 
 
 class GrpcServer:
@@ -39,6 +43,7 @@ class GrpcServer:
         max_send_message_bytes: int | None = None,
         max_concurrent_rpcs: int | None = None,
         options: Iterable[tuple[str, Any]] = (),
+        loop_lag_warn_ms: float = LOOP_LAG_WARN_MS_DEFAULT,
     ) -> None:
         self.server = grpc.aio.server(
             options=[
@@ -56,6 +61,10 @@ class GrpcServer:
         self._service_names: list[str] = [health.SERVICE_NAME]
         self._requested_address = address
         self.port = 0
+        # Every process measures its event loop's lag (no handler may hold it > 100 ms);
+        # tests read it through the diagnostics method, metrics will export it.
+        self.loop_lag = LoopLagMonitor(SYSTEM_CLOCK, warn_ms=loop_lag_warn_ms)
+        register_diagnostics(self.server, self.loop_lag)
 
     def add_service(
         self, service_full_name: str, register: Callable[[grpc.aio.Server], None]
@@ -70,6 +79,7 @@ class GrpcServer:
         return f"{host}:{self.port}"
 
     async def start(self) -> None:
+        self.loop_lag.start()
         enable_reflection(self._service_names, self.server)
         self.port = self.server.add_insecure_port(self._requested_address)
         if self.port == 0:
@@ -91,6 +101,7 @@ class GrpcServer:
         """Reports NOT_SERVING, then lets in-flight calls finish for up to grace_s."""
         await self.set_serving(False)
         await self.server.stop(grace_s)
+        await self.loop_lag.stop()
 
 
 def unary_unary_handler(

@@ -45,7 +45,6 @@ from brook.services.node.config import NodeLimits, add_limit_arguments, limits_f
 from brook.services.node.data_path import Closing, DataPath
 from brook.services.node.fetcher import FetcherManager
 from brook.services.node.lease_keeper import LeaseKeeper
-from brook.services.node.loop_monitor import LoopLagMonitor, register_diagnostics
 from brook.services.node.replica_manager import ReplicaManager
 from brook.services.node.replica_service import ReplicaService
 from brook.services.node.storage_service import StorageService
@@ -111,13 +110,12 @@ class StorageNode:
             max_message_bytes=limits.request_max_bytes,
             max_send_message_bytes=limits.fetch_max_bytes + RESPONSE_OVERHEAD_BYTES,
             max_concurrent_rpcs=limits.concurrent_rpcs_max,
+            loop_lag_warn_ms=limits.loop_lag_warn_ms,
         )
         self.storage_service = StorageService(self.data_path, limits)
         self.replica_service = ReplicaService(self.data_path, limits)
         self.server.add_service(storage_service.SERVICE_NAME, self.storage_service.register)
         self.server.add_service(replica_service.SERVICE_NAME, self.replica_service.register)
-        self.loop_monitor = LoopLagMonitor(SYSTEM_CLOCK, warn_ms=limits.loop_lag_warn_ms)
-        register_diagnostics(self.server.server, self.loop_monitor)
         self.address = ""
         self._lease_task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -130,7 +128,6 @@ class StorageNode:
         return NodeInfo(self.node_id, self.address, self.args.rack, self.process_id)
 
     async def start(self) -> None:
-        self.loop_monitor.start()
         await self.store.connect()
         await self.cache.start()
         self.manager.start()
@@ -197,7 +194,6 @@ class StorageNode:
         await self.lease.stop()
         await self.cache.stop()
         await self.store.close()
-        await self.loop_monitor.stop()
         self.io_executor.shutdown(wait=True)
         log.info("node %d stopped", self.node_id)
 

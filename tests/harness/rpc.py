@@ -63,3 +63,19 @@ async def rpc_failure(call: Awaitable[Any]) -> RpcFailure:
             trailer_bytes=_trailer_bytes(error),
         )
     raise AssertionError("the call succeeded; it was expected to fail")
+
+
+# Every Brook server answers this unlisted diagnostics method (services/common/loop_lag.py).
+LOOP_LAG_METHOD = "/brook.internal.v1.Diagnostics/LoopLag"
+# The rule every server keeps: no handler holds the event loop longer than this.
+LOOP_LAG_MS_MAX = 100.0
+
+
+async def loop_lag_ms(channel: grpc.aio.Channel) -> float:
+    """The server's largest event-loop lag since the previous call, in ms."""
+    import json
+
+    call = channel.unary_unary(
+        LOOP_LAG_METHOD, request_serializer=bytes, response_deserializer=bytes
+    )
+    return float(json.loads(await call(b"", timeout=10))["max_ms_since_last_call"])

@@ -38,7 +38,7 @@ SMALL_PARTITIONS = 1_000
 # The full-size count (BROOK_FULL_SCALE_PARTITIONS overrides it, to find the limit).
 FULL_PARTITIONS = int(os.environ.get("BROOK_FULL_SCALE_PARTITIONS", "10000"))
 FULL_SCALE = os.environ.get("BROOK_FULL_SCALE") == "1"
-# A node whose event loop stalls this long logs it (loop_monitor); none may.
+# A node whose event loop stalls this long logs it (services/common/loop_lag.py); none may.
 STALL_LINE = "event loop lag"
 
 

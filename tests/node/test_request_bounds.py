@@ -8,7 +8,6 @@ second; timestamps of 2^62 were accepted.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -20,6 +19,7 @@ from brook.services.metadata.store import MetadataStore
 from brook.v1 import storage_pb2, storage_pb2_grpc
 from tests.harness.cluster import LocalCluster
 from tests.harness.metadata import connected_store
+from tests.harness.rpc import loop_lag_ms
 from tests.node.cluster_helpers import FAST_NODE_ARGS, NodeClient, create_topic, wait_until
 from tests.node.helpers import make_batch
 
@@ -53,11 +53,7 @@ async def node(
 
 async def loop_lag(client: NodeClient) -> float:
     """The node's largest event-loop lag since the previous call, in ms."""
-    call = client.channel.unary_unary(
-        "/brook.internal.v1.NodeDiagnostics/LoopLag",
-        request_serializer=bytes, response_deserializer=bytes,
-    )
-    return float(json.loads(await call(b"", timeout=10))["max_ms_since_last_call"])
+    return await loop_lag_ms(client.channel)
 
 
 async def refused(call: object) -> BrookError:

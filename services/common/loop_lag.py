@@ -1,4 +1,4 @@
-"""How late the node's event loop runs timers: the lag every request, lease keep-alive
+"""How late a process's event loop runs timers: the lag every request, lease keep-alive
 and replication step waits behind (defect 5: a 4 s stall cost a node its lease).
 
 A task sleeps `interval_s` again and again and records how much later than asked it
@@ -23,7 +23,7 @@ import grpc
 
 from brook.clock import Clock
 
-log = logging.getLogger("brook.node.loop")
+log = logging.getLogger("brook.loop")
 
 
 class LoopLagMonitor:
@@ -82,7 +82,7 @@ class LoopLagMonitor:
             self.record(max(0.0, late_s) * 1000)
 
 
-LOOP_LAG_SERVICE = "brook.internal.v1.NodeDiagnostics"
+LOOP_LAG_SERVICE = "brook.internal.v1.Diagnostics"
 
 
 def register_diagnostics(server: grpc.aio.Server, monitor: LoopLagMonitor) -> None:
