@@ -19,11 +19,8 @@ option is also known when pytest runs from the root with no path.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-
 import pytest
 
-from brook.client.admin import Admin
 from tests.chaos.options import (
     REPORT_KEY,
     add_chaos_options,
@@ -75,18 +72,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.timeout(timeout_s))
 
 
-@pytest.fixture
-async def admins() -> AsyncIterator[Callable[[str], Admin]]:
-    """A factory of Admin clients, all closed at teardown."""
-    made: list[Admin] = []
-
-    def make(bootstrap: str) -> Admin:
-        admin = Admin(bootstrap)
-        made.append(admin)
-        return admin
-
-    try:
-        yield make
-    finally:
-        for admin in made:
-            await admin.close()

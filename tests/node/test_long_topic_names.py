@@ -5,7 +5,7 @@ coordinator and one node."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,20 +24,6 @@ LONG = "t" * 249  # the longest valid topic name
 OTHER = "other"
 
 
-@pytest.fixture
-async def admins() -> AsyncIterator[Callable[[str], Admin]]:
-    made: list[Admin] = []
-
-    def make(bootstrap: str) -> Admin:
-        admin = Admin(bootstrap)
-        made.append(admin)
-        return admin
-
-    try:
-        yield make
-    finally:
-        for admin in made:
-            await admin.close()
 
 
 async def produce_ok(client: NodeClient, topic: str, value: bytes) -> bool:

@@ -42,20 +42,6 @@ FULL_SCALE = os.environ.get("BROOK_FULL_SCALE") == "1"
 STALL_LINE = "event loop lag"
 
 
-@pytest.fixture
-async def admins() -> AsyncIterator[Callable[[str], Admin]]:
-    made: list[Admin] = []
-
-    def make(bootstrap: str) -> Admin:
-        admin = Admin(bootstrap)
-        made.append(admin)
-        return admin
-
-    try:
-        yield make
-    finally:
-        for admin in made:
-            await admin.close()
 
 
 @pytest.fixture

@@ -32,20 +32,6 @@ RECORDS = 350
 CHUNK = 50
 
 
-@pytest.fixture
-async def admins() -> AsyncIterator[Callable[[str], Admin]]:
-    made: list[Admin] = []
-
-    def make(bootstrap: str) -> Admin:
-        admin = Admin(bootstrap)
-        made.append(admin)
-        return admin
-
-    try:
-        yield make
-    finally:
-        for admin in made:
-            await admin.close()
 
 
 @pytest.fixture
