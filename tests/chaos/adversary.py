@@ -121,6 +121,9 @@ async def forged_replica_fetch(
                 continue
             for fetched in response.partitions:
                 reason = _reason(fetched.error)
+                if reason == "OK" and fetched.HasField("diverging_epoch"):
+                    # Told to truncate (KIP-320): the leader took no position from it.
+                    reason = "DIVERGING"
                 answers[reason] += 1
                 if reason != "OK":
                     continue

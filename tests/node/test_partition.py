@@ -454,3 +454,19 @@ def test_core_imports_no_io() -> None:
     assert not {name for name in imported
                 if name.split(".")[0] in ("asyncio", "grpc", "os")
                 or name.startswith(("brook.storage", "brook.services.node.storage_log"))}
+
+
+def test_a_forged_claim_past_the_log_end_moves_nothing() -> None:
+    """A ReplicaFetch claiming an offset past the leader's log end (a forged or confused
+    follower) gets diverging_epoch or OFFSET_OUT_OF_RANGE, never a recorded position: the
+    claimant is not added to the ISR and the HW does not move."""
+    partition = core_partition(ManualClock(),
+                               settings=PartitionSettings(replica_lag_max_ms=LAG_MS))
+    partition.apply_record(record(leader=1, epoch=5, replicas=(1, 2), isr=(1,)), 6)
+    append(partition, 3)
+    high_watermark = partition.high_watermark
+    plan = partition.follower_fetch(2, 1_000_003, 5, 5)
+    assert plan.diverging is not None and not plan.reads
+    expect_error("OFFSET_OUT_OF_RANGE", lambda: partition.follower_fetch(2, 1_000_003, 5, -1))
+    assert partition.isr_change_wanted() is None
+    assert partition.high_watermark == high_watermark
