@@ -44,6 +44,7 @@ from brook.services.coordinator.limits import (
     ELECT_PARTITIONS_MAX,
     PARTITION_COUNT_DEFAULT,
     PARTITION_COUNT_MAX,
+    REPLICAS_PER_NODE_MAX_DEFAULT,
 )
 from brook.services.metadata import configs
 from brook.services.metadata.cache import MetadataCache
@@ -113,11 +114,13 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         controller: Controller,
         *,
         clock: Clock = SYSTEM_CLOCK,
+        replicas_per_node_max: int = REPLICAS_PER_NODE_MAX_DEFAULT,
     ) -> None:
         self.store = store
         self.cache = cache
         self.controller = controller
         self._clock = clock
+        self.replicas_per_node_max = replicas_per_node_max
         self._lock = asyncio.Lock()
         # This process's Endpoint id (set once serving): a role key naming ourselves while
         # we are not active is stale (our lease was lost), not a pointer to another process.
@@ -213,6 +216,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                 replica_lists = placement.place_replicas(
                     count, factor, list(live_nodes.values()), self._load()
                 )
+            validation.check_replicas_per_node(
+                self._load(), replica_lists, self.replicas_per_node_max
+            )
             topic = TopicRecord(
                 name=name,
                 topic_id=uuid.uuid4().hex,
@@ -398,6 +404,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             added = request.partition_count - topic.partition_count
             replica_lists = placement.place_replicas(
                 added, topic.replication_factor, list(live_nodes.values()), self._load()
+            )
+            validation.check_replicas_per_node(
+                self._load(), replica_lists, self.replicas_per_node_max
             )
             new_partitions = [
                 PartitionRecord(

@@ -47,6 +47,12 @@ PARTITION_COUNT_MAX = 10_000
 # and the most a caller may ask for (a 10,000-partition topic on a loaded box takes
 # seconds; minutes means something is wrong).
 CREATE_TOPIC_WAIT_MS_DEFAULT = 30_000
+# Partition replicas one storage node may carry (all topics): the most a node is tested to
+# hold with every node registered and every partition online (services/node/README.md,
+# tests/node/test_many_partitions.py). CreateTopic and CreatePartitions refuse a layout
+# that would pass it, instead of letting one large topic take the cluster down (issue 9,
+# defect 4). `--replicas-per-node-max` changes it.
+REPLICAS_PER_NODE_MAX_DEFAULT = 3_000
 CREATE_TOPIC_WAIT_MS_MAX = 300_000
 PAGE_SIZE_DEFAULT = 100
 PAGE_SIZE_MAX = 1000

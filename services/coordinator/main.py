@@ -56,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=limits.PREFERRED_ELECTION_INTERVAL_S_DEFAULT,
         help="seconds between preferred-leader elections; 0 turns them off",
     )
+    parser.add_argument(
+        "--replicas-per-node-max",
+        type=int,
+        default=limits.REPLICAS_PER_NODE_MAX_DEFAULT,
+        help="partition replicas one storage node may carry; CreateTopic and CreatePartitions"
+        " refuse a layout past it",
+    )
     return parser
 
 
@@ -79,7 +86,12 @@ class CoordinatorProcess:
     async def start(self) -> None:
         await self.store.connect()
         await self.cache.start()
-        admin = self.admin = AdminServicer(self.store, self.cache, self.controller)
+        admin = self.admin = AdminServicer(
+            self.store,
+            self.cache,
+            self.controller,
+            replicas_per_node_max=self.args.replicas_per_node_max,
+        )
         metadata = MetadataServicer(self.cache)
         self.server.add_service(
             "brook.v1.AdminService",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 
 from brook.errors import BrookError, Reason
@@ -21,6 +22,7 @@ from brook.services.coordinator.limits import (
     REPLICATION_FACTOR_MAX,
     TOPIC_NAME_CHARS_MAX,
 )
+from brook.services.coordinator.placement import NodeLoad
 
 _TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
 
@@ -166,3 +168,21 @@ def page(names: Sequence[str], after: str, size: int) -> tuple[list[str], str]:
     chosen = remaining[:size]
     next_token = encode_page_token(chosen[-1]) if len(remaining) > size else ""
     return chosen, next_token
+
+
+def check_replicas_per_node(
+    load: Mapping[int, NodeLoad], new_replica_lists: Sequence[Sequence[int]], per_node_max: int
+) -> None:
+    """Refuses new partitions that would put more than `per_node_max` replicas on a node
+    (INVALID_PARTITION_COUNT, naming the node, its count and the cure)."""
+    added: Counter[int] = Counter(node for replicas in new_replica_lists for node in replicas)
+    for node_id, count in sorted(added.items()):
+        current = load[node_id].replicas if node_id in load else 0
+        if current + count > per_node_max:
+            raise BrookError(
+                Reason.INVALID_PARTITION_COUNT,
+                f"these partitions would put {current + count} replicas on node {node_id}"
+                f" (it has {current}); a node carries at most {per_node_max}: add nodes,"
+                " use fewer partitions or a lower replication factor",
+                {"node_id": node_id, "replicas": current + count, "max": per_node_max},
+            )

@@ -144,3 +144,16 @@ async def test_produce_refuses_insane_timestamps(node: NodeClient, timestamp_ms:
     assert (await node.list_offset("t", 0)).offset == 0
     ok = await node.produce("t", 0, [make_batch([b"b"], timestamp_ms=int(time.time() * 1000))])
     assert from_partition_error(ok.error) is None, ok.error
+
+
+async def test_malformed_produce_bytes_are_invalid_request(node: NodeClient) -> None:
+    """Defect 11: bytes that are not a ProduceRequest answered UNKNOWN; now INVALID_ARGUMENT
+    with ErrorInfo (INVALID_REQUEST), and the node goes on serving."""
+    raw = node.channel.unary_unary(
+        "/brook.v1.StorageService/Produce",
+        request_serializer=bytes, response_deserializer=bytes,
+    )
+    for garbage in (b"\x0a\xff\xff\xff\xff\x0f", b"\x00\x01\x02", b"\x0b" * 64):
+        error = await refused(raw(garbage, timeout=10))
+        assert "not a ProduceRequest" in str(error), error
+    assert from_partition_error((await node.list_offset("t", 0)).error) is None
