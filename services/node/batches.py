@@ -34,7 +34,7 @@ import zstandard
 from crc32c import crc32c
 from google.protobuf.message import DecodeError
 
-from brook.errors import BrookError
+from brook.errors import BrookError, Reason
 from brook.v1 import records_pb2
 from brook.wire import (
     WIRE_FIXED32,
@@ -74,6 +74,8 @@ KNOWN_CODECS: Final[frozenset[int]] = frozenset(_CODEC_NAMES)
 STAMP_OVERHEAD_BYTES: Final = 24
 # The storage header's "no timestamp" value; anything lower cannot be stored.
 NO_TIMESTAMP: Final = -1
+# producer_id of a batch from a producer that is not idempotent (records.proto).
+NO_PRODUCER_ID: Final = -1
 
 # A produce batch as received: bytes, or a view into the request (`wire.py`, no copy).
 RawBatch = bytes | memoryview
@@ -115,6 +117,7 @@ class ScannedBatch:
     records_end: int
     compression: int = 0
     uncompressed_bytes: int = 0
+    producer_id: int = 0
 
 
 # RecordBatch field numbers (records.proto) of the fields the node reads.
@@ -124,6 +127,7 @@ _RECORD_COUNT = 3
 _MAX_TIMESTAMP = 5
 _COMPRESSION = 6
 _CRC32C = 7
+_PRODUCER_ID = 8
 _RECORDS = 11
 _UNCOMPRESSED_BYTES = 12
 _BASE_OFFSET_TAG: Final = tag(_BASE_OFFSET, WIRE_VARINT)
@@ -140,7 +144,7 @@ def scan_batch(data: RawBatch) -> ScannedBatch:
     field has the wrong wire type. Unknown fields are skipped (newer producers).
     """
     fields = {_BASE_OFFSET: 0, _LEADER_EPOCH: 0, _RECORD_COUNT: 0, _MAX_TIMESTAMP: 0,
-              _COMPRESSION: 0, _CRC32C: 0, _UNCOMPRESSED_BYTES: 0}
+              _COMPRESSION: 0, _CRC32C: 0, _UNCOMPRESSED_BYTES: 0, _PRODUCER_ID: 0}
     records = (0, 0)
     position = 0
     size = len(data)
@@ -187,6 +191,7 @@ def scan_batch(data: RawBatch) -> ScannedBatch:
         records_end=records[1],
         compression=as_int64(fields[_COMPRESSION]),
         uncompressed_bytes=as_int64(fields[_UNCOMPRESSED_BYTES]),
+        producer_id=as_int64(fields[_PRODUCER_ID]),
     )
 
 
@@ -211,6 +216,15 @@ def validate_batch(raw: RawBatch, max_batch_bytes: int, index: int = 0) -> Valid
         raise _corrupt(f"not a RecordBatch ({error})", index) from None
     if header.record_count < 1:
         raise _corrupt(f"record_count {header.record_count} < 1", index)
+    if header.producer_id not in (0, NO_PRODUCER_ID):
+        # Reserved for idempotent production, which no Brook node implements yet: an id
+        # it cannot honour must not look accepted.
+        raise BrookError(
+            Reason.INVALID_REQUEST,
+            f"batch {index}: producer_id {header.producer_id} is reserved for idempotent"
+            " production, which this cluster does not support; send -1; nothing was appended",
+            {"batch": index, "producer_id": header.producer_id},
+        )
     if header.records_end <= header.records_start:
         raise _corrupt("records is empty", index)
     if header.max_timestamp_ms < NO_TIMESTAMP:

@@ -205,10 +205,12 @@ class StorageService:
         with self._connection_slot(context.peer() or "unknown"):
             outcomes = await self.data_path.produce(acks, request.timeout_ms, request.partitions)
         if acks is Acks.NONE:
-            # Nothing is reported with acks=none (the append has not happened): names only.
+            # With acks=none the append has not happened: offsets and time are unknown (-1,
+            # as Kafka answers), never a plausible 0.
             return storage_pb2.ProduceResponse(partitions=[
                 storage_pb2.ProducePartitionResponse(
-                    topic=outcome.key.topic, partition=outcome.key.partition
+                    topic=outcome.key.topic, partition=outcome.key.partition,
+                    base_offset=-1, last_offset=-1, log_append_time_ms=-1, log_start_offset=-1,
                 )
                 for outcome in outcomes
             ])

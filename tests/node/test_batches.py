@@ -154,3 +154,21 @@ def test_stamp_overrides_producer_offsets() -> None:
     stored = records_pb2.RecordBatch.FromString(stamp(valid, 0, 3))
     assert (stored.base_offset, stored.partition_leader_epoch) == (0, 3)
     assert read_batch_info(stamp(valid, 0, 3)).base_offset == 0
+
+
+@pytest.mark.parametrize("producer_id", [42, 1, -7])
+def test_a_reserved_producer_id_is_refused(producer_id: int) -> None:
+    """Issue 10, trap 9: producer_id is reserved for idempotent production, which Brook does
+    not implement: any id but -1 (or unset) is INVALID_REQUEST, not silently accepted."""
+    batch = make_batch([b"v"])
+    batch.producer_id = producer_id
+    with pytest.raises(BrookError) as refused:
+        validate_batch(batch.SerializeToString(), 1 << 20)
+    assert refused.value.reason == "INVALID_REQUEST" and "producer_id" in refused.value.message
+
+
+@pytest.mark.parametrize("producer_id", [-1, 0])
+def test_no_producer_id_is_accepted(producer_id: int) -> None:
+    batch = make_batch([b"v"])
+    batch.producer_id = producer_id
+    assert validate_batch(batch.SerializeToString(), 1 << 20).record_count == 1

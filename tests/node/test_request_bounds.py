@@ -157,3 +157,17 @@ async def test_malformed_produce_bytes_are_invalid_request(node: NodeClient) -> 
         error = await refused(raw(garbage, timeout=10))
         assert "not a ProduceRequest" in str(error), error
     assert from_partition_error((await node.list_offset("t", 0)).error) is None
+
+
+async def test_acks_none_answers_minus_one_not_offset_zero(node: NodeClient) -> None:
+    """Issue 10, trap 9: acks=none answered offset 0 and time 0, plausible values for an
+    append that has not happened yet; the answer says -1 (as Kafka), and the records are
+    appended after it (they become readable)."""
+    answer = await node.produce("t", 0, [make_batch([b"fire", b"forget"])],
+                                acks=storage_pb2.ACKS_NONE)  # fmt: skip
+    assert (answer.base_offset, answer.last_offset, answer.log_append_time_ms) == (-1, -1, -1)
+
+    async def appended() -> bool:
+        return (await node.list_offset("t", 0)).offset == 2
+
+    await wait_until(appended, 10, "the acks=none batch to be appended")
