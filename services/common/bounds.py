@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sized
 
 from brook.errors import BrookError, Reason
+from brook.structs import TopicPartition
 
 # Characters of an input an error message may quote.
 ECHO_CHARS_MAX = 64
@@ -76,3 +77,16 @@ def check_enum(field: str, value: int, allowed: Iterable[int]) -> None:
             f"{field} {value} is not one of {known}",
             {"field": field, "value": value},
         )
+
+
+def check_unique(field: str, keys: Iterable[TopicPartition]) -> None:
+    """Refuses a request naming one partition twice (nothing is done for either)."""
+    seen: set[TopicPartition] = set()
+    for key in keys:
+        if key in seen:
+            raise BrookError(
+                Reason.INVALID_REQUEST,
+                f"{key} appears twice in {field}; name each partition once",
+                {"field": field, "topic": key.topic, "partition": key.partition},
+            )
+        seen.add(key)

@@ -22,6 +22,7 @@ from brook.services.common.bounds import (
     check_each_chars,
     check_enum,
     check_range,
+    check_unique,
 )
 from brook.services.common.rpc import handle_errors, handle_stream_errors
 from brook.services.groups import limits
@@ -229,12 +230,7 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
         self, request: groups_pb2.CommitOffsetsRequest, context: grpc.aio.ServicerContext
     ) -> groups_pb2.CommitOffsetsResponse:
         check_commit(request)
-        seen: set[TopicPartition] = set()
-        for item in request.offsets:
-            tp = TopicPartition.of(item)
-            if tp in seen:
-                raise BrookError("INVALID_REQUEST", f"{item.topic}-{item.partition} appears twice")
-            seen.add(tp)
+        check_unique("offsets", (TopicPartition.of(item) for item in request.offsets))
         offsets = [
             OffsetCommitInput(
                 topic=item.topic,

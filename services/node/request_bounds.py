@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from brook.errors import BrookError, Reason
-from brook.services.common.bounds import check_count
+from brook.services.common.bounds import check_count, check_unique
 from brook.structs import TopicPartition
 
 M = TypeVar("M")
@@ -70,16 +70,3 @@ def admit(request: M | OversizedRequest[M]) -> M:
              "limit": request.limit_bytes},
         )
     return request
-
-
-def check_unique(field: str, keys: Iterable[TopicPartition]) -> None:
-    """Refuses a request naming one partition twice (nothing is done for either)."""
-    seen: set[TopicPartition] = set()
-    for key in keys:
-        if key in seen:
-            raise BrookError(
-                Reason.INVALID_REQUEST,
-                f"{key} appears twice in {field}; name each partition once",
-                {"field": field, "topic": key.topic, "partition": key.partition},
-            )
-        seen.add(key)

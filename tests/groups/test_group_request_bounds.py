@@ -161,6 +161,13 @@ async def test_invalid_numbers_and_enums_are_refused_and_change_nothing(
             offsets=[groups_pb2.OffsetCommit(topic=TOPIC, partition=0, offset=offset)],
         )
         assert_refused(await rpc_failure(stub.CommitOffsets(commit, timeout=5)))
+    twice = groups_pb2.OffsetCommit(topic=TOPIC, partition=0, offset=3)
+    duplicate = groups_pb2.CommitOffsetsRequest(
+        group_id="huge-offset", member_epoch=-1, offsets=[twice, twice]
+    )
+    failure = await rpc_failure(stub.CommitOffsets(duplicate, timeout=5))
+    assert_refused(failure)
+    assert "appears twice in offsets" in failure.message
     fetched = await stub.FetchOffsets(
         groups_pb2.FetchOffsetsRequest(group_id="huge-offset"), timeout=5
     )
