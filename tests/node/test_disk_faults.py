@@ -10,7 +10,7 @@ layer (`BROOK_FAULTS_FILE`, brook/storage/faults.py), flipped bytes with plain f
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,34 +23,11 @@ from brook.services.metadata.store import MetadataStore
 from brook.storage.faults import FAULTS_FILE_ENV
 from brook.v1 import records_pb2
 from tests.harness.cluster import LocalCluster
-from tests.harness.metadata import connected_store
 from tests.harness.wait import eventually
 from tests.node.cluster_helpers import FAST_NODE_ARGS, NodeClient, create_topic, move_leader
 from tests.node.helpers import make_batch
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def store(etcd: str, cluster_name: str) -> AsyncIterator[MetadataStore]:
-    async with connected_store(etcd, cluster_name) as connected:
-        yield connected
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[Callable[[str], NodeClient]]:
-    made: list[NodeClient] = []
-
-    def make(address: str) -> NodeClient:
-        client = NodeClient(address)
-        made.append(client)
-        return client
-
-    try:
-        yield make
-    finally:
-        for client in made:
-            await client.close()
 
 
 def partition_dir(cluster: LocalCluster, node_id: int, topic: str) -> Path:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 
@@ -28,7 +28,6 @@ from brook.v1 import storage_pb2
 from tests.chaos.faults import ChaosCluster, start_chaos_cluster
 from tests.chaos.workload import describe
 from tests.harness.cluster import LocalCluster
-from tests.harness.metadata import connected_store
 from tests.harness.wait import eventually
 from tests.node.cluster_helpers import NodeClient
 from tests.node.helpers import make_batch
@@ -42,14 +41,6 @@ FULL_PARTITIONS = int(os.environ.get("BROOK_FULL_SCALE_PARTITIONS", "2999"))
 FULL_SCALE = os.environ.get("BROOK_FULL_SCALE") == "1"
 # A node whose event loop stalls this long logs it (services/common/loop_lag.py); none may.
 STALL_LINE = "event loop lag"
-
-
-
-
-@pytest.fixture
-async def store(etcd: str, cluster_name: str) -> AsyncIterator[MetadataStore]:
-    async with connected_store(etcd, cluster_name) as connected:
-        yield connected
 
 
 async def check_many_partitions(

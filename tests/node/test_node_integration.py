@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import grpc
 import pytest
@@ -19,7 +19,6 @@ from brook.errors import from_partition_error
 from brook.services.metadata.store import MetadataStore
 from brook.v1 import storage_pb2
 from tests.harness.cluster import LocalCluster
-from tests.harness.metadata import connected_store
 from tests.node.cluster_helpers import (
     FAST_NODE_ARGS,
     NodeClient,
@@ -30,28 +29,6 @@ from tests.node.cluster_helpers import (
 from tests.node.helpers import make_batch
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def store(etcd: str, cluster_name: str) -> AsyncIterator[MetadataStore]:
-    async with connected_store(etcd, cluster_name) as connected:
-        yield connected
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[Callable[[str], NodeClient]]:
-    made: list[NodeClient] = []
-
-    def make(address: str) -> NodeClient:
-        client = NodeClient(address)
-        made.append(client)
-        return client
-
-    try:
-        yield make
-    finally:
-        for client in made:
-            await client.close()
 
 
 def start_nodes(local_cluster: Callable[..., LocalCluster], count: int,

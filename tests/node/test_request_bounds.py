@@ -18,7 +18,6 @@ from brook.errors import BrookError, from_partition_error, from_rpc_error
 from brook.services.metadata.store import MetadataStore
 from brook.v1 import storage_pb2, storage_pb2_grpc
 from tests.harness.cluster import LocalCluster
-from tests.harness.metadata import connected_store
 from tests.harness.rpc import loop_lag_ms
 from tests.node.cluster_helpers import FAST_NODE_ARGS, NodeClient, create_topic, wait_until
 from tests.node.helpers import make_batch
@@ -27,12 +26,6 @@ pytestmark = pytest.mark.integration
 
 PARTITIONS_MAX = 10_000  # NodeLimits.request_partitions_max (the default)
 LOOP_LAG_BUDGET_MS = 100.0
-
-
-@pytest.fixture
-async def store(etcd: str, cluster_name: str) -> AsyncIterator[MetadataStore]:
-    async with connected_store(etcd, cluster_name) as connected:
-        yield connected
 
 
 @pytest.fixture

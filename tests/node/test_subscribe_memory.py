@@ -5,7 +5,7 @@ slot. Real node process; RSS from /proc/<pid>/status."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -15,7 +15,6 @@ from brook.errors import from_partition_error, from_rpc_error
 from brook.services.metadata.store import MetadataStore
 from brook.v1 import storage_pb2, storage_pb2_grpc
 from tests.harness.cluster import LocalCluster
-from tests.harness.metadata import connected_store
 from tests.harness.wait import eventually
 from tests.node.cluster_helpers import FAST_NODE_ARGS, NodeClient, create_topic, wait_until
 from tests.node.helpers import make_batch
@@ -38,12 +37,6 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise AssertionError("no VmRSS")
-
-
-@pytest.fixture
-async def store(etcd: str, cluster_name: str) -> AsyncIterator[MetadataStore]:
-    async with connected_store(etcd, cluster_name) as connected:
-        yield connected
 
 
 def own_connection(address: str) -> grpc.aio.Channel:

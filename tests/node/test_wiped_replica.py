@@ -11,7 +11,7 @@ because its log lost data or went offline, not because it lagged.
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 
@@ -20,7 +20,6 @@ from brook.services.metadata.store import MetadataStore
 from tests.chaos.faults import ChaosCluster, start_chaos_cluster
 from tests.chaos.workload import describe, produce_direct, wait_for_leaders, wait_in_sync
 from tests.harness.cluster import LocalCluster
-from tests.harness.metadata import connected_store
 from tests.harness.wait import eventually
 from tests.node.cluster_helpers import NodeClient
 
@@ -30,14 +29,6 @@ TOPIC = "wiped"
 CONFIGS = {"min_insync_replicas": "2", "replica_lag_max_ms": "30000"}
 RECORDS = 350
 CHUNK = 50
-
-
-
-
-@pytest.fixture
-async def store(etcd: str, cluster_name: str) -> AsyncIterator[MetadataStore]:
-    async with connected_store(etcd, cluster_name) as connected:
-        yield connected
 
 
 async def produce_acked(chaos: ChaosCluster, admin: Admin, prefix: str) -> list[bytes]:
