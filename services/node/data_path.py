@@ -30,7 +30,6 @@ from brook.services.node.batches import RawBatch, ValidBatch, stamp, validate_ba
 from brook.services.node.config import NodeLimits
 from brook.services.node.partition import AppendGrant, ReplicaReadPlan
 from brook.services.node.replica import Replica
-from brook.services.node.request_bounds import check_unique
 from brook.services.node.storage_log import AppendRun
 from brook.services.node.waiters import OffsetWaiters
 from brook.storage import AppendBatch
@@ -264,9 +263,8 @@ class DataPath:
                         self.limits.produce_timeout_max_ms) / 1000
         outcomes: list[ProduceOutcome] = []
         waits: list[Awaitable[None]] = []
-        # The whole request is refused before any append when it names a partition
-        # twice (defect 12: the first was appended, the second refused).
-        check_unique("partitions", [TopicPartition(p.topic, p.partition) for p in partitions])
+        # The servicer has refused a request naming a partition twice (defect 12), so no
+        # partition's append can precede the refusal of another.
         for index, wanted in enumerate(partitions):
             await yield_every(index)
             outcome = ProduceOutcome(TopicPartition(wanted.topic, wanted.partition))
