@@ -55,7 +55,7 @@ from brook.services.node.partition import (
     Role,
 )
 from brook.services.node.replica import Replica, WaiterLimits
-from brook.services.node.storage_log import LogHandle
+from brook.services.node.storage_log import LogHandle, run_to_completion
 from brook.storage import LogConfig, LogManager, PartitionLog
 from brook.storage.record_batch import MAX_PAYLOAD_BYTES
 from brook.structs import TopicPartition
@@ -576,8 +576,9 @@ class ReplicaManager:
         loop = asyncio.get_running_loop()
         if replica is not None:
             async with replica.log.lock:
-                await loop.run_in_executor(
-                    self.executor, self.log_manager.delete_log, key[0], key[1]
+                # To completion even if cancelled: the lock must not go while files go.
+                await run_to_completion(
+                    self.executor, lambda: self.log_manager.delete_log(key[0], key[1])
                 )
         else:
             await loop.run_in_executor(self.executor, self.log_manager.delete_log, key[0], key[1])
