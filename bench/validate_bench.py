@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from crc32c import crc32c
 
-from brook.client.codec import compress
+from brook.codec import compress
 from brook.services.node.batches import scan_batch, validate_batch
 from brook.v1 import records_pb2
 

@@ -71,8 +71,6 @@ PARTITION_FETCH_BYTES_MAX = 1 << 20
 # Fetched but not yet polled bytes; no new Fetch is sent while the buffer holds more.
 PREFETCH_BYTES_MAX = 32 << 20
 POLL_RECORDS_MAX = 500
-# Largest batch a consumer agrees to decompress, whatever its header claims.
-UNCOMPRESSED_BATCH_BYTES_MAX = 256 << 20
 # ListOffsets: attempts (each after a metadata refresh) before an error reaches the caller.
 LIST_OFFSETS_ATTEMPTS_MAX = 5
 

@@ -2,35 +2,18 @@
 
 They are tuples (NamedTuple) because a consumer builds one per record and a tuple is
 the cheapest object Python can build; they are immutable and compare by value.
-`TopicPartition` is Brook's one partition key (`brook.structs`), re-exported here.
+`TopicPartition` (`brook.structs`), `ConsumerRecord` and `Header` (`brook.records`) are
+the kernel's, re-exported here.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+from brook.records import ConsumerRecord, Header
 from brook.structs import TopicPartition
 
 __all__ = ["BatchResult", "ConsumerRecord", "Header", "RecordMetadata", "TopicPartition"]
-
-Header = tuple[str, bytes]
-
-
-class ConsumerRecord(NamedTuple):
-    """A record read from a partition.
-
-    `key` is None for a record produced without a key and b"" for an empty key.
-    `leader_epoch` is the epoch of the leader that appended the record's batch.
-    """
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int
-    key: bytes | None
-    value: bytes
-    headers: list[Header]
-    leader_epoch: int
 
 
 class RecordMetadata(NamedTuple):

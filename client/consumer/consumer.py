@@ -29,7 +29,8 @@ from typing import TypeAlias, cast
 
 import grpc
 
-from brook.client import codec, defaults
+from brook import codec
+from brook.client import defaults
 from brook.client.metadata import (
     NODE_MAY_LAG_REASONS,
     ChannelPool,

@@ -1,6 +1,6 @@
 """The producer: `Producer` (producer.py) batches records per partition in the
-`RecordAccumulator` (accumulator.py), choosing partitions with the partitioner
-(partitioner.py), and sends one Produce per leader node carrying many batches.
+`RecordAccumulator` (accumulator.py), choosing partitions with the kernel's
+partitioner (brook.partitioner), and sends one Produce per leader node carrying many batches.
 
     from brook.client.producer import Producer
 """

@@ -16,7 +16,7 @@ Shape (Kafka's RecordAccumulator, simplified):
   completed batches release, and waiters are served first in, first out.
 
 Per-record work happens in `ProducerBatch.append`, which is kept to a few list appends:
-records are encoded in one pass per batch (brook.client.codec), when the batch is drained
+records are encoded in one pass per batch (brook.codec), when the batch is drained
 or, if it closed while its partition waits on a request in flight, by `encode_closed`.
 """
 
@@ -26,7 +26,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from brook.client import codec
+from brook import codec
 from brook.client.records import Header, RecordMetadata
 
 

@@ -38,7 +38,8 @@ from dataclasses import dataclass
 
 import grpc
 
-from brook.client import codec, defaults
+from brook import codec
+from brook.client import defaults
 from brook.client.metadata import (
     ChannelPool,
     ClusterMetadata,
@@ -51,10 +52,10 @@ from brook.client.producer.accumulator import (
     ProducerBatch,
     RecordAccumulator,
 )
-from brook.client.producer.partitioner import StickyPartitioner, partition_for_key
 from brook.client.records import BatchResult, Header, RecordMetadata
 from brook.clock import SYSTEM_CLOCK, Clock
 from brook.errors import BrookError, from_partition_error, from_rpc_error
+from brook.partitioner import StickyPartitioner, partition_for_key
 from brook.v1 import storage_pb2
 
 log = logging.getLogger("brook.client.producer")
@@ -587,7 +588,7 @@ class Producer:
                         [batch.encode(self.compression) for batch in batches],
                     )
                 )
-            # Serialized by hand (brook.client.codec): one copy of the records bytes
+            # Serialized by hand (brook.codec): one copy of the records bytes
             # instead of protobuf's copy per nesting level plus its serialization.
             request = codec.encode_produce_request(
                 self.acks, self.request_timeout_ms, partitions, self.client_id

@@ -24,16 +24,14 @@ Thread-safety: pure functions over immutable inputs.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-import lz4.frame
-import zstandard
 from crc32c import crc32c
 from google.protobuf.message import DecodeError
 
+from brook.codec import decompress
 from brook.errors import BrookError, Reason
 from brook.v1 import records_pb2
 from brook.wire import (
@@ -292,20 +290,9 @@ def _inflate(records: memoryview, codec: int, declared: int) -> bytes | str:
             f" 1..{UNCOMPRESSED_BATCH_BYTES_MAX}"
         )
     try:
-        if codec == records_pb2.COMPRESSION_CODEC_ZSTD:
-            framed = zstandard.frame_content_size(records)
-            if framed > declared:
-                return f"zstd frame declares {framed} bytes, uncompressed_bytes says {declared}"
-            out = zstandard.ZstdDecompressor().decompress(records, max_output_size=declared)
-        elif codec == records_pb2.COMPRESSION_CODEC_LZ4:
-            out = lz4.frame.LZ4FrameDecompressor().decompress(records, max_length=declared + 1)
-        else:
-            out = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(records, declared + 1)
-    except Exception as error:  # each library raises its own type for garbage input
-        return f"records do not decompress as {name}: {error}"
-    if len(out) != declared:
-        return f"{name} records inflate to {len(out)} bytes, uncompressed_bytes says {declared}"
-    return out
+        return decompress(records, codec, declared, UNCOMPRESSED_BATCH_BYTES_MAX)
+    except BrookError as error:
+        return error.message
 
 
 def validate_batches(raws: Sequence[RawBatch], max_batch_bytes: int) -> list[ValidBatch]:

@@ -30,7 +30,7 @@ from typing import Any
 
 import grpc
 
-from brook.client import codec
+from brook import codec
 from brook.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -79,10 +79,13 @@ def _reason(error: errors_pb2.PartitionError) -> str:
 def _channel(address: str) -> grpc.aio.Channel:
     # Large enough to send the huge-string requests (the client default is unlimited to
     # send, 4 MiB to receive; the server's bound is the one under test).
-    return grpc.aio.insecure_channel(address, options=[
-        ("grpc.max_send_message_length", 8 << 20),
-        ("grpc.max_receive_message_length", 8 << 20),
-    ])
+    return grpc.aio.insecure_channel(
+        address,
+        options=[
+            ("grpc.max_send_message_length", 8 << 20),
+            ("grpc.max_receive_message_length", 8 << 20),
+        ],
+    )
 
 
 async def forged_replica_fetch(
@@ -106,17 +109,26 @@ async def forged_replica_fetch(
         while time.monotonic() < deadline:
             claimed = log_end + (FORGED_AHEAD if ahead else 0)
             request = storage_pb2.ReplicaFetchRequest(
-                replica_id=follower_id, max_wait_ms=0, min_bytes=1, max_bytes=1,
-                partitions=[storage_pb2.ReplicaFetchPartition(
-                    topic=topic, partition=partition, fetch_offset=claimed,
-                    current_leader_epoch=leader_epoch, last_fetched_epoch=leader_epoch,
-                    partition_max_bytes=1)])
+                replica_id=follower_id,
+                max_wait_ms=0,
+                min_bytes=1,
+                max_bytes=1,
+                partitions=[
+                    storage_pb2.ReplicaFetchPartition(
+                        topic=topic,
+                        partition=partition,
+                        fetch_offset=claimed,
+                        current_leader_epoch=leader_epoch,
+                        last_fetched_epoch=leader_epoch,
+                        partition_max_bytes=1,
+                    )
+                ],
+            )
             try:
                 response = await stub.ReplicaFetch(request, timeout=CALL_TIMEOUT_S)
             except grpc.aio.AioRpcError as error:
                 answers[error.code().name] += 1
-                if error.code() in (grpc.StatusCode.UNAVAILABLE,
-                                    grpc.StatusCode.DEADLINE_EXCEEDED):
+                if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                     break  # the leader went away (the campaign may have killed it)
                 continue
             for fetched in response.partitions:
@@ -130,19 +142,24 @@ async def forged_replica_fetch(
                 if fetched.log_end_offset > log_end:
                     log_end = fetched.log_end_offset
                 if ahead and claimed > fetched.log_end_offset:
-                    message = (f"leader took a fetch position {claimed} past its log end"
-                               f" {fetched.log_end_offset}")
+                    message = (
+                        f"leader took a fetch position {claimed} past its log end"
+                        f" {fetched.log_end_offset}"
+                    )
                     if message not in outcome.anomalies[:1]:
                         outcome.anomalies[:1] = [message]
                 if fetched.high_watermark > fetched.log_end_offset >= 0:
                     outcome.anomalies.append(
                         f"high watermark {fetched.high_watermark} past log end"
-                        f" {fetched.log_end_offset}")
+                        f" {fetched.log_end_offset}"
+                    )
             if answers.get("INVALID_REQUEST", 0) + answers.get("PERMISSION_DENIED", 0) > 20:
                 break  # refused for what it is: no point hammering on
-    outcome.note = (f"forged ReplicaFetch as node {follower_id} to {topic}-{partition}"
-                    f"{' (ahead of the log end)' if ahead else ''}: "
-                    + ", ".join(f"{k}={v}" for k, v in sorted(answers.items())))
+    outcome.note = (
+        f"forged ReplicaFetch as node {follower_id} to {topic}-{partition}"
+        f"{' (ahead of the log end)' if ahead else ''}: "
+        + ", ".join(f"{k}={v}" for k, v in sorted(answers.items()))
+    )
     outcome.anomalies = outcome.anomalies[:5]
     return outcome
 
@@ -151,14 +168,21 @@ async def fetch_nonexistent(address: str, topic: str) -> Outcome:
     """CONCURRENT_FETCHES Fetch calls at once, each naming NONEXISTENT_PARTITIONS
     partitions that do not exist (unknown topics, and partitions of `topic` past its
     count)."""
-    wanted = [storage_pb2.FetchPartition(topic=f"ghost-{index}", partition=index,
-                                         fetch_offset=0, partition_max_bytes=1024)
-              for index in range(NONEXISTENT_PARTITIONS // 2)]
-    wanted += [storage_pb2.FetchPartition(topic=topic, partition=10_000 + index,
-                                          fetch_offset=0, partition_max_bytes=1024)
-               for index in range(NONEXISTENT_PARTITIONS - len(wanted))]
-    request = storage_pb2.FetchRequest(max_wait_ms=500, min_bytes=1, max_bytes=1 << 20,
-                                       partitions=wanted)
+    wanted = [
+        storage_pb2.FetchPartition(
+            topic=f"ghost-{index}", partition=index, fetch_offset=0, partition_max_bytes=1024
+        )
+        for index in range(NONEXISTENT_PARTITIONS // 2)
+    ]
+    wanted += [
+        storage_pb2.FetchPartition(
+            topic=topic, partition=10_000 + index, fetch_offset=0, partition_max_bytes=1024
+        )
+        for index in range(NONEXISTENT_PARTITIONS - len(wanted))
+    ]
+    request = storage_pb2.FetchRequest(
+        max_wait_ms=500, min_bytes=1, max_bytes=1 << 20, partitions=wanted
+    )
     outcome = Outcome()
     async with _channel(address) as channel:
         stub = storage_pb2_grpc.StorageServiceStub(channel)
@@ -179,8 +203,10 @@ async def fetch_nonexistent(address: str, topic: str) -> Outcome:
             return f"{what} in {elapsed:.2f}s"
 
         results = await asyncio.gather(*(one() for _ in range(CONCURRENT_FETCHES)))
-    outcome.note = (f"{CONCURRENT_FETCHES}x Fetch of {NONEXISTENT_PARTITIONS} nonexistent"
-                    f" partitions: {results[0]}")
+    outcome.note = (
+        f"{CONCURRENT_FETCHES}x Fetch of {NONEXISTENT_PARTITIONS} nonexistent"
+        f" partitions: {results[0]}"
+    )
     return outcome
 
 
@@ -194,9 +220,11 @@ def _poison_batches() -> dict[str, records_pb2.RecordBatch]:
     not_records.records = NOT_RECORDS
     not_records.crc32c = codec.crc32c(NOT_RECORDS)
     not_records.uncompressed_bytes = len(NOT_RECORDS)
-    return {"record_count 7 for 2 records": miscounted,
-            f"compression {UNKNOWN_CODEC}": unknown_codec,
-            "records not a Records message": not_records}
+    return {
+        "record_count 7 for 2 records": miscounted,
+        f"compression {UNKNOWN_CODEC}": unknown_codec,
+        "records not a Records message": not_records,
+    }
 
 
 async def poison_produce(address: str, topic: str, partition: int, epoch: int) -> Outcome:
@@ -207,10 +235,18 @@ async def poison_produce(address: str, topic: str, partition: int, epoch: int) -
         stub = storage_pb2_grpc.StorageServiceStub(channel)
         for what, batch in _poison_batches().items():
             request = storage_pb2.ProduceRequest(
-                acks=storage_pb2.ACKS_ALL, timeout_ms=3_000, client_id="chaos-poison",
-                partitions=[storage_pb2.ProducePartition(
-                    topic=topic, partition=partition, current_leader_epoch=epoch,
-                    batches=[batch])])
+                acks=storage_pb2.ACKS_ALL,
+                timeout_ms=3_000,
+                client_id="chaos-poison",
+                partitions=[
+                    storage_pb2.ProducePartition(
+                        topic=topic,
+                        partition=partition,
+                        current_leader_epoch=epoch,
+                        batches=[batch],
+                    )
+                ],
+            )
             try:
                 response = await stub.Produce(request, timeout=CALL_TIMEOUT_S)
             except grpc.aio.AioRpcError as error:
@@ -222,7 +258,8 @@ async def poison_produce(address: str, topic: str, partition: int, epoch: int) -
             if reason == "OK":
                 outcome.anomalies.append(
                     f"poison batch ({what}) accepted at {topic}-{partition} offset"
-                    f" {answer.base_offset}")
+                    f" {answer.base_offset}"
+                )
     outcome.note = f"poison Produce to {topic}-{partition}: " + "; ".join(answers)
     return outcome
 
@@ -252,8 +289,9 @@ async def _expect_refusal(what: str, call: Awaitable[Any], outcome: Outcome) -> 
     return f"{what}: accepted"
 
 
-async def huge_strings(coordinator: str, group_manager: str | None,
-                       cleanup: Callable[[str], Awaitable[None]]) -> Outcome:
+async def huge_strings(
+    coordinator: str, group_manager: str | None, cleanup: Callable[[str], Awaitable[None]]
+) -> Outcome:
     """Admin, Metadata and Group calls with megabyte strings; each must be refused.
     `cleanup(topic)` deletes a topic one of them created if it was (wrongly) accepted."""
     outcome = Outcome()
@@ -263,16 +301,40 @@ async def huge_strings(coordinator: str, group_manager: str | None,
         admin = admin_pb2_grpc.AdminServiceStub(channel)
         metadata = metadata_pb2_grpc.MetadataServiceStub(channel)
         calls: list[tuple[str, Awaitable[Any]]] = [
-            ("CreateTopic name", admin.CreateTopic(admin_pb2.CreateTopicRequest(
-                name="t" * HUGE, partition_count=1, replication_factor=1),
-                timeout=CALL_TIMEOUT_S)),
-            ("DescribeTopic name", admin.DescribeTopic(admin_pb2.DescribeTopicRequest(
-                name="d" * HUGE), timeout=CALL_TIMEOUT_S)),
-            ("CreateTopic config", admin.CreateTopic(admin_pb2.CreateTopicRequest(
-                name=configured, partition_count=1, replication_factor=1,
-                configs={"k" * (HUGE // 2): "v" * (HUGE // 2)}), timeout=CALL_TIMEOUT_S)),
-            ("GetMetadata topics", metadata.GetMetadata(metadata_pb2.GetMetadataRequest(
-                topics=["m" * (HUGE // 10)] * 30), timeout=CALL_TIMEOUT_S)),
+            (
+                "CreateTopic name",
+                admin.CreateTopic(
+                    admin_pb2.CreateTopicRequest(
+                        name="t" * HUGE, partition_count=1, replication_factor=1
+                    ),
+                    timeout=CALL_TIMEOUT_S,
+                ),
+            ),
+            (
+                "DescribeTopic name",
+                admin.DescribeTopic(
+                    admin_pb2.DescribeTopicRequest(name="d" * HUGE), timeout=CALL_TIMEOUT_S
+                ),
+            ),
+            (
+                "CreateTopic config",
+                admin.CreateTopic(
+                    admin_pb2.CreateTopicRequest(
+                        name=configured,
+                        partition_count=1,
+                        replication_factor=1,
+                        configs={"k" * (HUGE // 2): "v" * (HUGE // 2)},
+                    ),
+                    timeout=CALL_TIMEOUT_S,
+                ),
+            ),
+            (
+                "GetMetadata topics",
+                metadata.GetMetadata(
+                    metadata_pb2.GetMetadataRequest(topics=["m" * (HUGE // 10)] * 30),
+                    timeout=CALL_TIMEOUT_S,
+                ),
+            ),
         ]
         for what, call in calls:
             results.append(await _expect_refusal(what, call, outcome))
@@ -281,8 +343,14 @@ async def huge_strings(coordinator: str, group_manager: str | None,
     if group_manager:
         async with _channel(group_manager) as channel:
             groups = groups_pb2_grpc.GroupServiceStub(channel)
-            results.append(await _expect_refusal("DescribeGroup id", groups.DescribeGroup(
-                groups_pb2.DescribeGroupRequest(group_id="g" * HUGE),
-                timeout=CALL_TIMEOUT_S), outcome))
+            results.append(
+                await _expect_refusal(
+                    "DescribeGroup id",
+                    groups.DescribeGroup(
+                        groups_pb2.DescribeGroupRequest(group_id="g" * HUGE), timeout=CALL_TIMEOUT_S
+                    ),
+                    outcome,
+                )
+            )
     outcome.note = "huge strings: " + "; ".join(results)
     return outcome

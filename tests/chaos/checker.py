@@ -59,16 +59,20 @@ class Report:
     order_violations: list[tuple[PartitionKey, str, int, int]] = field(default_factory=list)
     # (partition, producer, earlier sequence, later sequence) whose first copies in the
     # final log are the other way round.
-    log_order_violations: list[tuple[PartitionKey, str, int, int]] = field(
-        default_factory=list)
+    log_order_violations: list[tuple[PartitionKey, str, int, int]] = field(default_factory=list)
     vanished_reads: list[Read] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         """Lost, inconsistent, reordered and vanished records are failures; duplicates are
         reported but allowed (a retried, non-idempotent send may store a record twice)."""
-        return not (self.lost or self.inconsistent or self.order_violations
-                    or self.log_order_violations or self.vanished_reads)
+        return not (
+            self.lost
+            or self.inconsistent
+            or self.order_violations
+            or self.log_order_violations
+            or self.vanished_reads
+        )
 
     @property
     def out_of_order(self) -> int:
@@ -131,8 +135,9 @@ def check(acknowledged: Iterable[Ack], observed: Iterable[Read], final: Iterable
         if offset is None or read.offset < offset:
             first_offset[read.record_id] = read.offset
     for (producer, partition), stream in by_stream.items():
-        placed = [(a.sequence, first_offset[a.record_id]) for a in stream
-                  if a.record_id in first_offset]
+        placed = [
+            (a.sequence, first_offset[a.record_id]) for a in stream if a.record_id in first_offset
+        ]
         for (sent_first, first_at), (sent_next, next_at) in pairwise(placed):
             if next_at <= first_at:
                 report.log_order_violations.append((partition, producer, sent_first, sent_next))

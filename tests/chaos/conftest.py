@@ -38,7 +38,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "chaos_campaign: the long randomized fault campaign (--chaos-duration/--chaos-faults)"
+        "chaos_campaign: the long randomized fault campaign (--chaos-duration/--chaos-faults)",
     )
 
 
@@ -47,10 +47,15 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     if not campaign_enabled(config):
         return None
     faults = chaos_option(config, "chaos_faults")
-    length = f"{faults} faults" if faults is not None else \
-        f"duration {chaos_option(config, 'chaos_duration'):g}s"
-    return f"chaos campaign: {length}, seed {campaign_seed(config)}" \
+    length = (
+        f"{faults} faults"
+        if faults is not None
+        else f"duration {chaos_option(config, 'chaos_duration'):g}s"
+    )
+    return (
+        f"chaos campaign: {length}, seed {campaign_seed(config)}"
         f" (replay with --chaos-seed {campaign_seed(config)})"
+    )
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -70,5 +75,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("chaos_campaign") is not None:
             item.add_marker(pytest.mark.timeout(timeout_s))
-
-

@@ -47,14 +47,14 @@ def partition_dirs(data_dir: Path, topic: str) -> list[Path]:
     logs = data_dir / "logs"
     if not logs.is_dir():
         return []
-    return sorted(d for d in logs.iterdir()
-                  if d.is_dir() and d.name.rsplit("-", 1)[0] == topic)
+    return sorted(d for d in logs.iterdir() if d.is_dir() and d.name.rsplit("-", 1)[0] == topic)
 
 
 def older_segments(partition_dir: Path) -> list[Path]:
     """The segment files of one partition except the newest (active) one."""
-    segments = sorted(p for p in partition_dir.glob("*.log")
-                      if p.stem.isdigit() and len(p.stem) == 20)
+    segments = sorted(
+        p for p in partition_dir.glob("*.log") if p.stem.isdigit() and len(p.stem) == 20
+    )
     return segments[:-1]
 
 
@@ -74,8 +74,10 @@ def corrupt_older_segment(data_dir: Path, topic: str, rng: random.Random) -> str
     for index in range(start, min(start + FLIPPED_BYTES, len(data))):
         data[index] ^= 0xFF
     segment.write_bytes(bytes(data))
-    return (f"flipped {FLIPPED_BYTES} bytes at {start} of {len(data)} in"
-            f" {partition_dir.name}/{segment.name}")
+    return (
+        f"flipped {FLIPPED_BYTES} bytes at {start} of {len(data)} in"
+        f" {partition_dir.name}/{segment.name}"
+    )
 
 
 def wipe(data_dir: Path) -> str:

@@ -24,10 +24,14 @@ from tests.harness.etcd import EtcdServer
 # Node flags for fast failover: the shortest lease etcd grants reliably (2 s), quick ISR
 # checks and follower long-polls, and a short SIGTERM drain for restarts.
 FAST_NODE_ARGS = [
-    "--lease-ttl-s", "2",
-    "--isr-check-interval-ms", "100",
-    "--replica-fetch-wait-ms", "200",
-    "--drain-timeout-s", "2",
+    "--lease-ttl-s",
+    "2",
+    "--isr-check-interval-ms",
+    "100",
+    "--replica-fetch-wait-ms",
+    "200",
+    "--drain-timeout-s",
+    "2",
 ]
 # Coordinator flags: a 2 s role lease (standby takeover time); periodic preferred-leader
 # elections off, so leadership moves only when a test says so (or a node dies).
@@ -136,7 +140,8 @@ class ChaosCluster:
     @property
     def etcd_running(self) -> bool:
         return self.etcd is None or (
-            self.etcd.process is not None and self.etcd.process.poll() is None)
+            self.etcd.process is not None and self.etcd.process.poll() is None
+        )
 
     def heal(self) -> None:
         """etcd up, every paused process resumed, every dead or fault-injected one
@@ -174,8 +179,7 @@ class ChaosCluster:
     async def active_group_manager(self, admin: Admin) -> str:
         """The name of the group manager process that holds the role now."""
         metadata = await admin.get_metadata()
-        return self._named(self.group_managers, metadata.group_manager.address,
-                           "group manager")
+        return self._named(self.group_managers, metadata.group_manager.address, "group manager")
 
     def _named(self, names: Sequence[str], address: str, what: str) -> str:
         for name in names:
@@ -218,5 +222,4 @@ def start_chaos_cluster(
     for node_id in node_ids:
         cluster.add_node(node_id, args=list(node_args))
     cluster.start()
-    return ChaosCluster(cluster, node_ids, names, group_names, etcd,
-                        faults_file=faults_file)
+    return ChaosCluster(cluster, node_ids, names, group_names, etcd, faults_file=faults_file)

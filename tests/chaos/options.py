@@ -80,8 +80,10 @@ def chaos_option(config: pytest.Config, name: str) -> Any:
 
 
 def campaign_enabled(config: pytest.Config) -> bool:
-    return (chaos_option(config, "chaos_duration") is not None
-            or chaos_option(config, "chaos_faults") is not None)
+    return (
+        chaos_option(config, "chaos_duration") is not None
+        or chaos_option(config, "chaos_faults") is not None
+    )
 
 
 def campaign_timeout_s(config: pytest.Config) -> float | None:

@@ -100,18 +100,38 @@ def build_report(
         for rid in check.lost:
             ack = by_id.get(rid)
             lost_by_kind[log.kind_at(ack.acked_at) if ack else "unknown"] += 1
-        records.update(read_final=check.read, lost=len(check.lost),
-                       inconsistent=len(check.inconsistent), out_of_order=check.out_of_order,
-                       duplicates=len(check.duplicates), vanished_reads=len(check.vanished_reads))
-        examples = {"lost": check.lost[:10], "inconsistent": check.inconsistent[:10],
-                    "out_of_order": (check.order_violations + check.log_order_violations)[:10]}
+        records.update(
+            read_final=check.read,
+            lost=len(check.lost),
+            inconsistent=len(check.inconsistent),
+            out_of_order=check.out_of_order,
+            duplicates=len(check.duplicates),
+            vanished_reads=len(check.vanished_reads),
+        )
+        examples = {
+            "lost": check.lost[:10],
+            "inconsistent": check.inconsistent[:10],
+            "out_of_order": (check.order_violations + check.log_order_violations)[:10],
+        }
     else:
-        records.update(read_final=None, lost=None, inconsistent=None, out_of_order=None,
-                       duplicates=None, vanished_reads=None)
-    unhealthy = [{"step": s.step, "kind": s.kind, "error": s.unhealthy}
-                 for s in log.steps if s.unhealthy]
-    ok = (check is not None and check.ok and not unhealthy and final_read_error is None
-          and not any(anomalies.values()))
+        records.update(
+            read_final=None,
+            lost=None,
+            inconsistent=None,
+            out_of_order=None,
+            duplicates=None,
+            vanished_reads=None,
+        )
+    unhealthy = [
+        {"step": s.step, "kind": s.kind, "error": s.unhealthy} for s in log.steps if s.unhealthy
+    ]
+    ok = (
+        check is not None
+        and check.ok
+        and not unhealthy
+        and final_read_error is None
+        and not any(anomalies.values())
+    )
     return {
         "seed": log.seed,
         "mode": log.mode,
@@ -149,15 +169,18 @@ def render(report: dict[str, Any]) -> str:
     for kind, why in report["skipped_by_kind"].items():
         lines.append(f"skipped {kind}: {'; '.join(why)}")
     if report["lost_by_kind"]:
-        lines.append("lost records by the fault window they were acknowledged in: "
-                     + ", ".join(f"{k}={v}" for k, v in report["lost_by_kind"].items()))
+        lines.append(
+            "lost records by the fault window they were acknowledged in: "
+            + ", ".join(f"{k}={v}" for k, v in report["lost_by_kind"].items())
+        )
     for kind, found in report["tail_by_kind"].items():
         lines.append(f"tail check after {kind}: {found}")
     for kind, found in report["anomalies_by_kind"].items():
         lines.append(f"anomalies of {kind}: {found[:5]}")
     for entry in report["unhealthy"]:
-        lines.append(f"UNHEALTHY after step {entry['step']} ({entry['kind']}): "
-                     f"{str(entry['error'])[:300]}")
+        lines.append(
+            f"UNHEALTHY after step {entry['step']} ({entry['kind']}): {str(entry['error'])[:300]}"
+        )
     if report["final_read_error"]:
         lines.append(f"final read failed: {report['final_read_error'][:300]}")
     for what, items in report["examples"].items():

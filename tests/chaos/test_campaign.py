@@ -76,8 +76,7 @@ SIDE_TOPIC = "campaign-side"
 SIDE_PARTITIONS = 3
 # Small segments, so every partition has several and a corrupt_segment fault always finds
 # an older (non-active) one; data kept forever, so the checker sees every record.
-CAMPAIGN_TOPIC_CONFIGS = {**TOPIC_CONFIGS, "segment_bytes": str(16 * 1024),
-                          "retention_ms": "-1"}
+CAMPAIGN_TOPIC_CONFIGS = {**TOPIC_CONFIGS, "segment_bytes": str(16 * 1024), "retention_ms": "-1"}
 GROUP_ID = "chaos-probe"
 # Bounds (why): healing waits cover a restart on a loaded box plus catch-up; a stuck
 # cluster is recorded with its seed instead of hanging the campaign.
@@ -148,10 +147,12 @@ class Campaign:
         for topic in (TOPIC, SIDE_TOPIC):
             await wait_in_sync(self.admin, topic, timeout_s=HEAL_TIMEOUT_S)
         await self.workload.wait_for_progress(
-            PROGRESS_ACKS, PROGRESS_TIMEOUT_S, "after healing", partitions=range(PARTITIONS))
+            PROGRESS_ACKS, PROGRESS_TIMEOUT_S, "after healing", partitions=range(PARTITIONS)
+        )
         await self.probe_side_topic()
-        await eventually(self.group_manager_answers, timeout_s=PROBE_TIMEOUT_S,
-                         what="group manager answering")
+        await eventually(
+            self.group_manager_answers, timeout_s=PROBE_TIMEOUT_S, what="group manager answering"
+        )
         if group_fault:
             await self.probe_group()
         return await self.tail_check()
@@ -160,13 +161,15 @@ class Campaign:
         for partition in range(SIDE_PARTITIONS):
 
             async def produced(partition: int = partition) -> bool:
-                future = await self.probe_producer.send(SIDE_TOPIC, b"probe",
-                                                        partition=partition)
+                future = await self.probe_producer.send(SIDE_TOPIC, b"probe", partition=partition)
                 await future
                 return True
 
-            await eventually(produced, timeout_s=PROBE_TIMEOUT_S,
-                             what=f"an acks=all write to {SIDE_TOPIC}-{partition}")
+            await eventually(
+                produced,
+                timeout_s=PROBE_TIMEOUT_S,
+                what=f"an acks=all write to {SIDE_TOPIC}-{partition}",
+            )
 
     async def group_manager_answers(self) -> bool:
         await self.group_admin.list_groups()
@@ -196,7 +199,7 @@ class Campaign:
 
     def _index_acks(self) -> None:
         acks = self.workload.history.acks
-        for ack in acks[self.indexed:]:
+        for ack in acks[self.indexed :]:
             self.acked_at.setdefault(ack.partition[1], {})[ack.offset] = ack.record_id
         self.indexed = len(acks)
 
@@ -261,8 +264,9 @@ async def kill_leader(c: Campaign) -> str:
     led = {p: s.leader_epoch for p, s in states.items() if s.leader_id == victim}
     c.chaos.kill(c.chaos.node_name(victim))
     watch = Stopwatch()
-    await wait_for_leaders(c.admin, TOPIC, timeout_s=HEAL_TIMEOUT_S, partitions=led,
-                           not_on=[victim], epoch_above=led)
+    await wait_for_leaders(
+        c.admin, TOPIC, timeout_s=HEAL_TIMEOUT_S, partitions=led, not_on=[victim], epoch_above=led
+    )
     return f"kill -9 node-{victim} (leader of {partition}); failover {watch.elapsed_s():.1f}s"
 
 
@@ -376,7 +380,8 @@ async def disk_full(c: Campaign) -> str:
         raise FaultSkipped(
             f"storage fault hook not supported yet: nothing in storage/ or services/node/"
             f" reads {disk.FAULTS_ENV} or {disk.FAULTS_FILE_ENV} (contract:"
-            f" {disk.FAULTS_ENV}=enospc:<path-prefix>, see tests/chaos/disk.py)")
+            f" {disk.FAULTS_ENV}=enospc:<path-prefix>, see tests/chaos/disk.py)"
+        )
     node_id = c.node_id()
     name = c.chaos.node_name(node_id)
     logs = c.chaos.data_dir(node_id) / "logs"
@@ -398,8 +403,10 @@ async def disk_full(c: Campaign) -> str:
             how = f"did not start ({str(error).splitlines()[0][:120]})"
     await c.hold(seconds)
     seen = _enospc_lines(c, name) > before
-    return (f"{name} ENOSPC under {prefix.relative_to(logs.parent)} for {seconds:.1f}s, {how}"
-            f" ({'ENOSPC in its log' if seen else 'no ENOSPC logged'})")
+    return (
+        f"{name} ENOSPC under {prefix.relative_to(logs.parent)} for {seconds:.1f}s, {how}"
+        f" ({'ENOSPC in its log' if seen else 'no ENOSPC logged'})"
+    )
 
 
 def _enospc_lines(c: Campaign, name: str) -> int:
@@ -418,9 +425,17 @@ async def forged_replica_fetch(c: Campaign) -> str:
     ahead = c.rng.random() < 0.5
     kill = c.rng.random() < 0.5
     seconds = c.pause_s()
-    forger = asyncio.create_task(adversary.forged_replica_fetch(
-        c.chaos.node_address(leader), TOPIC, partition, follower, state.leader_epoch,
-        seconds, ahead=ahead))
+    forger = asyncio.create_task(
+        adversary.forged_replica_fetch(
+            c.chaos.node_address(leader),
+            TOPIC,
+            partition,
+            follower,
+            state.leader_epoch,
+            seconds,
+            ahead=ahead,
+        )
+    )
     try:
         if kill:
             # Kill the leader while it believes the forged positions: what it
@@ -446,7 +461,8 @@ async def poison_produce(c: Campaign) -> str:
     partition = c.rng.randrange(SIDE_PARTITIONS)
     state = states[partition]
     outcome = await adversary.poison_produce(
-        c.chaos.node_address(state.leader_id), SIDE_TOPIC, partition, state.leader_epoch)
+        c.chaos.node_address(state.leader_id), SIDE_TOPIC, partition, state.leader_epoch
+    )
     c.anomalies.extend(outcome.anomalies)
     return outcome.note
 
@@ -458,8 +474,9 @@ async def huge_strings(c: Campaign) -> str:
         with contextlib.suppress(BrookError):
             await c.admin.delete_topic(topic)
 
-    outcome = await adversary.huge_strings(metadata.coordinator.address,
-                                           metadata.group_manager.address or None, cleanup)
+    outcome = await adversary.huge_strings(
+        metadata.coordinator.address, metadata.group_manager.address or None, cleanup
+    )
     c.anomalies.extend(outcome.anomalies)
     return outcome.note
 
@@ -523,8 +540,9 @@ async def test_randomized_fault_campaign(
     vanished, every fault healed, and no hostile request was served."""
     config = request.config
     if not campaign_enabled(config):
-        pytest.skip("the campaign runs only with --chaos-duration SECONDS or --chaos-faults N"
-                    " (make chaos)")
+        pytest.skip(
+            "the campaign runs only with --chaos-duration SECONDS or --chaos-faults N (make chaos)"
+        )
     kinds = chosen_kinds(config)
     fault_count: int | None = chaos_option(config, "chaos_faults")
     duration_s = float(chaos_option(config, "chaos_duration") or 0)
@@ -536,52 +554,81 @@ async def test_randomized_fault_campaign(
     rng = random.Random(seed)
     log = CampaignLog(seed, "faults" if fault_count is not None else "duration")
 
-    chaos = start_chaos_cluster(local_cluster, coordinators=2, groups=2, etcd=etcd_server,
-                                faults_file=tmp_path / "storage-faults.ctl")
+    chaos = start_chaos_cluster(
+        local_cluster,
+        coordinators=2,
+        groups=2,
+        etcd=etcd_server,
+        faults_file=tmp_path / "storage-faults.ctl",
+    )
     admin = admins(chaos.bootstrap)
     await admin.create_topic(TOPIC, PARTITIONS, 3, CAMPAIGN_TOPIC_CONFIGS)
     await admin.create_topic(SIDE_TOPIC, SIDE_PARTITIONS, 3, CAMPAIGN_TOPIC_CONFIGS)
     for topic in (TOPIC, SIDE_TOPIC):
         await wait_in_sync(admin, topic, timeout_s=HEAL_TIMEOUT_S)
     rate = min(MAX_RATE_PER_WORKER, RECORDS_PER_WORKER / max(1.0, estimated_s))
-    workload = Workload(chaos.bootstrap, WorkloadConfig(
-        topic=TOPIC, partitions=PARTITIONS, workers=WORKERS,
-        max_records_per_worker=RECORDS_PER_WORKER * RECORDS_SLACK, max_rate_per_worker=rate,
-        max_duration_s=RECORDS_SLACK * estimated_s + HEAL_TIMEOUT_S + PROGRESS_TIMEOUT_S,
-    ))
+    workload = Workload(
+        chaos.bootstrap,
+        WorkloadConfig(
+            topic=TOPIC,
+            partitions=PARTITIONS,
+            workers=WORKERS,
+            max_records_per_worker=RECORDS_PER_WORKER * RECORDS_SLACK,
+            max_rate_per_worker=rate,
+            max_duration_s=RECORDS_SLACK * estimated_s + HEAL_TIMEOUT_S + PROGRESS_TIMEOUT_S,
+        ),
+    )
     names, weights = zip(*((n, k.weight) for n, k in kinds.items()), strict=True)
     coverage = rng.sample(names, len(names))
     check: Report | None = None
     final_read_error: str | None = None
     started = time.monotonic()
     async with contextlib.AsyncExitStack() as stack:
-        probe_producer = await stack.enter_async_context(Producer(
-            chaos.bootstrap, acks="all", retries=5, request_timeout_ms=3_000,
-            delivery_timeout_ms=10_000, client_id="chaos-probe"))
+        probe_producer = await stack.enter_async_context(
+            Producer(
+                chaos.bootstrap,
+                acks="all",
+                retries=5,
+                request_timeout_ms=3_000,
+                delivery_timeout_ms=10_000,
+                client_id="chaos-probe",
+            )
+        )
         tail_reader = await stack.enter_async_context(Consumer(chaos.bootstrap))
         group_admin = await stack.enter_async_context(GroupAdmin(chaos.bootstrap))
-        group = GroupConsumer(chaos.bootstrap, GROUP_ID, topics=[SIDE_TOPIC],
-                              auto_commit=False, auto_offset_reset="earliest")
+        group = GroupConsumer(
+            chaos.bootstrap,
+            GROUP_ID,
+            topics=[SIDE_TOPIC],
+            auto_commit=False,
+            auto_offset_reset="earliest",
+        )
         await stack.enter_async_context(group)
         stack.push_async_callback(workload.close)
-        campaign = Campaign(chaos, admin, workload, rng, probe_producer, tail_reader,
-                            group_admin, group)
+        campaign = Campaign(
+            chaos, admin, workload, rng, probe_producer, tail_reader, group_admin, group
+        )
         await workload.start()
-        await workload.wait_for_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_S, "at start",
-                                         partitions=range(PARTITIONS))
+        await workload.wait_for_progress(
+            PROGRESS_ACKS, PROGRESS_TIMEOUT_S, "at start", partitions=range(PARTITIONS)
+        )
         await campaign.probe_side_topic()
         await campaign.probe_group()
         started = time.monotonic()
         failed_heals = 0
-        while (len(log.steps) < fault_count if fault_count is not None
-               else time.monotonic() - started < duration_s):
+        while (
+            len(log.steps) < fault_count
+            if fault_count is not None
+            else time.monotonic() - started < duration_s
+        ):
             # Every chosen kind once first (in a seeded order), then weighted draws: even a
             # short campaign exercises each kind.
             index = len(log.steps)
             name = coverage[index] if index < len(coverage) else rng.choices(names, weights)[0]
             kind = kinds[name]
-            step = Step(len(log.steps) + 1, name, round(time.monotonic() - started, 1),
-                        time.monotonic())
+            step = Step(
+                len(log.steps) + 1, name, round(time.monotonic() - started, 1), time.monotonic()
+            )
             log.steps.append(step)
             campaign.anomalies = []
             watch = Stopwatch()
@@ -605,9 +652,11 @@ async def test_randomized_fault_campaign(
                     print(f"seed {seed}: still unhealthy after restarting everything: {again}")
                     break
             step.anomalies = list(campaign.anomalies)
-            print(f"[{step.at_s:7.1f}s] step {step.step} {name}: {step.skipped or step.what};"
-                  f" healed in {step.healed_in_s}s; tail {step.tail};"
-                  f" anomalies {step.anomalies or 'none'}; {workload.describe_run()}")
+            print(
+                f"[{step.at_s:7.1f}s] step {step.step} {name}: {step.skipped or step.what};"
+                f" healed in {step.healed_in_s}s; tail {step.tail};"
+                f" anomalies {step.anomalies or 'none'}; {workload.describe_run()}"
+            )
         log.ended = time.monotonic()
         incomplete: dict[str, str] = {}
         try:
@@ -622,9 +671,15 @@ async def test_randomized_fault_campaign(
             workload.dump(tmp_path / "histories.jsonl")
             print(f"histories written to {tmp_path / 'histories.jsonl'}")
 
-    result = build_report(log, check, workload.history.acks, workload.history.sent,
-                          workload.history.failures, time.monotonic() - started,
-                          final_read_error)
+    result = build_report(
+        log,
+        check,
+        workload.history.acks,
+        workload.history.sent,
+        workload.history.failures,
+        time.monotonic() - started,
+        final_read_error,
+    )
     write(result, report_path)
     text = f"{render(result)}\nreport written to {report_path}"
     config.stash[REPORT_KEY] = text
@@ -633,4 +688,5 @@ async def test_randomized_fault_campaign(
         print(f"failed sends, e.g. {reason}: {example}")
     assert result["ok"], (
         f"seed {seed}: chaos campaign failed (replay with --chaos-seed {seed});"
-        f" see the REPORT above and {report_path}")
+        f" see the REPORT above and {report_path}"
+    )

@@ -64,8 +64,9 @@ async def start_workload(chaos: ChaosCluster) -> Workload:
     workload = Workload(chaos.bootstrap, WorkloadConfig(topic=TOPIC, partitions=PARTITIONS))
     try:
         await workload.start()
-        await workload.wait_for_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_S, "at start",
-                                         partitions=range(PARTITIONS))
+        await workload.wait_for_progress(
+            PROGRESS_ACKS, PROGRESS_TIMEOUT_S, "at start", partitions=range(PARTITIONS)
+        )
     except BaseException:
         await workload.close()
         raise
@@ -112,16 +113,25 @@ async def test_kill_leader_of_busiest_partition_five_times(
             epochs = {p: s.leader_epoch for p, s in states.items() if s.leader_id == victim}
             watch = Stopwatch()
             chaos.kill(chaos.node_name(victim))
-            await wait_for_leaders(admin, TOPIC, timeout_s=FAILOVER_TIMEOUT_S,
-                                   partitions=epochs, not_on=[victim], epoch_above=epochs)
+            await wait_for_leaders(
+                admin,
+                TOPIC,
+                timeout_s=FAILOVER_TIMEOUT_S,
+                partitions=epochs,
+                not_on=[victim],
+                epoch_above=epochs,
+            )
             failover_s = watch.elapsed_s()
-            await workload.wait_for_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_S,
-                                             f"after killing node {victim}", partitions=epochs)
+            await workload.wait_for_progress(
+                PROGRESS_ACKS, PROGRESS_TIMEOUT_S, f"after killing node {victim}", partitions=epochs
+            )
             chaos.restart(chaos.node_name(victim))
             await wait_in_sync(admin, TOPIC, [victim], timeout_s=REJOIN_TIMEOUT_S)
-            print(f"round {round_index}: killed node {victim} (leader of {busiest}),"
-                  f" new leaders in {failover_s:.1f}s, back in sync after"
-                  f" {watch.elapsed_s():.1f}s; {workload.describe_run()}")
+            print(
+                f"round {round_index}: killed node {victim} (leader of {busiest}),"
+                f" new leaders in {failover_s:.1f}s, back in sync after"
+                f" {watch.elapsed_s():.1f}s; {workload.describe_run()}"
+            )
         await workload.wait_for_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_S, "at the end")
         await finish(workload, admin, tmp_path)
     finally:
@@ -154,24 +164,33 @@ async def test_paused_leader_is_fenced_and_truncates(
         watch = Stopwatch()
         chaos.pause(name)
         try:
-            await wait_for_leaders(admin, TOPIC, timeout_s=FAILOVER_TIMEOUT_S,
-                                   partitions=led, not_on=[victim], epoch_above=led)
+            await wait_for_leaders(
+                admin,
+                TOPIC,
+                timeout_s=FAILOVER_TIMEOUT_S,
+                partitions=led,
+                not_on=[victim],
+                epoch_above=led,
+            )
             elected_s = watch.elapsed_s()
-            await workload.wait_for_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_S,
-                                             f"while node {victim} is stopped", partitions=led)
+            await workload.wait_for_progress(
+                PROGRESS_ACKS, PROGRESS_TIMEOUT_S, f"while node {victim} is stopped", partitions=led
+            )
             # The fault itself: stay stopped for at least twice the lease TTL.
             await asyncio.sleep(max(0.0, 2 * LEASE_TTL_S - watch.elapsed_s()))
         finally:
             chaos.resume(name)
-        print(f"node {victim} stopped for {watch.elapsed_s():.1f}s; new leaders of {sorted(led)}"
-              f" after {elected_s:.1f}s")
+        print(
+            f"node {victim} stopped for {watch.elapsed_s():.1f}s; new leaders of {sorted(led)}"
+            f" after {elected_s:.1f}s"
+        )
         address = chaos.node_address(victim)
         for partition, old_epoch in led.items():
-            for epoch, acks in ((old_epoch, storage_pb2.ACKS_ALL),
-                                (-1, storage_pb2.ACKS_LEADER)):
+            for epoch, acks in ((old_epoch, storage_pb2.ACKS_ALL), (-1, storage_pb2.ACKS_LEADER)):
                 with pytest.raises(BrookError) as refused:
-                    await produce_direct(address, TOPIC, partition, [b"stale-leader"],
-                                         epoch=epoch, acks=acks)
+                    await produce_direct(
+                        address, TOPIC, partition, [b"stale-leader"], epoch=epoch, acks=acks
+                    )
                 assert refused.value.reason in FENCED_REASONS, refused.value
         await wait_in_sync(admin, TOPIC, [victim], timeout_s=REJOIN_TIMEOUT_S)
         await workload.wait_for_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_S, "after SIGCONT")
@@ -206,16 +225,19 @@ async def test_two_of_three_replicas_down_refuses_acks_all(
 
         async def isr_is_survivor() -> bool:
             states = await describe(admin, TOPIC)
-            return all(s.leader_id == survivor and list(s.isr_ids) == [survivor]
-                       for s in states.values())
+            return all(
+                s.leader_id == survivor and list(s.isr_ids) == [survivor] for s in states.values()
+            )
 
-        await eventually(isr_is_survivor, timeout_s=FAILOVER_TIMEOUT_S,
-                         what=f"ISR = [{survivor}] everywhere")
+        await eventually(
+            isr_is_survivor, timeout_s=FAILOVER_TIMEOUT_S, what=f"ISR = [{survivor}] everywhere"
+        )
         # Every answer the probe got before NOT_ENOUGH_REPLICAS (e.g. NOT_LEADER while the
         # survivor learns the new ISR); a success would be an ack below min ISR.
         answers: list[str] = []
-        async with Producer(chaos.bootstrap, acks="all", retries=0,
-                            request_timeout_ms=3_000) as probe:
+        async with Producer(
+            chaos.bootstrap, acks="all", retries=0, request_timeout_ms=3_000
+        ) as probe:
             for partition in range(PARTITIONS):
 
                 async def refused(partition: int = partition) -> BrookError | None:
@@ -229,8 +251,11 @@ async def test_two_of_three_replicas_down_refuses_acks_all(
                     answers.append(f"acknowledged at {metadata.offset}")
                     return None
 
-                refusal = await eventually(refused, timeout_s=FAILOVER_TIMEOUT_S,
-                                           what=f"NOT_ENOUGH_REPLICAS on partition {partition}")
+                refusal = await eventually(
+                    refused,
+                    timeout_s=FAILOVER_TIMEOUT_S,
+                    what=f"NOT_ENOUGH_REPLICAS on partition {partition}",
+                )
                 assert refusal is not None and refusal.reason == "NOT_ENOUGH_REPLICAS"
         assert not [a for a in answers if a.startswith("acknowledged")], answers
         before = workload.acked
@@ -238,8 +263,9 @@ async def test_two_of_three_replicas_down_refuses_acks_all(
             chaos.restart(chaos.node_name(victim))
         await wait_in_sync(admin, TOPIC, timeout_s=REJOIN_TIMEOUT_S)
         during = workload.acked - before
-        await workload.wait_for_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_S, "after restarts",
-                                         partitions=range(PARTITIONS))
+        await workload.wait_for_progress(
+            PROGRESS_ACKS, PROGRESS_TIMEOUT_S, "after restarts", partitions=range(PARTITIONS)
+        )
         print(f"acks while two nodes were down or restarting: {during}")
         await finish(workload, admin, tmp_path)
     finally:
@@ -266,16 +292,25 @@ async def test_coordinator_killed_during_leader_failover(
         watch = Stopwatch()
         chaos.kill(chaos.node_name(victim))
         chaos.kill(active)
-        await wait_for_leaders(admin, TOPIC, timeout_s=FAILOVER_TIMEOUT_S,
-                               partitions=led, not_on=[victim], epoch_above=led)
+        await wait_for_leaders(
+            admin,
+            TOPIC,
+            timeout_s=FAILOVER_TIMEOUT_S,
+            partitions=led,
+            not_on=[victim],
+            epoch_above=led,
+        )
         failover_s = watch.elapsed_s()
         standby = await chaos.active_coordinator(admin)
         assert standby != active
-        await workload.wait_for_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_S,
-                                         "after the coordinator failover", partitions=led)
-        print(f"killed node {victim} and {active}: {standby} elected new leaders of"
-              f" {sorted(led)} in {failover_s:.1f}s; production resumed after"
-              f" {watch.elapsed_s():.1f}s")
+        await workload.wait_for_progress(
+            PROGRESS_ACKS, PROGRESS_TIMEOUT_S, "after the coordinator failover", partitions=led
+        )
+        print(
+            f"killed node {victim} and {active}: {standby} elected new leaders of"
+            f" {sorted(led)} in {failover_s:.1f}s; production resumed after"
+            f" {watch.elapsed_s():.1f}s"
+        )
         chaos.restart(active)
         chaos.restart(chaos.node_name(victim))
         await wait_in_sync(admin, TOPIC, timeout_s=REJOIN_TIMEOUT_S)

@@ -49,7 +49,7 @@ from pathlib import Path
 
 import grpc
 
-from brook.client import codec
+from brook import codec
 from brook.client.admin import Admin
 from brook.client.consumer import Consumer
 from brook.client.producer import Producer
@@ -217,9 +217,16 @@ class Workload:
                     continue
                 self.history.sent += 1
                 outstanding.add(future)
-                future.add_done_callback(functools.partial(
-                    self._answered, rid=rid, producer=name, sequence=sequence, window=window,
-                    outstanding=outstanding))
+                future.add_done_callback(
+                    functools.partial(
+                        self._answered,
+                        rid=rid,
+                        producer=name,
+                        sequence=sequence,
+                        window=window,
+                        outstanding=outstanding,
+                    )
+                )
             if outstanding:
                 await asyncio.wait(
                     outstanding, timeout=config.delivery_timeout_ms / 1000 + CLOSE_MARGIN_S
@@ -249,8 +256,14 @@ class Workload:
             return
         metadata = future.result()
         self.history.acks.append(
-            Ack(rid, (metadata.topic, metadata.partition), metadata.offset, producer, sequence,
-                time.monotonic())
+            Ack(
+                rid,
+                (metadata.topic, metadata.partition),
+                metadata.offset,
+                producer,
+                sequence,
+                time.monotonic(),
+            )
         )
         self._acked_on[metadata.partition] += 1
         self._progress.set()
@@ -307,8 +320,11 @@ class Workload:
         watch = Stopwatch()
         deadline = watch.started + timeout_s
         while True:
-            short = [p for p, target in targets.items()
-                     if (self.acked if p is None else self._acked_on.get(p, 0)) < target]
+            short = [
+                p
+                for p, target in targets.items()
+                if (self.acked if p is None else self._acked_on.get(p, 0)) < target
+            ]
             if not short:
                 return watch.elapsed_s()
             if all(task.done() for task in self._workers):
@@ -414,8 +430,11 @@ class Workload:
     def dump(self, path: Path) -> None:
         """Writes the histories as JSON lines: {"kind": "ack"|"read"|"final", ...}."""
         with open(path, "w") as out:
-            for kind, items in (("ack", self.history.acks), ("read", self.history.reads),
-                                ("final", self.history.final)):
+            for kind, items in (
+                ("ack", self.history.acks),
+                ("read", self.history.reads),
+                ("final", self.history.final),
+            ):
                 for item in items:
                     out.write(json.dumps({"kind": kind, **dataclasses.asdict(item)}) + "\n")
 
@@ -476,11 +495,18 @@ async def read_to(
         if time.monotonic() > deadline:
             positions = {str(tp): await consumer.position(tp) for tp in wanted}
             if incomplete is not None:
-                incomplete.update({str(tp): f"{positions[str(tp)]}/{end}"
-                                   for tp, end in wanted.items() if tp not in done})
+                incomplete.update(
+                    {
+                        str(tp): f"{positions[str(tp)]}/{end}"
+                        for tp, end in wanted.items()
+                        if tp not in done
+                    }
+                )
                 return reads
-            raise TimeoutError(f"final read incomplete within {timeout_s}s: at {positions}"
-                               f" of {({str(tp): end for tp, end in wanted.items()})}")
+            raise TimeoutError(
+                f"final read incomplete within {timeout_s}s: at {positions}"
+                f" of { ({str(tp): end for tp, end in wanted.items()}) }"
+            )
         try:
             polled = await consumer.poll(timeout_ms=READ_POLL_MS)
         except BrookError as error:
@@ -495,8 +521,9 @@ async def read_to(
             tp = TopicPartition(record.topic, record.partition)
             if tp in done or record.offset >= wanted[tp]:
                 continue
-            reads.append(Read((record.topic, record.partition), record.offset,
-                              record.value.decode()))
+            reads.append(
+                Read((record.topic, record.partition), record.offset, record.value.decode())
+            )
         for tp, end in wanted.items():
             if tp not in done and await consumer.position(tp) >= end:
                 done.add(tp)
@@ -565,8 +592,11 @@ async def wait_in_sync(
     async def probe() -> dict[int, common_pb2.PartitionState]:
         states = await describe(admin, topic)
         for state in states.values():
-            wanted = set(state.replica_ids) if node_ids is None else (
-                set(node_ids) & set(state.replica_ids))
+            wanted = (
+                set(state.replica_ids)
+                if node_ids is None
+                else (set(node_ids) & set(state.replica_ids))
+            )
             if not has_live_leader(state) or not wanted <= set(state.isr_ids):
                 return {}  # falsy: not yet
             if wanted & set(state.offline_replica_ids):

@@ -117,7 +117,7 @@ class FakeState:
 
     def records(self, topic: str, partition: int) -> list[records_pb2.Record]:
         """Every stored record of a partition, decoded (for assertions)."""
-        from brook.client import codec
+        from brook import codec
 
         out = []
         for _base, _count, data, _ts in self.partition(topic, partition).batches:

@@ -11,8 +11,8 @@ from collections.abc import Callable
 import pytest
 
 from brook.client import Admin, Consumer, Producer
-from brook.client.producer.partitioner import partition_for_key
 from brook.client.records import ConsumerRecord, TopicPartition
+from brook.partitioner import partition_for_key
 from tests.harness.cluster import LocalCluster
 
 pytestmark = pytest.mark.integration

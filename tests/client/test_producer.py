@@ -9,9 +9,9 @@ import grpc
 import pytest
 
 from brook.client.producer import Producer, WouldBlock
-from brook.client.producer.partitioner import partition_for_key
 from brook.client.records import BatchResult
 from brook.errors import BrookError
+from brook.partitioner import partition_for_key
 from tests.client.fake_cluster import FakeCluster
 
 WAIT_S = 10.0

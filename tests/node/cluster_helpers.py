@@ -21,12 +21,22 @@ Query: TypeAlias = storage_pb2.OffsetQuery.ValueType
 
 # Flags that make node tests fast: a short lease (etcd's minimum is about 2 s), quick
 # ISR checks and replica long-polls.
-FAST_NODE_ARGS = ["--lease-ttl-s", "2", "--isr-check-interval-ms", "100",
-                  "--replica-fetch-wait-ms", "200", "--drain-timeout-s", "2"]
+FAST_NODE_ARGS = [
+    "--lease-ttl-s",
+    "2",
+    "--isr-check-interval-ms",
+    "100",
+    "--replica-fetch-wait-ms",
+    "200",
+    "--drain-timeout-s",
+    "2",
+]
 
 
 async def wait_until(
-    condition: Callable[[], Awaitable[bool]], timeout_s: float, what: str,
+    condition: Callable[[], Awaitable[bool]],
+    timeout_s: float,
+    what: str,
     interval_s: float = 0.05,
 ) -> None:
     """Polls `condition` until true; fails the test after timeout_s."""
@@ -59,8 +69,15 @@ async def create_topic(
         configs=configs or {},
     )
     partitions = [
-        PartitionRecord(topic=name, partition=index, topic_id=topic.topic_id,
-                        replicas=replicas, leader=leader, leader_epoch=epoch, isr=replicas)
+        PartitionRecord(
+            topic=name,
+            partition=index,
+            topic_id=topic.topic_id,
+            replicas=replicas,
+            leader=leader,
+            leader_epoch=epoch,
+            isr=replicas,
+        )
         for index, (leader, replicas) in enumerate(placements)
     ]
     await store.create_topic(topic, partitions)
@@ -68,7 +85,10 @@ async def create_topic(
 
 
 async def move_leader(
-    store: MetadataStore, topic: str, partition: int, leader: int,
+    store: MetadataStore,
+    topic: str,
+    partition: int,
+    leader: int,
     isr: tuple[int, ...] | None = None,
 ) -> PartitionRecord:
     """What the coordinator does on a failover: new leader, epoch + 1 (CAS)."""
@@ -76,8 +96,11 @@ async def move_leader(
         found = await store.get_partition(topic, partition)
         assert found is not None
         record, revision = found
-        new = record.evolve(leader=leader, leader_epoch=record.leader_epoch + 1,
-                            isr=isr if isr is not None else record.isr)
+        new = record.evolve(
+            leader=leader,
+            leader_epoch=record.leader_epoch + 1,
+            isr=isr if isr is not None else record.isr,
+        )
         if await store.cas_partition(new, revision) is not None:
             return new
     raise AssertionError("could not move the leader: the record kept changing")
@@ -89,8 +112,11 @@ class NodeClient:
     def __init__(self, address: str) -> None:
         self.address = address
         self.channel = grpc.aio.insecure_channel(
-            address, options=[("grpc.max_receive_message_length", 64 << 20),
-                              ("grpc.max_send_message_length", 64 << 20)]
+            address,
+            options=[
+                ("grpc.max_receive_message_length", 64 << 20),
+                ("grpc.max_send_message_length", 64 << 20),
+            ],
         )
         self.stub = storage_pb2_grpc.StorageServiceStub(self.channel)
 
@@ -98,43 +124,79 @@ class NodeClient:
         await self.channel.close()
 
     async def produce(
-        self, topic: str, partition: int, batches: Sequence[records_pb2.RecordBatch], *,
-        acks: Acks = storage_pb2.ACKS_ALL, epoch: int = -1, timeout_ms: int = 10_000,
+        self,
+        topic: str,
+        partition: int,
+        batches: Sequence[records_pb2.RecordBatch],
+        *,
+        acks: Acks = storage_pb2.ACKS_ALL,
+        epoch: int = -1,
+        timeout_ms: int = 10_000,
     ) -> storage_pb2.ProducePartitionResponse:
         response = await self.stub.Produce(
             storage_pb2.ProduceRequest(
-                acks=acks, timeout_ms=timeout_ms,
-                partitions=[storage_pb2.ProducePartition(
-                    topic=topic, partition=partition, current_leader_epoch=epoch,
-                    batches=list(batches))],
+                acks=acks,
+                timeout_ms=timeout_ms,
+                partitions=[
+                    storage_pb2.ProducePartition(
+                        topic=topic,
+                        partition=partition,
+                        current_leader_epoch=epoch,
+                        batches=list(batches),
+                    )
+                ],
             ),
             timeout=timeout_ms / 1000 + 10,
         )
         return response.partitions[0]
 
     async def fetch(
-        self, topic: str, partition: int, offset: int, *, max_wait_ms: int = 0,
-        max_bytes: int = 1 << 20, epoch: int = -1,
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        *,
+        max_wait_ms: int = 0,
+        max_bytes: int = 1 << 20,
+        epoch: int = -1,
     ) -> storage_pb2.FetchedPartition:
         response = await self.stub.Fetch(
             storage_pb2.FetchRequest(
-                max_wait_ms=max_wait_ms, min_bytes=1, max_bytes=max_bytes,
-                partitions=[storage_pb2.FetchPartition(
-                    topic=topic, partition=partition, fetch_offset=offset,
-                    current_leader_epoch=epoch)],
+                max_wait_ms=max_wait_ms,
+                min_bytes=1,
+                max_bytes=max_bytes,
+                partitions=[
+                    storage_pb2.FetchPartition(
+                        topic=topic,
+                        partition=partition,
+                        fetch_offset=offset,
+                        current_leader_epoch=epoch,
+                    )
+                ],
             ),
             timeout=max_wait_ms / 1000 + 10,
         )
         return response.partitions[0]
 
     async def list_offset(
-        self, topic: str, partition: int, query: Query = storage_pb2.OFFSET_QUERY_LATEST,
+        self,
+        topic: str,
+        partition: int,
+        query: Query = storage_pb2.OFFSET_QUERY_LATEST,
         timestamp_ms: int = 0,
     ) -> storage_pb2.ListedOffset:
         response = await self.stub.ListOffsets(
-            storage_pb2.ListOffsetsRequest(partitions=[storage_pb2.ListOffsetsPartition(
-                topic=topic, partition=partition, query=query, timestamp_ms=timestamp_ms,
-                current_leader_epoch=-1)]),
+            storage_pb2.ListOffsetsRequest(
+                partitions=[
+                    storage_pb2.ListOffsetsPartition(
+                        topic=topic,
+                        partition=partition,
+                        query=query,
+                        timestamp_ms=timestamp_ms,
+                        current_leader_epoch=-1,
+                    )
+                ]
+            ),
             timeout=10,
         )
         return response.partitions[0]

@@ -107,8 +107,12 @@ def core_partition(
     """A Partition over an in-memory log (no disk, no network)."""
     valid = leadership if leadership is not None else [True]
     return Partition(
-        TopicPartition("t", 0), node_id, log_position or FakeLog(),
-        clock=clock, settings=settings, leadership_valid=lambda: valid[0],
+        TopicPartition("t", 0),
+        node_id,
+        log_position or FakeLog(),
+        clock=clock,
+        settings=settings,
+        leadership_valid=lambda: valid[0],
         address_of=lambda node: f"127.0.0.1:{9000 + node}",
     )
 
@@ -127,8 +131,13 @@ def open_replica(
     handle = LogHandle(plog)
     valid = leadership if leadership is not None else [True]
     partition = Partition(
-        TopicPartition("t", 0), node_id, handle, clock=clock, settings=settings,
-        leadership_valid=lambda: valid[0], address_of=lambda node: f"127.0.0.1:{9000 + node}",
+        TopicPartition("t", 0),
+        node_id,
+        handle,
+        clock=clock,
+        settings=settings,
+        leadership_valid=lambda: valid[0],
+        address_of=lambda node: f"127.0.0.1:{9000 + node}",
     )
     return Replica(partition, handle, limits or WaiterLimits())
 

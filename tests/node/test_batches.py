@@ -77,8 +77,9 @@ def test_oversized_batch_is_too_large() -> None:
 @pytest.mark.parametrize("bad", ["crc", "size"])
 async def test_one_bad_batch_appends_nothing(tmp_path: Path, bad: str) -> None:
     """A request whose second batch is bad appends none of its batches (no partial write)."""
-    replica = open_replica(tmp_path, ManualClock(),
-                           settings=PartitionSettings(max_batch_bytes=1000))
+    replica = open_replica(
+        tmp_path, ManualClock(), settings=PartitionSettings(max_batch_bytes=1000)
+    )
     replica.apply_record(record(leader=1, epoch=1), 2)
     second = make_batch([b"y" * (2000 if bad == "size" else 10)])
     if bad == "crc":
@@ -103,14 +104,19 @@ async def test_one_bad_batch_appends_nothing(tmp_path: Path, bad: str) -> None:
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.binary(max_size=64), min_size=1, max_size=8), st.integers(0, 1 << 40),
-       st.integers(0, (1 << 31) - 1))
+@given(
+    st.lists(st.binary(max_size=64), min_size=1, max_size=8),
+    st.integers(0, 1 << 40),
+    st.integers(0, (1 << 31) - 1),
+)
 def test_stamp_roundtrip(values: list[bytes], base_offset: int, epoch: int) -> None:
     """Any valid batch stamped at any offset/epoch reads back with those header fields."""
     valid = validate_batch(raw_batch(values), 1 << 20)
     info = read_batch_info(stamp(valid, base_offset, epoch))
     assert (info.base_offset, info.record_count, info.leader_epoch) == (
-        base_offset, len(values), epoch
+        base_offset,
+        len(values),
+        epoch,
     )
 
 
@@ -126,23 +132,38 @@ def test_stamp_roundtrip(values: list[bytes], base_offset: int, epoch: int) -> N
     uncompressed=st.integers(-(1 << 31), (1 << 31) - 1),
 )
 def test_scanner_agrees_with_protobuf(
-    base_offset: int, epoch: int, record_count: int, max_timestamp_ms: int, crc: int,
-    records: bytes, producer_id: int, uncompressed: int,
+    base_offset: int,
+    epoch: int,
+    record_count: int,
+    max_timestamp_ms: int,
+    crc: int,
+    records: bytes,
+    producer_id: int,
+    uncompressed: int,
 ) -> None:
     """The wire scanner reads the same header fields protobuf decodes, for any values."""
     from brook.services.node.batches import scan_batch
 
     message = records_pb2.RecordBatch(
-        base_offset=base_offset, partition_leader_epoch=epoch, record_count=record_count,
-        max_timestamp_ms=max_timestamp_ms, crc32c=crc, records=records,
-        producer_id=producer_id, uncompressed_bytes=uncompressed,
+        base_offset=base_offset,
+        partition_leader_epoch=epoch,
+        record_count=record_count,
+        max_timestamp_ms=max_timestamp_ms,
+        crc32c=crc,
+        records=records,
+        producer_id=producer_id,
+        uncompressed_bytes=uncompressed,
     )
     data = message.SerializeToString()
     scanned = scan_batch(data)
-    assert (scanned.base_offset, scanned.partition_leader_epoch, scanned.record_count,
-            scanned.max_timestamp_ms, scanned.crc32c) == (
-        base_offset, epoch, record_count, max_timestamp_ms, crc)
-    assert data[scanned.records_start:scanned.records_end] == records
+    assert (
+        scanned.base_offset,
+        scanned.partition_leader_epoch,
+        scanned.record_count,
+        scanned.max_timestamp_ms,
+        scanned.crc32c,
+    ) == (base_offset, epoch, record_count, max_timestamp_ms, crc)
+    assert data[scanned.records_start : scanned.records_end] == records
 
 
 def test_stamp_overrides_producer_offsets() -> None:

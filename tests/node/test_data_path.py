@@ -50,11 +50,19 @@ class OneReplica:
         self.isr_checks += 1
 
 
-def leader(tmp_path: Path, *, replicas: tuple[int, ...] = (1,), min_isr: int = 1,
-           limits: WaiterLimits | None = None) -> tuple[DataPath, Replica]:
-    replica = open_replica(tmp_path, ManualClock(),
-                           settings=PartitionSettings(min_insync_replicas=min_isr),
-                           limits=limits)
+def leader(
+    tmp_path: Path,
+    *,
+    replicas: tuple[int, ...] = (1,),
+    min_isr: int = 1,
+    limits: WaiterLimits | None = None,
+) -> tuple[DataPath, Replica]:
+    replica = open_replica(
+        tmp_path,
+        ManualClock(),
+        settings=PartitionSettings(min_insync_replicas=min_isr),
+        limits=limits,
+    )
     replica.apply_record(record(leader=1, epoch=5, replicas=replicas), 10)
     path = DataPath(OneReplica(replica), NodeLimits(), SYSTEM_CLOCK, Closing())
     return path, replica
@@ -64,11 +72,14 @@ def produce(path: DataPath, acks: Acks, *values: bytes, timeout_ms: int = 5000):
     return path.produce(acks, timeout_ms, [Batches(batches=[raw_batch(list(values))])])
 
 
-def follower_fetch(path: DataPath, offset: int, replica_id: int = 2,
-                   last_epoch: int = 5):  # type: ignore[no-untyped-def]
-    wanted = storage_pb2.ReplicaFetchPartition(topic="t", partition=0, fetch_offset=offset,
-                                               current_leader_epoch=5,
-                                               last_fetched_epoch=last_epoch)
+def follower_fetch(path: DataPath, offset: int, replica_id: int = 2, last_epoch: int = 5):  # type: ignore[no-untyped-def]
+    wanted = storage_pb2.ReplicaFetchPartition(
+        topic="t",
+        partition=0,
+        fetch_offset=offset,
+        current_leader_epoch=5,
+        last_fetched_epoch=last_epoch,
+    )
     return path.replica_fetch(replica_id, [wanted], 1 << 20, 1, 0)
 
 
@@ -82,8 +93,11 @@ async def until(condition: Callable[[], bool]) -> None:
 
 
 def fetch_request(offset: int) -> list[storage_pb2.FetchPartition]:
-    return [storage_pb2.FetchPartition(topic="t", partition=0, fetch_offset=offset,
-                                     current_leader_epoch=-1)]
+    return [
+        storage_pb2.FetchPartition(
+            topic="t", partition=0, fetch_offset=offset, current_leader_epoch=-1
+        )
+    ]
 
 
 async def test_leader_stamps_offsets_and_epoch(tmp_path: Path) -> None:
@@ -121,8 +135,7 @@ async def test_acks_all_times_out_and_frees_its_slot(tmp_path: Path) -> None:
 
 async def test_acks_all_waiters_are_bounded(tmp_path: Path) -> None:
     """The produce waiter set is bounded: the next acks=all is refused before appending."""
-    path, replica = leader(tmp_path, replicas=(1, 2), min_isr=2,
-                           limits=WaiterLimits(produce=2))
+    path, replica = leader(tmp_path, replicas=(1, 2), min_isr=2, limits=WaiterLimits(produce=2))
     waiting = [asyncio.ensure_future(produce(path, Acks.ALL, b"x")) for _ in range(2)]
     await until(lambda: len(replica.produce_waiters) >= 2)
     end = replica.log.log_end_offset
@@ -192,15 +205,15 @@ async def test_replicated_batches_append_verbatim(tmp_path: Path) -> None:
     assert follower.log.log_end_offset == 3 and follower.partition.high_watermark == 3
     assert follower.log.epoch_entries() == [(5, 0)]
     # A re-sent response appends nothing.
-    assert await follower.append_replicated(read.batches, 3,
-                                            follower.partition.generation) == 0
+    assert await follower.append_replicated(read.batches, 3, follower.partition.generation) == 0
 
 
 async def test_list_offsets_by_timestamp(tmp_path: Path) -> None:
     path, _ = leader(tmp_path)
     await path.produce(Acks.LEADER, 0, [Batches(batches=[raw_batch([b"a"], timestamp_ms=1000)])])
-    await path.produce(Acks.LEADER, 0,
-                       [Batches(batches=[raw_batch([b"b", b"c"], timestamp_ms=2000)])])
+    await path.produce(
+        Acks.LEADER, 0, [Batches(batches=[raw_batch([b"b", b"c"], timestamp_ms=2000)])]
+    )
     assert await path.list_offset(KEY, "timestamp", 1500, 5) == (1, 2000, 5)
     assert await path.list_offset(KEY, "timestamp", 500, 5) == (0, 1000, 5)
     assert await path.list_offset(KEY, "timestamp", 5000, 5) == (3, -1, 5)
@@ -210,7 +223,8 @@ async def test_list_offsets_by_timestamp(tmp_path: Path) -> None:
 @pytest.mark.parametrize("acks", [Acks.LEADER, Acks.ALL])
 async def test_fenced_epoch_appends_nothing(tmp_path: Path, acks: Acks) -> None:
     path, replica = leader(tmp_path)
-    [outcome] = await path.produce(acks, 0, [Batches(current_leader_epoch=4,
-                                                     batches=[raw_batch([b"x"])])])
+    [outcome] = await path.produce(
+        acks, 0, [Batches(current_leader_epoch=4, batches=[raw_batch([b"x"])])]
+    )
     assert outcome.error is not None and outcome.error.reason == "FENCED_LEADER_EPOCH"
     assert replica.log.log_end_offset == 0

@@ -17,7 +17,7 @@ import pytest
 from crc32c import crc32c
 
 from brook.client import Consumer
-from brook.client.codec import compress
+from brook.codec import compress
 from brook.errors import from_partition_error
 from brook.services.metadata.store import MetadataStore
 from brook.storage.faults import FAULTS_FILE_ENV
@@ -98,15 +98,25 @@ async def _produced(node: NodeClient, topic: str, value: bytes) -> bool:
 # -- defect 10: poison batches -------------------------------------------------------------
 
 
-def poison(records: bytes, *, record_count: int, compression: int = 1,
-           uncompressed_bytes: int | None = None) -> records_pb2.RecordBatch:
+def poison(
+    records: bytes,
+    *,
+    record_count: int,
+    compression: int = 1,
+    uncompressed_bytes: int | None = None,
+) -> records_pb2.RecordBatch:
     """A batch with a valid crc32c over whatever `records` is."""
     return records_pb2.RecordBatch(
-        record_count=record_count, first_timestamp_ms=1, max_timestamp_ms=1,
+        record_count=record_count,
+        first_timestamp_ms=1,
+        max_timestamp_ms=1,
         compression=compression,  # type: ignore[arg-type]  # unknown values on purpose
-        crc32c=crc32c(records), records=records,
+        crc32c=crc32c(records),
+        records=records,
         uncompressed_bytes=len(records) if uncompressed_bytes is None else uncompressed_bytes,
-        producer_id=-1, producer_epoch=-1, base_sequence=-1,
+        producer_id=-1,
+        producer_epoch=-1,
+        base_sequence=-1,
     )
 
 
@@ -117,10 +127,13 @@ def poison_batches() -> dict[str, records_pb2.RecordBatch]:
         "record_count 2^31-1": poison(two, record_count=(1 << 31) - 1),
         "unknown codec 9": poison(two, record_count=2, compression=9),
         "zstd flag over plain bytes": poison(
-            two, record_count=2, compression=records_pb2.COMPRESSION_CODEC_ZSTD),
+            two, record_count=2, compression=records_pb2.COMPRESSION_CODEC_ZSTD
+        ),
         "plain flag over zstd bytes": poison(
-            compress(two, records_pb2.COMPRESSION_CODEC_ZSTD), record_count=2,
-            uncompressed_bytes=len(two)),
+            compress(two, records_pb2.COMPRESSION_CODEC_ZSTD),
+            record_count=2,
+            uncompressed_bytes=len(two),
+        ),
         "not a Records message": poison(b"\x0a\xff\xff\xff\x0fgarbage", record_count=1),
     }
 
@@ -156,8 +169,9 @@ async def test_poison_batches_are_refused_and_consumers_read_past_them(
     await produce_ok(node, "poison", [b"last"])
     good.append(b"last")
 
-    async with Consumer(cluster.address("coordinator"), auto_offset_reset="earliest",
-                        fetch_max_wait_ms=200) as consumer:
+    async with Consumer(
+        cluster.address("coordinator"), auto_offset_reset="earliest", fetch_max_wait_ms=200
+    ) as consumer:
         consumer.assign([("poison", 0)])
         seen: list[bytes] = []
 
@@ -217,8 +231,11 @@ async def in_isr(store: MetadataStore, topic: str, node_id: int, wanted: bool) -
     return (node_id in found[0].isr) == wanted
 
 
-CORRUPTION_TOPIC_CONFIGS = {"segment_bytes": "2048", "min_insync_replicas": "2",
-                            "replica_lag_max_ms": "1000"}
+CORRUPTION_TOPIC_CONFIGS = {
+    "segment_bytes": "2048",
+    "min_insync_replicas": "2",
+    "replica_lag_max_ms": "1000",
+}
 
 
 async def test_corrupt_older_segment_is_dropped_on_restart_and_refetched(
@@ -244,13 +261,15 @@ async def test_corrupt_older_segment_is_dropped_on_restart_and_refetched(
 
     cluster.kill("node-3", signal.SIGTERM)
     assert cluster.wait_exit("node-3") is not None
-    await eventually(lambda: in_isr(store, "flips", 3, False), timeout_s=10,
-                     what="node 3 out of the ISR")
+    await eventually(
+        lambda: in_isr(store, "flips", 3, False), timeout_s=10, what="node 3 out of the ISR"
+    )
     damaged = older_segment(partition_dir(cluster, 3, "flips"))
     flip_middle_bytes(damaged)
     cluster.restart("node-3")
-    await eventually(lambda: in_isr(store, "flips", 3, True), timeout_s=15,
-                     what="node 3 back in the ISR")
+    await eventually(
+        lambda: in_isr(store, "flips", 3, True), timeout_s=15, what="node 3 back in the ISR"
+    )
 
     log_text = cluster.processes["node-3"].log_path.read_text()
     assert f"truncated corrupt tail of {damaged.name}" in log_text, log_text[-3000:]
@@ -296,5 +315,8 @@ async def test_corrupt_batch_found_on_read_hands_leadership_over(
     log_text = cluster.processes["node-1"].log_path.read_text()
     assert "handed leadership to node" in log_text, log_text[-3000:]
     assert "failed their CRC check on read" in log_text
-    await eventually(lambda: in_isr(store, "rot", 1, True), timeout_s=15,
-                     what="node 1 re-fetched and back in the ISR")
+    await eventually(
+        lambda: in_isr(store, "rot", 1, True),
+        timeout_s=15,
+        what="node 1 re-fetched and back in the ISR",
+    )

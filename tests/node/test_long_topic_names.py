@@ -24,8 +24,6 @@ LONG = "t" * 249  # the longest valid topic name
 OTHER = "other"
 
 
-
-
 async def produce_ok(client: NodeClient, topic: str, value: bytes) -> bool:
     answer = await client.produce(topic, 0, [make_batch([value])], acks=storage_pb2.ACKS_LEADER)
     return from_partition_error(answer.error) is None
@@ -53,8 +51,11 @@ async def test_topic_with_249_character_name_deletes_and_node_restarts(
     node = NodeClient(cluster.address("node-1"))
     try:
         for topic in (LONG, OTHER):
-            await eventually(lambda topic=topic: produce_ok(node, topic, b"before"),
-                             timeout_s=15, what=f"a produce to {topic[:10]}")
+            await eventually(
+                lambda topic=topic: produce_ok(node, topic, b"before"),
+                timeout_s=15,
+                what=f"a produce to {topic[:10]}",
+            )
         data_dir = cluster.base_dir / "node-1-data"
         assert f"{LONG}-1" in local_logs(data_dir)
         await admin.delete_topic(LONG)
@@ -69,8 +70,11 @@ async def test_topic_with_249_character_name_deletes_and_node_restarts(
     cluster.restart("node-1")
     node = NodeClient(cluster.address("node-1"))
     try:
-        await eventually(lambda: produce_ok(node, OTHER, b"after restart"), timeout_s=15,
-                         what="the other topic online after the restart")
+        await eventually(
+            lambda: produce_ok(node, OTHER, b"after restart"),
+            timeout_s=15,
+            what="the other topic online after the restart",
+        )
         assert await node.read_all(OTHER, 0) == [b"before", b"after delete", b"after restart"]
     finally:
         await node.close()

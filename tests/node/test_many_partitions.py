@@ -44,8 +44,11 @@ STALL_LINE = "event loop lag"
 
 
 async def check_many_partitions(
-    local_cluster: Callable[..., LocalCluster], admins: Callable[[str], Admin],
-    store: MetadataStore, partitions: int, timeout_s: float,
+    local_cluster: Callable[..., LocalCluster],
+    admins: Callable[[str], Admin],
+    store: MetadataStore,
+    partitions: int,
+    timeout_s: float,
 ) -> None:
     """Creates `partitions` partitions RF 3 next to a small topic that takes acks=all
     writes; every node stays registered (no lease lost), the small topic stays online,
@@ -53,8 +56,9 @@ async def check_many_partitions(
     chaos = start_chaos_cluster(local_cluster)
     admin = admins(chaos.bootstrap)
     await admin.create_topic("small", 1, 3, {"min_insync_replicas": "2"})
-    small_leader = await eventually(lambda: leader_of(admin, "small"), timeout_s=20,
-                                    what="a leader of the small topic")
+    small_leader = await eventually(
+        lambda: leader_of(admin, "small"), timeout_s=20, what="a leader of the small topic"
+    )
     client = NodeClient(chaos.node_address(small_leader))
     try:
         await eventually(lambda: produce_ok(client), timeout_s=20, what="a first produce")
@@ -69,14 +73,21 @@ async def check_many_partitions(
                 return False
             records = await store.get_partitions("big")
             if len(records) < partitions or any(
-                    record.leader < 0 or len(record.isr) < 3 for record, _ in records):
+                record.leader < 0 or len(record.isr) < 3 for record, _ in records
+            ):
                 return False
             return await all_lead(chaos, [record for record, _ in records])
 
-        await eventually(all_in_sync, timeout_s=timeout_s, interval_s=1.0,
-                         what=f"{partitions} partitions led and in sync")
-        print(f"{partitions} partitions RF 3 led and fully in sync after"
-              f" {time.monotonic() - started:.1f}s")
+        await eventually(
+            all_in_sync,
+            timeout_s=timeout_s,
+            interval_s=1.0,
+            what=f"{partitions} partitions led and in sync",
+        )
+        print(
+            f"{partitions} partitions RF 3 led and fully in sync after"
+            f" {time.monotonic() - started:.1f}s"
+        )
     finally:
         await client.close()
     for node_id in chaos.node_ids:
@@ -101,10 +112,17 @@ async def all_lead(chaos: ChaosCluster, records: list[PartitionRecord]) -> bool:
     for leader, indexes in by_leader.items():
         client = NodeClient(chaos.node_address(leader))
         try:
-            answer = await client.stub.ListOffsets(storage_pb2.ListOffsetsRequest(partitions=[
-                storage_pb2.ListOffsetsPartition(topic="big", partition=index,
-                                                 query=storage_pb2.OFFSET_QUERY_LATEST)
-                for index in indexes]), timeout=30)
+            answer = await client.stub.ListOffsets(
+                storage_pb2.ListOffsetsRequest(
+                    partitions=[
+                        storage_pb2.ListOffsetsPartition(
+                            topic="big", partition=index, query=storage_pb2.OFFSET_QUERY_LATEST
+                        )
+                        for index in indexes
+                    ]
+                ),
+                timeout=30,
+            )
         finally:
             await client.close()
         if any(from_partition_error(listed.error) is not None for listed in answer.partitions):
@@ -118,13 +136,15 @@ async def leader_of(admin: Admin, topic: str) -> int:
 
 
 async def produce_ok(client: NodeClient) -> bool:
-    answer = await client.produce("small", 0, [make_batch([b"x"])],
-                                  acks=storage_pb2.ACKS_ALL, timeout_ms=5_000)
+    answer = await client.produce(
+        "small", 0, [make_batch([b"x"])], acks=storage_pb2.ACKS_ALL, timeout_ms=5_000
+    )
     return from_partition_error(answer.error) is None
 
 
 async def test_creating_many_partitions_keeps_every_node_registered(
-    local_cluster: Callable[..., LocalCluster], admins: Callable[[str], Admin],
+    local_cluster: Callable[..., LocalCluster],
+    admins: Callable[[str], Admin],
     store: MetadataStore,
 ) -> None:
     """Defect 4 (suite size): SMALL_PARTITIONS partitions RF 3 at once keep every node
@@ -135,7 +155,8 @@ async def test_creating_many_partitions_keeps_every_node_registered(
 @pytest.mark.skipif(not FULL_SCALE, reason="full scale: set BROOK_FULL_SCALE=1")
 @pytest.mark.timeout(900)
 async def test_creating_the_largest_allowed_topic_keeps_every_node_registered(
-    local_cluster: Callable[..., LocalCluster], admins: Callable[[str], Admin],
+    local_cluster: Callable[..., LocalCluster],
+    admins: Callable[[str], Admin],
     store: MetadataStore,
 ) -> None:
     """Defect 4 (full size): FULL_PARTITIONS partitions RF 3 on three nodes keep every

@@ -31,8 +31,9 @@ from tests.node.helpers import make_batch
 pytestmark = pytest.mark.integration
 
 
-def start_nodes(local_cluster: Callable[..., LocalCluster], count: int,
-                extra: list[str] | None = None) -> LocalCluster:
+def start_nodes(
+    local_cluster: Callable[..., LocalCluster], count: int, extra: list[str] | None = None
+) -> LocalCluster:
     cluster = local_cluster()
     for node_id in range(1, count + 1):
         cluster.add_node(node_id, args=[*FAST_NODE_ARGS, *(extra or [])])
@@ -67,13 +68,18 @@ async def test_produce_fetch_subscribe_list_offsets_round_trip(
     earliest = await node.list_offset("orders", 0, storage_pb2.OFFSET_QUERY_EARLIEST)
     latest = await node.list_offset("orders", 0, storage_pb2.OFFSET_QUERY_LATEST)
     by_time = await node.list_offset("orders", 0, storage_pb2.OFFSET_QUERY_TIMESTAMP, 1500)
-    assert (earliest.offset, latest.offset, by_time.offset, by_time.timestamp_ms) == (
-        0, 3, 2, 2000)
+    assert (earliest.offset, latest.offset, by_time.offset, by_time.timestamp_ms) == (0, 3, 2, 2000)
     assert latest.leader_epoch == 1
 
-    stream = node.stub.Subscribe(storage_pb2.SubscribeRequest(
-        partitions=[storage_pb2.FetchPartition(topic="orders", partition=0, fetch_offset=2,
-                                               current_leader_epoch=-1)]))
+    stream = node.stub.Subscribe(
+        storage_pb2.SubscribeRequest(
+            partitions=[
+                storage_pb2.FetchPartition(
+                    topic="orders", partition=0, fetch_offset=2, current_leader_epoch=-1
+                )
+            ]
+        )
+    )
     try:
         message = await asyncio.wait_for(stream.read(), 10)
         assert [b.base_offset for b in message.partitions[0].batches] == [2]
@@ -110,8 +116,7 @@ async def test_non_leader_answers_not_leader_and_appends_nothing(
     """A follower and a non-replica answer NOT_LEADER naming the leader's id and address;
     the leader's log is unchanged; bad batches are CORRUPT_BATCH / BATCH_TOO_LARGE."""
     cluster = start_nodes(local_cluster, 2)
-    await create_topic(store, "t", [(2, (1, 2)), (2, (2,))],
-                       configs={"max_batch_bytes": "1000"})
+    await create_topic(store, "t", [(2, (1, 2)), (2, (2,))], configs={"max_batch_bytes": "1000"})
     follower = clients(cluster.address("node-1"))
     leader = clients(cluster.address("node-2"))
     await wait_until(lambda: leader.leads("t", 0), 10, "node 2 to lead t-0")
@@ -182,7 +187,9 @@ async def test_three_node_replication_with_acks_all_and_failover(
     await wait_until(lambda: _reads(nodes[2], "rep", values), 10, "node 2 to serve everything")
     stale = await nodes[1].produce("rep", 0, [make_batch([b"stale"])], epoch=1)
     assert from_partition_error(stale.error).reason in (  # type: ignore[union-attr]
-        "NOT_LEADER", "FENCED_LEADER_EPOCH")
+        "NOT_LEADER",
+        "FENCED_LEADER_EPOCH",
+    )
     answer = await nodes[2].produce("rep", 0, [make_batch([b"after"])])
     assert from_partition_error(answer.error) is None, answer.error
     assert (await nodes[2].read_all("rep", 0))[-1] == b"after"
@@ -196,8 +203,12 @@ async def test_lagging_follower_leaves_isr_and_rejoins(
     """A stopped follower is dropped from the ISR in etcd after replica_lag_max_ms, so
     acks=all completes with the rest; once resumed it catches up and is added back."""
     cluster = start_nodes(local_cluster, 3)
-    await create_topic(store, "lag", [(1, (1, 2, 3))],
-                       configs={"min_insync_replicas": "2", "replica_lag_max_ms": "1000"})
+    await create_topic(
+        store,
+        "lag",
+        [(1, (1, 2, 3))],
+        configs={"min_insync_replicas": "2", "replica_lag_max_ms": "1000"},
+    )
     leader = clients(cluster.address("node-1"))
     await wait_until(lambda: leader.leads("lag", 0), 10, "node 1 to lead")
     answer = await leader.produce("lag", 0, [make_batch([b"a"])])
@@ -225,8 +236,12 @@ async def test_paused_leader_acknowledges_nothing_and_truncates(
     elected meanwhile; when the old one wakes, the parked produce fails, new produces get
     NOT_LEADER, and as a follower it truncates the unreplicated batch away."""
     cluster = start_nodes(local_cluster, 2)
-    await create_topic(store, "fence", [(1, (1, 2))],
-                       configs={"min_insync_replicas": "2", "replica_lag_max_ms": "60000"})
+    await create_topic(
+        store,
+        "fence",
+        [(1, (1, 2))],
+        configs={"min_insync_replicas": "2", "replica_lag_max_ms": "60000"},
+    )
     old = clients(cluster.address("node-1"))
     new = clients(cluster.address("node-2"))
     await wait_until(lambda: old.leads("fence", 0), 10, "node 1 to lead")
@@ -240,7 +255,8 @@ async def test_paused_leader_acknowledges_nothing_and_truncates(
     # wide margin so the next batch stays on the old leader only.
     await asyncio.sleep(1.0)
     parked = asyncio.ensure_future(
-        old.produce("fence", 0, [make_batch([b"lost"])], timeout_ms=30_000))
+        old.produce("fence", 0, [make_batch([b"lost"])], timeout_ms=30_000)
+    )
     try:
         await asyncio.sleep(0.3)
         assert not parked.done()  # waiting for node 2, which is stopped
@@ -257,7 +273,9 @@ async def test_paused_leader_acknowledges_nothing_and_truncates(
     assert error is not None and error.reason in ("NOT_LEADER", "REQUEST_TIMED_OUT"), error
     refused = await old.produce("fence", 0, [make_batch([b"refused"])])
     assert from_partition_error(refused.error).reason in (  # type: ignore[union-attr]
-        "NOT_LEADER", "FENCED_LEADER_EPOCH")
+        "NOT_LEADER",
+        "FENCED_LEADER_EPOCH",
+    )
     # Node 1 follows node 2 again, is added back to the ISR, and its log matches node 2's.
     await wait_until(lambda: _isr_is(store, "fence", (1, 2)), 20, "node 1 back in the ISR")
     answer = await new.produce("fence", 0, [make_batch([b"after"])])
@@ -286,8 +304,12 @@ async def test_sigterm_exits_cleanly_and_empty_replica_rebuilds(
     """SIGTERM drains and exits 0, releasing the node's registration at once; a follower
     restarted on an empty disk copies the leader's log, rejoins the ISR and can lead."""
     cluster = start_nodes(local_cluster, 2)
-    await create_topic(store, "rebuild", [(1, (1, 2))],
-                       configs={"min_insync_replicas": "2", "replica_lag_max_ms": "1000"})
+    await create_topic(
+        store,
+        "rebuild",
+        [(1, (1, 2))],
+        configs={"min_insync_replicas": "2", "replica_lag_max_ms": "1000"},
+    )
     leader = clients(cluster.address("node-1"))
     await wait_until(lambda: leader.leads("rebuild", 0), 10, "node 1 to lead")
     values = [f"x{i}".encode() for i in range(5)]
@@ -314,8 +336,9 @@ async def test_new_replica_starts_at_leader_log_start_after_retention(
     """Retention moves the leader's log start past 0; a replica added later (empty disk)
     restarts its log at the leader's log start, catches up, joins the ISR and can lead."""
     cluster = start_nodes(local_cluster, 2, ["--retention-check-interval-ms", "100"])
-    await create_topic(store, "ret", [(1, (1,))],
-                       configs={"segment_bytes": "1024", "retention_bytes": "2048"})
+    await create_topic(
+        store, "ret", [(1, (1,))], configs={"segment_bytes": "1024", "retention_bytes": "2048"}
+    )
     leader = clients(cluster.address("node-1"))
     await wait_until(lambda: leader.leads("ret", 0), 10, "node 1 to lead")
     for index in range(60):

@@ -23,11 +23,17 @@ from tests.node.helpers import FakeLog, core_partition, record
 LAG_MS = 1000
 
 
-def leader_of(clock: ManualClock, *, replicas: tuple[int, ...] = (1, 2, 3),
-              isr: tuple[int, ...] | None = None, min_isr: int = 1,
-              leadership: list[bool] | None = None) -> Partition:
+def leader_of(
+    clock: ManualClock,
+    *,
+    replicas: tuple[int, ...] = (1, 2, 3),
+    isr: tuple[int, ...] | None = None,
+    min_isr: int = 1,
+    leadership: list[bool] | None = None,
+) -> Partition:
     partition = core_partition(
-        clock, settings=PartitionSettings(min_insync_replicas=min_isr, replica_lag_max_ms=LAG_MS),
+        clock,
+        settings=PartitionSettings(min_insync_replicas=min_isr, replica_lag_max_ms=LAG_MS),
         leadership=leadership,
     )
     change = partition.apply_record(record(leader=1, epoch=5, replicas=replicas, isr=isr), 10)
@@ -36,8 +42,9 @@ def leader_of(clock: ManualClock, *, replicas: tuple[int, ...] = (1, 2, 3),
     return partition
 
 
-def append(partition: Partition, records: int = 1, *, acks: Acks = Acks.LEADER,
-           epoch: int = 5) -> int:
+def append(
+    partition: Partition, records: int = 1, *, acks: Acks = Acks.LEADER, epoch: int = 5
+) -> int:
     """The driver's leader append: grant, 'write' to the fake log, report; last offset."""
     grant = partition.grant_leader_append(epoch, acks)
     log = partition.log
@@ -178,8 +185,10 @@ def test_isr_shrink_below_min_fails_commits() -> None:
     ready = partition.take_ready()
     assert ready.isr_below_min is not None
     assert ready.isr_below_min.reason == "NOT_ENOUGH_REPLICAS_AFTER_APPEND"
-    expect_error("NOT_ENOUGH_REPLICAS_AFTER_APPEND",
-                 lambda: partition.check_commit(last, partition.generation))
+    expect_error(
+        "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
+        lambda: partition.check_commit(last, partition.generation),
+    )
 
 
 def test_leadership_change_resets_waiters() -> None:
@@ -279,8 +288,7 @@ def test_busy_follower_counts_as_caught_up_at_its_previous_fetch() -> None:
 
 def test_follower_joins_only_after_reaching_current_epoch() -> None:
     """An out-of-ISR follower at the HW but below the leader epoch start is not added."""
-    partition = core_partition(ManualClock(),
-                               settings=PartitionSettings(replica_lag_max_ms=LAG_MS))
+    partition = core_partition(ManualClock(), settings=PartitionSettings(replica_lag_max_ms=LAG_MS))
     partition.apply_record(record(leader=1, epoch=4, replicas=(1,)), 5)
     append(partition, 2, epoch=4)
     partition.apply_record(record(leader=1, epoch=5, replicas=(1, 2), isr=(1,)), 6)
@@ -339,8 +347,9 @@ def test_isr_membership_has_hysteresis() -> None:
     """Defect 1: a follower that left the ISR is not added back before isr_rejoin_min_ms,
     however caught up it claims to be, so membership cannot flip at the check rate."""
     clock = ManualClock()
-    partition = core_partition(clock, settings=PartitionSettings(
-        replica_lag_max_ms=LAG_MS, isr_rejoin_min_ms=500))
+    partition = core_partition(
+        clock, settings=PartitionSettings(replica_lag_max_ms=LAG_MS, isr_rejoin_min_ms=500)
+    )
     partition.apply_record(record(leader=1, epoch=5, replicas=(1, 2), isr=(1, 2)), 10)
     append(partition)
     partition.follower_fetch(2, 1, 5, 5)
@@ -415,8 +424,9 @@ def test_follower_appends_only_what_continues_its_log() -> None:
     follower.apply_record(record(leader=1, epoch=1, replicas=(1, 2)), 5)
     batches = [BatchInfo(0, 2, -1, 1), BatchInfo(2, 1, -1, 1), BatchInfo(3, 2, -1, 2)]
     assert follower.follower_batches_to_append(batches) == [1, 2]
-    expect_error("CORRUPT_BATCH",
-                 lambda: follower.follower_batches_to_append([BatchInfo(4, 1, -1, 1)]))
+    expect_error(
+        "CORRUPT_BATCH", lambda: follower.follower_batches_to_append([BatchInfo(4, 1, -1, 1)])
+    )
 
 
 def test_follower_hw_follows_leader_capped_by_its_log() -> None:
@@ -447,21 +457,26 @@ def test_core_imports_no_io() -> None:
     from brook.services.node import partition as module
 
     tree = ast.parse(inspect.getsource(module))
-    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
-                for alias in node.names}
-    imported |= {node.module or "" for node in ast.walk(tree)
-                 if isinstance(node, ast.ImportFrom)}
-    assert not {name for name in imported
-                if name.split(".")[0] in ("asyncio", "grpc", "os")
-                or name.startswith(("brook.storage", "brook.services.node.storage_log"))}
+    imported = {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not {
+        name
+        for name in imported
+        if name.split(".")[0] in ("asyncio", "grpc", "os")
+        or name.startswith(("brook.storage", "brook.services.node.storage_log"))
+    }
 
 
 def test_a_forged_claim_past_the_log_end_moves_nothing() -> None:
     """A ReplicaFetch claiming an offset past the leader's log end (a forged or confused
     follower) gets diverging_epoch or OFFSET_OUT_OF_RANGE, never a recorded position: the
     claimant is not added to the ISR and the HW does not move."""
-    partition = core_partition(ManualClock(),
-                               settings=PartitionSettings(replica_lag_max_ms=LAG_MS))
+    partition = core_partition(ManualClock(), settings=PartitionSettings(replica_lag_max_ms=LAG_MS))
     partition.apply_record(record(leader=1, epoch=5, replicas=(1, 2), isr=(1,)), 6)
     append(partition, 3)
     high_watermark = partition.high_watermark

@@ -62,9 +62,10 @@ async def refused(call: object) -> BrookError:
 def fetch_request(count: int, topic: str = "nope") -> storage_pb2.FetchRequest:
     """`count` partitions of `topic` (epoch 0 left out: small enough that 400,000 pass the
     byte bound and meet the partition bound)."""
-    return storage_pb2.FetchRequest(max_wait_ms=0, partitions=[
-        storage_pb2.FetchPartition(topic=topic, partition=i) for i in range(count)
-    ])
+    return storage_pb2.FetchRequest(
+        max_wait_ms=0,
+        partitions=[storage_pb2.FetchPartition(topic=topic, partition=i) for i in range(count)],
+    )
 
 
 async def test_fetch_of_400k_partitions_is_refused_and_the_largest_allowed_is_cheap(
@@ -93,24 +94,44 @@ async def test_every_repeated_field_is_bounded(node: NodeClient) -> None:
     naming one partition more than the limit are refused whole (INVALID_REQUEST); so is
     a payload-free request larger than request_metadata_max_bytes, before parsing."""
     over = PARTITIONS_MAX + 1
-    produce = storage_pb2.ProduceRequest(acks=storage_pb2.ACKS_LEADER, partitions=[
-        storage_pb2.ProducePartition(topic="t", partition=i, batches=[make_batch([b"x"])])
-        for i in range(over)
-    ])
+    produce = storage_pb2.ProduceRequest(
+        acks=storage_pb2.ACKS_LEADER,
+        partitions=[
+            storage_pb2.ProducePartition(topic="t", partition=i, batches=[make_batch([b"x"])])
+            for i in range(over)
+        ],
+    )
     await refused(node.stub.Produce(produce, timeout=30))
-    listed = storage_pb2.ListOffsetsRequest(partitions=[
-        storage_pb2.ListOffsetsPartition(topic="t", partition=i) for i in range(over)])
+    listed = storage_pb2.ListOffsetsRequest(
+        partitions=[storage_pb2.ListOffsetsPartition(topic="t", partition=i) for i in range(over)]
+    )
     await refused(node.stub.ListOffsets(listed, timeout=30))
     subscribe = storage_pb2.SubscribeRequest(partitions=fetch_request(over).partitions)
     stream = node.stub.Subscribe(subscribe, timeout=30)
     await refused(stream.read())
     replica = storage_pb2_grpc.ReplicaServiceStub(node.channel)
-    await refused(replica.ReplicaFetch(storage_pb2.ReplicaFetchRequest(
-        replica_id=2, partitions=[storage_pb2.ReplicaFetchPartition(topic="t", partition=i)
-                                  for i in range(over)]), timeout=30))
-    await refused(replica.OffsetForLeaderEpoch(storage_pb2.OffsetForLeaderEpochRequest(
-        partitions=[storage_pb2.OffsetForLeaderEpochPartition(topic="t", partition=i)
-                    for i in range(over)]), timeout=30))
+    await refused(
+        replica.ReplicaFetch(
+            storage_pb2.ReplicaFetchRequest(
+                replica_id=2,
+                partitions=[
+                    storage_pb2.ReplicaFetchPartition(topic="t", partition=i) for i in range(over)
+                ],
+            ),
+            timeout=30,
+        )
+    )
+    await refused(
+        replica.OffsetForLeaderEpoch(
+            storage_pb2.OffsetForLeaderEpochRequest(
+                partitions=[
+                    storage_pb2.OffsetForLeaderEpochPartition(topic="t", partition=i)
+                    for i in range(over)
+                ]
+            ),
+            timeout=30,
+        )
+    )
     error = await refused(node.stub.Fetch(fetch_request(100, topic="x" * 60_000), timeout=30))
     assert "bytes" in str(error), error
     # Still serving.
@@ -144,7 +165,8 @@ async def test_malformed_produce_bytes_are_invalid_request(node: NodeClient) -> 
     with ErrorInfo (INVALID_REQUEST), and the node goes on serving."""
     raw = node.channel.unary_unary(
         "/brook.v1.StorageService/Produce",
-        request_serializer=bytes, response_deserializer=bytes,
+        request_serializer=bytes,
+        response_deserializer=bytes,
     )
     for garbage in (b"\x0a\xff\xff\xff\xff\x0f", b"\x00\x01\x02", b"\x0b" * 64):
         error = await refused(raw(garbage, timeout=10))

@@ -46,10 +46,14 @@ def own_connection(address: str) -> grpc.aio.Channel:
 
 
 def subscribe_request() -> storage_pb2.SubscribeRequest:
-    return storage_pb2.SubscribeRequest(partitions=[
-        storage_pb2.FetchPartition(topic="s", partition=index, fetch_offset=0,
-                                   current_leader_epoch=-1)
-        for index in range(PARTITIONS)])
+    return storage_pb2.SubscribeRequest(
+        partitions=[
+            storage_pb2.FetchPartition(
+                topic="s", partition=index, fetch_offset=0, current_leader_epoch=-1
+            )
+            for index in range(PARTITIONS)
+        ]
+    )
 
 
 async def settled_rss(pid: int) -> int:
@@ -73,11 +77,13 @@ async def test_idle_subscribe_streams_cost_little_and_one_peer_cannot_take_all(
     refused with RESOURCE_EXHAUSTED + ErrorInfo (per-peer cap), and a second client can
     still subscribe and read."""
     cluster = local_cluster()
-    cluster.add_node(1, args=[*FAST_NODE_ARGS, "--subscribe-streams-per-peer-max",
-                              str(PER_PEER_MAX)])
+    cluster.add_node(
+        1, args=[*FAST_NODE_ARGS, "--subscribe-streams-per-peer-max", str(PER_PEER_MAX)]
+    )
     cluster.start()
-    await create_topic(store, "s", [(1, (1,))] * PARTITIONS,
-                       configs={"max_batch_bytes": str(2 << 20)})
+    await create_topic(
+        store, "s", [(1, (1,))] * PARTITIONS, configs={"max_batch_bytes": str(2 << 20)}
+    )
     writer = NodeClient(cluster.address("node-1"))
     greedy = own_connection(cluster.address("node-1"))
     other = own_connection(cluster.address("node-1"))
@@ -88,8 +94,9 @@ async def test_idle_subscribe_streams_cost_little_and_one_peer_cannot_take_all(
         for index in range(PARTITIONS):
             await wait_until(lambda index=index: writer.leads("s", index), 10, "leadership")
             for _ in range(BATCHES):
-                answer = await writer.produce("s", index, [make_batch([value])],
-                                              acks=storage_pb2.ACKS_LEADER)
+                answer = await writer.produce(
+                    "s", index, [make_batch([value])], acks=storage_pb2.ACKS_LEADER
+                )
                 assert from_partition_error(answer.error) is None, answer.error
         greedy_stub = storage_pb2_grpc.StorageServiceStub(greedy)
         other_stub = storage_pb2_grpc.StorageServiceStub(other)
@@ -101,8 +108,10 @@ async def test_idle_subscribe_streams_cost_little_and_one_peer_cannot_take_all(
         await asyncio.sleep(0)  # let the calls start
         after = await settled_rss(pid)
         per_stream = (after - before) / STREAMS
-        print(f"RSS {before >> 20} -> {after >> 20} MiB: {per_stream / (1 << 20):.1f} MiB"
-              f" per idle stream")
+        print(
+            f"RSS {before >> 20} -> {after >> 20} MiB: {per_stream / (1 << 20):.1f} MiB"
+            f" per idle stream"
+        )
         assert per_stream <= RSS_PER_STREAM_MAX_BYTES, f"{per_stream:.0f} bytes per stream"
         refused = greedy_stub.Subscribe(subscribe_request(), timeout=10)
         with pytest.raises(grpc.aio.AioRpcError) as caught:

@@ -64,8 +64,9 @@ async def kill_leader_and_read(
     assert victim_may_lead or new_leader != victim, f"the wiped node {victim} was elected"
     client = NodeClient(chaos.node_address(new_leader))
     try:
-        return await eventually(lambda: client.read_all(TOPIC, 0), timeout_s=15,
-                                what="the new leader to serve the log")
+        return await eventually(
+            lambda: client.read_all(TOPIC, 0), timeout_s=15, what="the new leader to serve the log"
+        )
     finally:
         await client.close()
 
@@ -76,8 +77,9 @@ def assert_all_acked_kept(got: list[bytes], acked: list[bytes]) -> None:
     assert not missing, f"{len(missing)} of {len(acked)} acknowledged records lost"
 
 
-async def start(local_cluster: Callable[..., LocalCluster],
-                admins: Callable[[str], Admin]) -> tuple[ChaosCluster, Admin, int, int]:
+async def start(
+    local_cluster: Callable[..., LocalCluster], admins: Callable[[str], Admin]
+) -> tuple[ChaosCluster, Admin, int, int]:
     """The cluster and topic, RECORDS acknowledged; (chaos, admin, leader, a follower)."""
     chaos = start_chaos_cluster(local_cluster)
     admin = admins(chaos.bootstrap)
@@ -114,8 +116,11 @@ async def test_follower_restarted_on_a_wiped_disk_is_never_elected(
     # and only then, it may be elected.
     got = await kill_leader_and_read(chaos, admin, victim, victim_may_lead=True)
     assert_all_acked_kept(got, acked)
-    truncations = [line for name in ("node-1", "node-2", "node-3")
-                   for line in chaos.log_lines(name, "truncating")]
+    truncations = [
+        line
+        for name in ("node-1", "node-2", "node-3")
+        for line in chaos.log_lines(name, "truncating")
+    ]
     assert not any(" to 0:" in line for line in truncations), truncations
 
 
@@ -153,4 +158,3 @@ async def test_follower_wiped_while_running_leaves_isr_and_is_never_elected(
     assert victim not in await isr(admin), "the offline replica was added back"
     got = await kill_leader_and_read(chaos, admin, victim, victim_may_lead=False)
     assert_all_acked_kept(got, acked)
-

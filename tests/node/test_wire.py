@@ -14,11 +14,15 @@ from brook.services.node.wire import (
 )
 from brook.v1 import errors_pb2
 
-_ERROR = BrookError("OFFSET_OUT_OF_RANGE", "offset 9 is outside [0, 3]",
-                    {"log_start_offset": 0, "log_end_offset": 3})
+_ERROR = BrookError(
+    "OFFSET_OUT_OF_RANGE",
+    "offset 9 is outside [0, 3]",
+    {"log_start_offset": 0, "log_end_offset": 3},
+)
 # (topic, partition, error, hw, log start, log end, diverging, batches)
-_CASES: list[tuple[str, int, BrookError | None, int, int, int, tuple[int, int] | None,
-                   list[bytes]]] = [
+_CASES: list[
+    tuple[str, int, BrookError | None, int, int, int, tuple[int, int] | None, list[bytes]]
+] = [
     ("t", 0, None, 10, 0, 12, None, [b"\x01\x02", b"x" * 300, b""]),
     ("topic-é", 5, _ERROR, -1, 0, 3, None, []),
     ("t", 1, None, 7, 2, 9, (-1, 2), []),
@@ -32,8 +36,12 @@ def _expected() -> wire_pb2.ReplicaFetchResponseWire:
     response = wire_pb2.ReplicaFetchResponseWire()
     for topic, partition, error, hw, start, end, diverging, batches in _CASES:
         answer = response.partitions.add(
-            topic=topic, partition=partition, high_watermark=hw, log_start_offset=start,
-            log_end_offset=end, batches=batches,
+            topic=topic,
+            partition=partition,
+            high_watermark=hw,
+            log_start_offset=start,
+            log_end_offset=end,
+            batches=batches,
         )
         if error is not None:
             answer.error.CopyFrom(error.to_partition_error())
@@ -47,10 +55,21 @@ def _encoded() -> bytes:
     pieces: list[bytes] = []
     for topic, partition, error, hw, start, end, diverging, batches in _CASES:
         # Deterministic: map entries (the error's metadata) in a comparable order.
-        encoded_error = (None if error is None
-                         else error.to_partition_error().SerializeToString(deterministic=True))
+        encoded_error = (
+            None
+            if error is None
+            else error.to_partition_error().SerializeToString(deterministic=True)
+        )
         encode_fetched_partition(
-            pieces, topic, partition, encoded_error, hw, start, end, diverging, batches,
+            pieces,
+            topic,
+            partition,
+            encoded_error,
+            hw,
+            start,
+            end,
+            diverging,
+            batches,
         )
     return b"".join(pieces)
 
@@ -75,18 +94,31 @@ def test_replica_fetch_response_parsing_matches_the_message() -> None:
     expected = wire_pb2.ReplicaFetchResponseWire.FromString(data)
     assert len(parsed) == len(expected.partitions)
     for mine, theirs in zip(parsed, expected.partitions, strict=True):
-        assert (mine.topic, mine.partition, mine.high_watermark, mine.log_start_offset,
-                mine.log_end_offset, mine.batches) == (
-            theirs.topic, theirs.partition, theirs.high_watermark, theirs.log_start_offset,
-            theirs.log_end_offset, list(theirs.batches))
+        assert (
+            mine.topic,
+            mine.partition,
+            mine.high_watermark,
+            mine.log_start_offset,
+            mine.log_end_offset,
+            mine.batches,
+        ) == (
+            theirs.topic,
+            theirs.partition,
+            theirs.high_watermark,
+            theirs.log_start_offset,
+            theirs.log_end_offset,
+            list(theirs.batches),
+        )
         if theirs.HasField("error"):
             assert mine.error is not None
             assert errors_pb2.PartitionError.FromString(mine.error) == theirs.error
         else:
             assert mine.error is None
         if theirs.HasField("diverging_epoch"):
-            assert mine.diverging_epoch == (theirs.diverging_epoch.epoch,
-                                            theirs.diverging_epoch.end_offset)
+            assert mine.diverging_epoch == (
+                theirs.diverging_epoch.epoch,
+                theirs.diverging_epoch.end_offset,
+            )
         else:
             assert mine.diverging_epoch is None
 
@@ -96,29 +128,38 @@ def test_produce_request_parsing_matches_the_message() -> None:
     scalars where the last wins, an unknown fixed64 field) by hand and compares with
     wire_pb2; batches are views into the request, not copies."""
     request = wire_pb2.ProduceRequestWire(acks=-1, timeout_ms=1500, client_id="c-ü")
-    request.partitions.add(topic="a", partition=3, current_leader_epoch=-1,
-                           batches=[b"one", b"", b"z" * 5000])
+    request.partitions.add(
+        topic="a", partition=3, current_leader_epoch=-1, batches=[b"one", b"", b"z" * 5000]
+    )
     request.partitions.add(topic="b", partition=0, current_leader_epoch=7)
     data = request.SerializeToString() + b"\x08\x01" + b"\x29" + bytes(8)  # acks=1; field 5
     expected = wire_pb2.ProduceRequestWire.FromString(data)
     parsed = parse_produce_request(data)
-    assert (parsed.acks, parsed.timeout_ms, parsed.client_id) == (
-        expected.acks, expected.timeout_ms, expected.client_id) == (1, 1500, "c-ü")
-    assert [(p.topic, p.partition, p.current_leader_epoch, [bytes(b) for b in p.batches])
-            for p in parsed.partitions] == [
-        (p.topic, p.partition, p.current_leader_epoch, list(p.batches))
-        for p in expected.partitions]
+    assert (
+        (parsed.acks, parsed.timeout_ms, parsed.client_id)
+        == (expected.acks, expected.timeout_ms, expected.client_id)
+        == (1, 1500, "c-ü")
+    )
+    assert [
+        (p.topic, p.partition, p.current_leader_epoch, [bytes(b) for b in p.batches])
+        for p in parsed.partitions
+    ] == [
+        (p.topic, p.partition, p.current_leader_epoch, list(p.batches)) for p in expected.partitions
+    ]
     assert parsed.partitions[0].batches[2].obj is data
 
 
-@pytest.mark.parametrize("data", [
-    b"\x1a\x05\x0a",           # partition runs past the end
-    b"\x08",                   # truncated varint
-    b"\x08" + b"\xff" * 11,    # overlong varint
-    b"\x0a\x01x",              # acks with the wrong wire type
-    b"\x1b",                   # start group: unsupported
-    b"\x1a\x03\x0a\x01\xff",   # topic is not UTF-8
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x1a\x05\x0a",  # partition runs past the end
+        b"\x08",  # truncated varint
+        b"\x08" + b"\xff" * 11,  # overlong varint
+        b"\x0a\x01x",  # acks with the wrong wire type
+        b"\x1b",  # start group: unsupported
+        b"\x1a\x03\x0a\x01\xff",  # topic is not UTF-8
+    ],
+)
 def test_malformed_produce_requests_are_refused(data: bytes) -> None:
     """Malformed requests raise ValueError (gRPC answers INTERNAL, like a failed generated
     parse) instead of yielding a half-read request."""

@@ -38,15 +38,19 @@ def control(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def append_values(log: PartitionLog, count: int, size: int = 100) -> None:
     for number in range(count):
-        log.append(payload_for(number, size), record_count=1, max_timestamp_ms=number,
-                   leader_epoch=0)
+        log.append(
+            payload_for(number, size), record_count=1, max_timestamp_ms=number, leader_epoch=0
+        )
 
 
 def test_parse_faults_contract() -> None:
     """`kind:prefix` entries separated by ';' or lines; '#' comments; bad kinds refused."""
     entries = faults.parse_faults("enospc:/data/a; eio:/data/b\n# note\ntorn:/x  # why\n")
     assert [(e.kind, e.prefix) for e in entries] == [
-        ("enospc", "/data/a"), ("eio", "/data/b"), ("torn", "/x")]
+        ("enospc", "/data/a"),
+        ("eio", "/data/b"),
+        ("torn", "/x"),
+    ]
     with pytest.raises(ValueError, match="bad fault entry"):
         faults.parse_faults("full:/data")
     with pytest.raises(ValueError, match="bad fault entry"):
@@ -152,7 +156,8 @@ def test_flipped_older_segment_is_found_on_open_even_after_a_clean_shutdown(
     assert f"truncated corrupt tail of {damaged.name}" in caplog.text
     assert f"dropped offsets {reopened.log_end_offset}..39" in caplog.text
     assert [b.header.base_offset for b in read_all(reopened)] == list(
-        range(reopened.log_end_offset))
+        range(reopened.log_end_offset)
+    )
 
 
 def test_untouched_segments_are_not_rescanned(

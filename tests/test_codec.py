@@ -1,4 +1,4 @@
-"""Record batch encoding and decoding (brook.client.codec)."""
+"""Record batch encoding and decoding (brook.codec)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from brook.client import codec
+from brook import codec
 from brook.errors import BrookError
 from brook.v1 import records_pb2, storage_pb2
 

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from brook.client.producer.partitioner import (
+from brook.partitioner import (
     StickyPartitioner,
     murmur2,
     partition_for_key,

@@ -31,9 +31,8 @@ import crc32c as _crc32c
 import lz4.frame
 import zstandard
 
-from brook.client import defaults
-from brook.client.records import ConsumerRecord, Header
 from brook.errors import BrookError, Reason
+from brook.records import ConsumerRecord, Header
 from brook.v1 import records_pb2
 from brook.wire import encode_varint, varint, varint_field
 
@@ -43,6 +42,10 @@ LZ4 = records_pb2.COMPRESSION_CODEC_LZ4
 GZIP = records_pb2.COMPRESSION_CODEC_GZIP
 
 CODECS: dict[str, int] = {"none": NONE, "zstd": ZSTD, "lz4": LZ4, "gzip": GZIP}
+
+# The largest decompressed Records a reader inflates by default (a bound against
+# compression bombs: a batch declares its size, and more is refused before inflating).
+UNCOMPRESSED_BATCH_BYTES_MAX = 256 << 20
 
 # Not idempotent: the producer fields stay at "none" (-1) until idempotence lands.
 NO_PRODUCER_ID = -1
@@ -189,15 +192,21 @@ def compress(data: bytes, codec: int) -> bytes:
     raise ValueError(f"unknown compression codec {codec}")
 
 
-def decompress(data: bytes, codec: int, uncompressed_bytes: int) -> bytes:
-    """Inflates records bytes, never past `uncompressed_bytes` (checked exactly)."""
+def decompress(
+    data: bytes | memoryview,
+    codec: int,
+    uncompressed_bytes: int,
+    max_uncompressed_bytes: int = UNCOMPRESSED_BATCH_BYTES_MAX,
+) -> bytes:
+    """Inflates records bytes, never past `uncompressed_bytes` (checked exactly), itself
+    at most `max_uncompressed_bytes`."""
     if codec in (NONE, records_pb2.COMPRESSION_CODEC_UNSPECIFIED):
-        return data
-    if not 0 <= uncompressed_bytes <= defaults.UNCOMPRESSED_BATCH_BYTES_MAX:
+        return bytes(data)
+    if not 0 <= uncompressed_bytes <= max_uncompressed_bytes:
         raise BrookError(
             Reason.CORRUPT_BATCH,
             f"batch claims {uncompressed_bytes} uncompressed bytes; the limit is "
-            f"{defaults.UNCOMPRESSED_BATCH_BYTES_MAX}",
+            f"{max_uncompressed_bytes}",
         )
     try:
         if codec == ZSTD:
@@ -220,7 +229,10 @@ def decompress(data: bytes, codec: int, uncompressed_bytes: int) -> bytes:
     except BrookError:
         raise
     except Exception as error:  # each library raises its own type for garbage input
-        raise BrookError(Reason.CORRUPT_BATCH, f"cannot decompress batch: {error}") from error
+        name = next((n for n, value in CODECS.items() if value == codec), str(codec))
+        raise BrookError(
+            Reason.CORRUPT_BATCH, f"records do not decompress as {name}: {error}"
+        ) from error
     if len(out) != uncompressed_bytes:
         raise BrookError(
             Reason.CORRUPT_BATCH,
