@@ -8,23 +8,30 @@ canonical gRPC status code, and two retry hints that clients act on:
 
 Servers raise `BrookError`; the servicer shell turns it into a gRPC status carrying a
 `google.rpc.ErrorInfo` (domain `brook.v1`) or, inside multi-partition responses, into a
-`brook.v1.PartitionError`. Clients turn either back into a `BrookError` with
+`brook.v1.PartitionError` whose `error_info` is the same ErrorInfo. A multi-partition call
+whose every partition failed fails as a whole (`every_partition_failed`), with the full
+response in its status details. Clients turn either back into a `BrookError` with
 `from_rpc_error` / `from_partition_error`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
 if TYPE_CHECKING:
+    from google.protobuf.message import Message
+
     from brook.v1 import errors_pb2
 
 ERROR_DOMAIN = "brook.v1"
+
+# A protobuf message class, for `BrookError.response_as`.
+M = TypeVar("M", bound="Message")
 
 
 @dataclass(frozen=True)
@@ -168,6 +175,11 @@ class BrookError(Exception):
         self.code: grpc.StatusCode = info.code if info else _C.UNAVAILABLE
         self.retriable: bool = info.retriable if info else True
         self.refresh_metadata: bool = info.refresh_metadata if info else True
+        # The whole response of a multi-partition call whose every partition failed: sent
+        # in the status details beside the ErrorInfo (see `every_partition_failed`), and
+        # read back from them by `from_rpc_error` (`response_as`).
+        self.response: Any = None
+        self._response_details: list[Any] = []
 
     def __str__(self) -> str:
         return f"{self.reason}: {self.message}"
@@ -175,13 +187,12 @@ class BrookError(Exception):
     def __repr__(self) -> str:
         return f"BrookError({self.reason!r}, {self.message!r}, {self.metadata!r})"
 
-    def to_status(self) -> Any:
-        """A `grpc.Status` carrying ErrorInfo, for `context.abort_with_status`."""
-        from google.protobuf import any_pb2
-        from google.rpc import code_pb2, error_details_pb2, status_pb2
-        from grpc_status import rpc_status
+    def to_error_info(self) -> Any:
+        """The failure as a `google.rpc.ErrorInfo`: what a status carries in its details and
+        a PartitionError in `error_info`, so both channels speak one vocabulary."""
+        from google.rpc import error_details_pb2
 
-        info = error_details_pb2.ErrorInfo(
+        return error_details_pb2.ErrorInfo(
             reason=self.reason.value,
             domain=ERROR_DOMAIN,
             metadata={
@@ -190,11 +201,33 @@ class BrookError(Exception):
                 "refresh_metadata": "true" if self.refresh_metadata else "false",
             },
         )
-        detail = any_pb2.Any()
-        detail.Pack(info)
+
+    def to_status(self) -> Any:
+        """A `grpc.Status` carrying ErrorInfo (and `response`, when set), for
+        `context.abort_with_status`."""
+        from google.protobuf import any_pb2
+        from google.rpc import code_pb2, status_pb2
+        from grpc_status import rpc_status
+
+        details = []
+        for message in (self.to_error_info(), self.response):
+            if message is not None:
+                detail = any_pb2.Any()
+                detail.Pack(message)
+                details.append(detail)
         code_value = getattr(code_pb2, self.code.name)
-        status = status_pb2.Status(code=code_value, message=self.message, details=[detail])
+        status = status_pb2.Status(code=code_value, message=self.message, details=details)
         return rpc_status.to_status(status)
+
+    def response_as(self, message_class: type[M]) -> M | None:
+        """The response of type `message_class` a failed call carried in its status details
+        (every partition failed; see `every_partition_failed`), or None."""
+        for detail in self._response_details:
+            if detail.Is(message_class.DESCRIPTOR):
+                message = message_class()
+                detail.Unpack(message)
+                return message
+        return None
 
     def to_partition_error(self) -> errors_pb2.PartitionError:
         """The same failure as a `brook.v1.PartitionError` inside a multi-partition response."""
@@ -209,15 +242,38 @@ class BrookError(Exception):
             metadata=self.metadata,
             retriable=self.retriable,
             refresh_metadata=self.refresh_metadata,
+            error_info=self.to_error_info(),
         )
+
+
+def every_partition_failed(response: Any, partitions: Sequence[Any]) -> BrookError | None:
+    """The error a multi-partition call answers when each of its `partitions` results has
+    its `error` set: the first failure, carrying `response` (every partition's outcome) for
+    the status details. None when some partition succeeded or there are none.
+
+    A request whose every partition failed is then recognisable from its status alone (a
+    rejected single-partition produce is a failed call; grpcurl exits non-zero), and no
+    per-partition detail is lost.
+    """
+    if not partitions or not all(p.HasField("error") and p.error.reason for p in partitions):
+        return None
+    first = from_partition_error(partitions[0].error)
+    assert first is not None  # reason is set
+    first.response = response
+    return first
 
 
 def from_partition_error(error: errors_pb2.PartitionError) -> BrookError | None:
     """The BrookError a PartitionError describes, or None when it is unset (no error)."""
     from brook.v1 import errors_pb2
 
-    if error.reason == errors_pb2.ERROR_REASON_UNSPECIFIED:
+    if error.reason == errors_pb2.ERROR_REASON_UNSPECIFIED and not error.error_info.reason:
         return None
+    if error.error_info.reason:  # the ErrorInfo vocabulary, as in a failed call's status
+        metadata = dict(error.error_info.metadata)
+        retriable = metadata.pop("retriable", "false") == "true"
+        refresh = metadata.pop("refresh_metadata", "false") == "true"
+        return _remote_error(error.error_info.reason, error.message, metadata, retriable, refresh)
     try:
         name = errors_pb2.ErrorReason.Name(error.reason).removeprefix("ERROR_REASON_")
     except ValueError:  # an enum value newer than this client
@@ -260,7 +316,15 @@ def from_rpc_error(error: grpc.RpcError) -> BrookError:
                     metadata = dict(info.metadata)
                     retriable = metadata.pop("retriable", "false") == "true"
                     refresh = metadata.pop("refresh_metadata", "false") == "true"
-                    return _remote_error(info.reason, status.message, metadata, retriable, refresh)
+                    remote = _remote_error(
+                        info.reason, status.message, metadata, retriable, refresh
+                    )
+                    remote._response_details = [
+                        d
+                        for d in status.details
+                        if not d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR)
+                    ]
+                    return remote
     code = error.code() if hasattr(error, "code") else _C.UNKNOWN
     details = error.details() if hasattr(error, "details") else str(error)
     err = BrookError(Reason.TRANSPORT, f"{code.name}: {details}")
