@@ -16,7 +16,7 @@ response in its status details. Clients turn either back into a `BrookError` wit
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -246,16 +246,28 @@ class BrookError(Exception):
         )
 
 
+# The response a failed call carries in its status details is bounded: the status travels
+# in a trailer, and stock gRPC clients refuse trailers over 8 KiB (base64 makes 3 KiB about
+# 4 KiB). Larger all-failed responses (hundreds of partitions) are answered OK as ever.
+FAILED_CALL_RESPONSE_BYTES_MAX = 3 * 1024
+FAILED_CALL_PARTITIONS_MAX = 32
+
+
 def every_partition_failed(response: Any, partitions: Sequence[Any]) -> BrookError | None:
     """The error a multi-partition call answers when each of its `partitions` results has
     its `error` set: the first failure, carrying `response` (every partition's outcome) for
-    the status details. None when some partition succeeded or there are none.
+    the status details. None when some partition succeeded, when there are none, or when
+    the response is too large for a status trailer (then it is answered as it is).
 
     A request whose every partition failed is then recognisable from its status alone (a
     rejected single-partition produce is a failed call; grpcurl exits non-zero), and no
     per-partition detail is lost.
     """
-    if not partitions or not all(p.HasField("error") and p.error.reason for p in partitions):
+    if not partitions or len(partitions) > FAILED_CALL_PARTITIONS_MAX:
+        return None
+    if not all(p.HasField("error") and p.error.reason for p in partitions):
+        return None
+    if response.ByteSize() > FAILED_CALL_RESPONSE_BYTES_MAX:
         return None
     first = from_partition_error(partitions[0].error)
     assert first is not None  # reason is set
@@ -337,3 +349,17 @@ def from_rpc_error(error: grpc.RpcError) -> BrookError:
 def is_retriable(error: BaseException) -> bool:
     """True for errors a client may retry (with back-off, within its bounds)."""
     return isinstance(error, BrookError) and error.retriable
+
+
+async def partitioned(call: Awaitable[M], response_type: type[M]) -> M:
+    """Awaits a multi-partition call (Produce, Fetch, ListOffsets) and answers its response,
+    also when every partition failed: the server then fails the call and carries the
+    response in the status details, which this reads back, so callers handle per-partition
+    errors in one place. Any other failure raises as it came."""
+    try:
+        return await call
+    except grpc.RpcError as error:
+        response = from_rpc_error(error).response_as(response_type)
+        if response is None:
+            raise
+        return response

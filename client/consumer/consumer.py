@@ -40,7 +40,7 @@ from brook.client.metadata import (
 from brook.client.records import ConsumerRecord, TopicPartition
 from brook.client.retry import Retry, RetryPolicy
 from brook.clock import SYSTEM_CLOCK, Clock
-from brook.errors import BrookError, Reason, from_partition_error, from_rpc_error
+from brook.errors import BrookError, Reason, from_partition_error, from_rpc_error, partitioned
 from brook.v1 import records_pb2, storage_pb2, storage_pb2_grpc
 
 log = logging.getLogger("brook.client.consumer")
@@ -375,8 +375,9 @@ class Consumer:
                         current_leader_epoch=leader[1] if leader else -1,
                     )
                 try:
-                    response = await self._stub(address).ListOffsets(
-                        request, timeout=self._request_timeout_s
+                    response = await partitioned(
+                        self._stub(address).ListOffsets(request, timeout=self._request_timeout_s),
+                        storage_pb2.ListOffsetsResponse,
                     )
                 except grpc.aio.AioRpcError as rpc_error:
                     last_error = from_rpc_error(rpc_error)
@@ -656,8 +657,11 @@ class Consumer:
             generations[tp] = (generation, fetch_position)
         partitions = list(generations)
         try:
-            response = await self._stub(node.address).Fetch(
-                request, timeout=self.fetch_max_wait_ms / 1000 + self._request_timeout_s
+            response = await partitioned(
+                self._stub(node.address).Fetch(
+                    request, timeout=self.fetch_max_wait_ms / 1000 + self._request_timeout_s
+                ),
+                storage_pb2.FetchResponse,
             )
         except grpc.aio.AioRpcError as rpc_error:
             error = from_rpc_error(rpc_error)

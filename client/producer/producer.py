@@ -54,7 +54,7 @@ from brook.client.producer.accumulator import (
 )
 from brook.client.records import BatchResult, Header, RecordMetadata
 from brook.clock import SYSTEM_CLOCK, Clock
-from brook.errors import BrookError, from_partition_error, from_rpc_error
+from brook.errors import BrookError, from_partition_error, from_rpc_error, partitioned
 from brook.partitioner import StickyPartitioner, partition_for_key
 from brook.v1 import storage_pb2
 
@@ -597,8 +597,11 @@ class Producer:
             try:
                 # The server bounds replication by timeout_ms; the deadline adds a margin
                 # so its REQUEST_TIMED_OUT answer arrives before our own deadline fires.
-                response = await self._produce_call(node.address)(
-                    request, timeout=self.request_timeout_ms / 1000 + 5
+                response = await partitioned(
+                    self._produce_call(node.address)(
+                        request, timeout=self.request_timeout_ms / 1000 + 5
+                    ),
+                    storage_pb2.ProduceResponse,
                 )
             except grpc.aio.AioRpcError as rpc_error:
                 error = from_rpc_error(rpc_error)

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import grpc
 
 from brook.clock import Clock
-from brook.errors import BrookError, Reason
+from brook.errors import BrookError, Reason, partitioned
 from brook.services.metadata.cache import MetadataCache
 from brook.structs import TopicPartition
 from brook.v1 import storage_pb2, storage_pb2_grpc
@@ -121,8 +121,11 @@ async def _ask(
     for start in range(0, len(queries), partitions_per_call_max):
         chunk = queries[start : start + partitions_per_call_max]
         try:
-            response = await stub.ListOffsets(
-                storage_pb2.ListOffsetsRequest(partitions=chunk), timeout=call_timeout_s
+            response = await partitioned(
+                stub.ListOffsets(
+                    storage_pb2.ListOffsetsRequest(partitions=chunk), timeout=call_timeout_s
+                ),
+                storage_pb2.ListOffsetsResponse,
             )
         except grpc.aio.AioRpcError as error:  # the node is not up yet: next round
             log.debug("leader probe: %s", error.details())

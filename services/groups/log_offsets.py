@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 import grpc
 
-from brook.errors import BrookError, from_partition_error, from_rpc_error
+from brook.errors import BrookError, from_partition_error, from_rpc_error, partitioned
 from brook.services.metadata.cache import MetadataCache
 from brook.services.metadata.model import NO_LEADER
 from brook.structs import TopicPartition
@@ -90,7 +90,10 @@ class LogOffsets:
                 ]
             )
             try:
-                response = await self._stub(address).ListOffsets(request, timeout=self.timeout_s)
+                response = await partitioned(
+                    self._stub(address).ListOffsets(request, timeout=self.timeout_s),
+                    storage_pb2.ListOffsetsResponse,
+                )
             except grpc.RpcError as error:
                 failure = from_rpc_error(error)
                 for tp in tps:

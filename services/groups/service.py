@@ -28,6 +28,7 @@ from brook.services.common.rpc import handle_errors, handle_stream_errors
 from brook.services.groups import limits
 from brook.services.groups.manager import GroupManager, PartitionLagInfo, ResetTarget
 from brook.services.groups.state import (
+    NON_MEMBER_EPOCH,
     Group,
     GroupState,
     HeartbeatInput,
@@ -187,6 +188,22 @@ def describe(group: Group, lag: list[PartitionLagInfo] | None) -> groups_pb2.Gro
     return description
 
 
+
+def _commit_epoch(request: groups_pb2.CommitOffsetsRequest) -> int:
+    """The member epoch a commit is fenced by. Unset means a non-member commit (-1) when
+    member_id is empty; a member that leaves it out is refused, because 0 is a real epoch
+    and guessing would let a fenced member commit."""
+    if request.HasField("member_epoch"):
+        return request.member_epoch
+    if request.member_id:
+        raise BrookError(
+            "INVALID_REQUEST",
+            "member_epoch is required with member_id: send the epoch of your last heartbeat"
+            " (leave both out for a non-member commit)",
+            {"field": "member_epoch"},
+        )
+    return NON_MEMBER_EPOCH
+
 class GroupService(groups_pb2_grpc.GroupServiceServicer):
     """brook.v1.GroupService over a GroupManager."""
 
@@ -236,13 +253,14 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
                 topic=item.topic,
                 partition=item.partition,
                 offset=item.offset,
-                leader_epoch=item.leader_epoch,
+                # Unset is "unknown" (-1): 0 is a real epoch (explicit presence).
+                leader_epoch=item.leader_epoch if item.HasField("leader_epoch") else -1,
                 metadata=item.metadata,
             )
             for item in request.offsets
         ]
         results = await self.manager.commit(
-            request.group_id, request.member_id, request.member_epoch, offsets
+            request.group_id, request.member_id, _commit_epoch(request), offsets
         )
         response = groups_pb2.CommitOffsetsResponse()
         for commit in offsets:

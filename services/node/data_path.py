@@ -30,6 +30,7 @@ from brook.services.node.batches import RawBatch, ValidBatch, stamp, validate_ba
 from brook.services.node.config import NodeLimits
 from brook.services.node.partition import AppendGrant, ReplicaReadPlan
 from brook.services.node.replica import Replica
+from brook.services.node.request_bounds import requested_epoch
 from brook.services.node.storage_log import AppendRun
 from brook.services.node.waiters import OffsetWaiters
 from brook.storage import AppendBatch
@@ -426,7 +427,7 @@ class DataPath:
             try:
                 share = fetch.partition_max_bytes or self.limits.fetch_partition_default_bytes
                 replica = self.replicas.lookup(read.key)
-                empty = await self._read_one(replica, offset, fetch.current_leader_epoch,
+                empty = await self._read_one(replica, offset, requested_epoch(fetch),
                                              min(share, max_bytes - total), total == 0, read)
             except BrookError as error:
                 read.error = error

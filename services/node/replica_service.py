@@ -32,6 +32,7 @@ from brook.services.node.request_bounds import (
     bounded_parser,
     check_count,
     check_unique,
+    require_epochs,
 )
 from brook.services.node.wire import encode_fetched_partition
 from brook.structs import TopicPartition
@@ -108,6 +109,8 @@ class ReplicaService:
         request = admit(request)
         self._check_partitions(request.partitions,
                                lambda: [TopicPartition.of(p) for p in request.partitions])
+        require_epochs("partitions", request.partitions, "current_leader_epoch",
+                       "last_fetched_epoch")
         limits = self.limits
         if request.max_bytes < 0 or request.max_wait_ms < 0 or request.min_bytes < 0:
             raise BrookError("INVALID_REQUEST", "max_bytes, min_bytes and max_wait_ms must be >= 0")
@@ -133,6 +136,7 @@ class ReplicaService:
         request = admit(request)
         self._check_partitions(request.partitions,
                                lambda: [TopicPartition.of(p) for p in request.partitions])
+        require_epochs("partitions", request.partitions, "current_leader_epoch", "leader_epoch")
         answers = []
         for index, wanted in enumerate(request.partitions):
             if index % YIELD_EVERY_PARTITIONS == YIELD_EVERY_PARTITIONS - 1:

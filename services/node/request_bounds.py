@@ -22,11 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from brook.errors import BrookError, Reason
 from brook.services.common.bounds import check_count, check_unique
 from brook.structs import TopicPartition
+
+# A protobuf request entry (FetchPartition, ReplicaFetchPartition, ...).
+Message = Any
 
 M = TypeVar("M")
 # Builds a request's partition keys (called only once the count is within its bound).
@@ -70,3 +73,23 @@ def admit(request: M | OversizedRequest[M]) -> M:
              "limit": request.limit_bytes},
         )
     return request
+
+
+def requested_epoch(wanted: Message) -> int:
+    """The leader epoch a Produce/Fetch/ListOffsets partition entry asks for: its
+    `current_leader_epoch` when set, else -1 ("no check"). Explicit presence is what keeps
+    an unset field from meaning epoch 0, a real epoch (issue 10, trap 1)."""
+    return int(wanted.current_leader_epoch) if wanted.HasField("current_leader_epoch") else -1
+
+
+def require_epochs(field: str, entries: Iterable[Message], *names: str) -> None:
+    """Refuses a replication request whose entries leave any of `names` unset: nodes
+    always send them, and guessing would skip a fencing check."""
+    for index, entry in enumerate(entries):
+        for name in names:
+            if not entry.HasField(name):
+                raise BrookError(
+                    Reason.INVALID_REQUEST,
+                    f"{field}[{index}].{name} is required (a replica never skips the check)",
+                    {"field": f"{field}.{name}", "index": index},
+                )

@@ -10,9 +10,11 @@ generated clients work unchanged):
 - Fetch and Subscribe answers are `FetchResponseWire` / `SubscribeResponseWire`: stored
   payloads go out as they are, and clients decode them as `RecordBatch`.
 
-Every failure of one partition is a `PartitionError` in that partition's entry; only
-whole-call problems (bad arguments, too many requests on a connection) end the call with
-a status. Every bound comes from `NodeLimits`.
+Every failure of one partition is a `PartitionError` in that partition's entry (its
+`error_info` is the ErrorInfo a status would carry). Whole-call problems (bad arguments, too
+many requests on a connection) end the call with a status, and so does a Produce, Fetch or
+ListOffsets whose every partition failed: the first failure's status, with the response
+in its details (`brook.errors.every_partition_failed`). Every bound comes from `NodeLimits`.
 
 Thread-safety: one event loop.
 """
@@ -22,10 +24,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator, Sized
+from typing import TypeVar
 
 import grpc
 
-from brook.errors import BrookError
+from brook.errors import FAILED_CALL_PARTITIONS_MAX, BrookError, every_partition_failed
 from brook.internal.v1 import wire_pb2
 from brook.services.common.rpc import handle_errors, handle_stream_errors
 from brook.services.common.server import add_generic_service
@@ -45,6 +48,7 @@ from brook.services.node.request_bounds import (
     bounded_parser,
     check_count,
     check_unique,
+    requested_epoch,
 )
 from brook.services.node.wire import ProduceRequestView, produce_request_steps
 from brook.structs import TopicPartition
@@ -52,6 +56,9 @@ from brook.v1 import storage_pb2
 from brook.wire import MalformedWire
 
 SERVICE_NAME = "brook.v1.StorageService"
+
+# A multi-partition response message (ProduceResponse, FetchResponse, ListOffsetsResponse).
+R = TypeVar("R")
 
 _QUERIES = {
     storage_pb2.OFFSET_QUERY_EARLIEST: "earliest",
@@ -73,6 +80,22 @@ def _produced(outcome: ProduceOutcome) -> storage_pb2.ProducePartitionResponse:
     if outcome.error is not None:
         answer.error.CopyFrom(outcome.error.to_partition_error())
     return answer
+
+
+def _unless_every_partition_failed(response: R) -> R:
+    """`response`, or the call's failure when every partition in it failed: a status with
+    the first failure's code and ErrorInfo, and `response` itself in the details (so a
+    rejected single-partition call is a failed call, and nothing is lost)."""
+    failure = every_partition_failed(response, response.partitions)  # type: ignore[attr-defined]
+    if failure is not None:
+        raise failure
+    return response
+
+
+def _failed_read(read: PartitionRead) -> storage_pb2.FetchedPartition:
+    assert read.error is not None
+    return storage_pb2.FetchedPartition(topic=read.key.topic, partition=read.key.partition,
+                                        error=read.error.to_partition_error())
 
 
 def _fetched(read: PartitionRead) -> wire_pb2.FetchedPartitionWire:
@@ -218,7 +241,7 @@ class StorageService:
         for index, outcome in enumerate(outcomes):
             await yield_every(index)
             answers.append(_produced(outcome))
-        return storage_pb2.ProduceResponse(partitions=answers)
+        return _unless_every_partition_failed(storage_pb2.ProduceResponse(partitions=answers))
 
     @handle_errors
     async def fetch(
@@ -236,6 +259,10 @@ class StorageService:
         min_bytes = _clamp(request.min_bytes, 1, max_bytes)
         reads = await self.data_path.fetch(request.partitions, max_bytes, min_bytes,
                                            request.max_wait_ms)
+        if len(reads) <= FAILED_CALL_PARTITIONS_MAX and all(r.error is not None for r in reads):
+            # Errors only, no batches: the public message costs nothing to build.
+            _unless_every_partition_failed(storage_pb2.FetchResponse(
+                partitions=[_failed_read(read) for read in reads]))
         return wire_pb2.FetchResponseWire(partitions=await _fetched_all(reads))
 
     @handle_stream_errors
@@ -320,8 +347,8 @@ class StorageService:
                 answer.offset, answer.timestamp_ms, answer.leader_epoch = (
                     await self.data_path.list_offset(TopicPartition.of(query), kind,
                                                      query.timestamp_ms,
-                                                     query.current_leader_epoch)
+                                                     requested_epoch(query))
                 )
             except BrookError as error:
                 answer.error.CopyFrom(error.to_partition_error())
-        return storage_pb2.ListOffsetsResponse(partitions=answers)
+        return _unless_every_partition_failed(storage_pb2.ListOffsetsResponse(partitions=answers))

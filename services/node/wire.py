@@ -87,7 +87,8 @@ class ProducePartitionView:
 
     topic: str = ""
     partition: int = 0
-    current_leader_epoch: int = 0
+    # Unset on the wire means "no check" (-1), as the proto says: 0 is a real epoch.
+    current_leader_epoch: int = -1
     batches: list[memoryview] = field(default_factory=list)
 
 

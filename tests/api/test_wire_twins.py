@@ -35,13 +35,16 @@ _COMPATIBLE = {
 
 
 def test_twins_keep_field_numbers_and_types() -> None:
-    """Each twin field has the public field's number, name, label and a compatible wire type."""
+    """Each twin field has the public field's number, name, label, presence and a compatible
+    wire type."""
     for twin, public in TWINS:
         assert len(twin.fields) == len(public.fields), twin.full_name
         for field in twin.fields:
             other = public.fields_by_number[field.number]
             assert field.name == other.name, (twin.full_name, field.name)
             assert field.is_repeated == other.is_repeated, (twin.full_name, field.name)
+            # Same presence: a twin that dropped `optional` would omit a meaningful zero.
+            assert field.has_presence == other.has_presence, (twin.full_name, field.name)
             same = field.type == other.type
             assert same or (field.type, other.type) in _COMPATIBLE, (twin.full_name, field.name)
             if same and field.type == FieldDescriptor.TYPE_MESSAGE:

@@ -30,7 +30,7 @@ from brook.client.cli import groups as cli_groups
 from brook.client.groups import GroupConsumer
 from brook.errors import BrookError, from_partition_error, from_rpc_error
 from brook.services.metadata import MetadataStore, NodeInfo, PartitionRecord, TopicRecord
-from brook.v1 import groups_pb2, groups_pb2_grpc, storage_pb2, storage_pb2_grpc
+from brook.v1 import common_pb2, groups_pb2, groups_pb2_grpc, storage_pb2, storage_pb2_grpc
 from tests.harness.cluster import LocalCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -338,8 +338,41 @@ async def test_bad_input_is_refused(cluster: LocalCluster, stubs: Callable[[str]
                 offsets=[groups_pb2.OffsetCommit(topic=TOPIC, partition=0, offset=1)],
             ),
         )
+    # A member id without its epoch: 0 is a real epoch, so it is refused, not guessed.
+    with pytest.raises(BrookError, match="INVALID_REQUEST"):
+        await call(
+            stub.CommitOffsets,
+            groups_pb2.CommitOffsetsRequest(
+                group_id="bad",
+                member_id=first.member_id,
+                offsets=[groups_pb2.OffsetCommit(topic=TOPIC, partition=0, offset=1)],
+            ),
+        )
     with pytest.raises(BrookError, match="NOT_COORDINATOR"):
         await heartbeat(stubs(standby), "bad")
+
+
+async def test_commit_without_epochs_is_a_non_member_commit(
+    cluster: LocalCluster, stubs: Callable[[str], Any]
+) -> None:
+    """Issue 10, trap 1: a commit that leaves member_id and member_epoch out is a
+    non-member commit (unset, not epoch 0), and an unset leader_epoch is stored as -1."""
+    stub = stubs(await role_holder(cluster))
+    await call(
+        stub.CommitOffsets,
+        groups_pb2.CommitOffsetsRequest(
+            group_id="plain",
+            offsets=[groups_pb2.OffsetCommit(topic=TOPIC, partition=0, offset=3)],
+        ),
+    )
+    fetched = await call(
+        stub.FetchOffsets,
+        groups_pb2.FetchOffsetsRequest(
+            group_id="plain", partitions=[common_pb2.TopicPartitions(topic=TOPIC, partitions=[0])]
+        ),
+    )
+    stored = fetched.offsets[0]
+    assert (stored.offset, stored.leader_epoch) == (3, -1)
 
 
 async def test_standby_takes_over_with_members_and_offsets_intact(

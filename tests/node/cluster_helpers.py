@@ -11,7 +11,7 @@ from typing import TypeAlias
 
 import grpc
 
-from brook.errors import BrookError, from_partition_error
+from brook.errors import BrookError, from_partition_error, partitioned
 from brook.services.metadata.model import PartitionRecord, TopicRecord
 from brook.services.metadata.store import MetadataStore
 from brook.v1 import records_pb2, storage_pb2, storage_pb2_grpc
@@ -133,20 +133,25 @@ class NodeClient:
         epoch: int = -1,
         timeout_ms: int = 10_000,
     ) -> storage_pb2.ProducePartitionResponse:
-        response = await self.stub.Produce(
-            storage_pb2.ProduceRequest(
-                acks=acks,
-                timeout_ms=timeout_ms,
-                partitions=[
-                    storage_pb2.ProducePartition(
-                        topic=topic,
-                        partition=partition,
-                        current_leader_epoch=epoch,
-                        batches=list(batches),
-                    )
-                ],
+        # Every partition failed -> a failed call with the response in its details;
+        # `partitioned` reads it back, so tests see each partition's error.
+        response = await partitioned(
+            self.stub.Produce(
+                storage_pb2.ProduceRequest(
+                    acks=acks,
+                    timeout_ms=timeout_ms,
+                    partitions=[
+                        storage_pb2.ProducePartition(
+                            topic=topic,
+                            partition=partition,
+                            current_leader_epoch=epoch,
+                            batches=list(batches),
+                        )
+                    ],
+                ),
+                timeout=timeout_ms / 1000 + 10,
             ),
-            timeout=timeout_ms / 1000 + 10,
+            storage_pb2.ProduceResponse,
         )
         return response.partitions[0]
 
@@ -160,21 +165,26 @@ class NodeClient:
         max_bytes: int = 1 << 20,
         epoch: int = -1,
     ) -> storage_pb2.FetchedPartition:
-        response = await self.stub.Fetch(
-            storage_pb2.FetchRequest(
-                max_wait_ms=max_wait_ms,
-                min_bytes=1,
-                max_bytes=max_bytes,
-                partitions=[
-                    storage_pb2.FetchPartition(
-                        topic=topic,
-                        partition=partition,
-                        fetch_offset=offset,
-                        current_leader_epoch=epoch,
-                    )
-                ],
+        # Every partition failed -> a failed call with the response in its details;
+        # `partitioned` reads it back, so tests see each partition's error.
+        response = await partitioned(
+            self.stub.Fetch(
+                storage_pb2.FetchRequest(
+                    max_wait_ms=max_wait_ms,
+                    min_bytes=1,
+                    max_bytes=max_bytes,
+                    partitions=[
+                        storage_pb2.FetchPartition(
+                            topic=topic,
+                            partition=partition,
+                            fetch_offset=offset,
+                            current_leader_epoch=epoch,
+                        )
+                    ],
+                ),
+                timeout=max_wait_ms / 1000 + 10,
             ),
-            timeout=max_wait_ms / 1000 + 10,
+            storage_pb2.FetchResponse,
         )
         return response.partitions[0]
 
@@ -185,19 +195,24 @@ class NodeClient:
         query: Query = storage_pb2.OFFSET_QUERY_LATEST,
         timestamp_ms: int = 0,
     ) -> storage_pb2.ListedOffset:
-        response = await self.stub.ListOffsets(
-            storage_pb2.ListOffsetsRequest(
-                partitions=[
-                    storage_pb2.ListOffsetsPartition(
-                        topic=topic,
-                        partition=partition,
-                        query=query,
-                        timestamp_ms=timestamp_ms,
-                        current_leader_epoch=-1,
-                    )
-                ]
+        # Every partition failed -> a failed call with the response in its details;
+        # `partitioned` reads it back, so tests see each partition's error.
+        response = await partitioned(
+            self.stub.ListOffsets(
+                storage_pb2.ListOffsetsRequest(
+                    partitions=[
+                        storage_pb2.ListOffsetsPartition(
+                            topic=topic,
+                            partition=partition,
+                            query=query,
+                            timestamp_ms=timestamp_ms,
+                            current_leader_epoch=-1,
+                        )
+                    ]
+                ),
+                timeout=10,
             ),
-            timeout=10,
+            storage_pb2.ListOffsetsResponse,
         )
         return response.partitions[0]
 

@@ -12,7 +12,7 @@ from brook.services.node.wire import (
     parse_produce_request,
     parse_replica_fetch_response,
 )
-from brook.v1 import errors_pb2
+from brook.v1 import errors_pb2, storage_pb2
 
 _ERROR = BrookError(
     "OFFSET_OUT_OF_RANGE",
@@ -165,3 +165,14 @@ def test_malformed_produce_requests_are_refused(data: bytes) -> None:
     parse) instead of yielding a half-read request."""
     with pytest.raises(ValueError):
         parse_produce_request(data)
+
+
+def test_an_unset_leader_epoch_parses_as_no_check() -> None:
+    """Issue 10, trap 1: a partition entry without current_leader_epoch asks for no
+    epoch check (-1); an explicit 0 is epoch 0, checked like any other."""
+
+    unset = storage_pb2.ProducePartition(topic="t", partition=0)
+    zero = storage_pb2.ProducePartition(topic="t", partition=1, current_leader_epoch=0)
+    request = storage_pb2.ProduceRequest(partitions=[unset, zero]).SerializeToString()
+    parsed = parse_produce_request(request)
+    assert [p.current_leader_epoch for p in parsed.partitions] == [-1, 0]
