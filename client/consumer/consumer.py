@@ -643,6 +643,9 @@ class Consumer:
             max_wait_ms=self.fetch_max_wait_ms,
             min_bytes=self.fetch_min_bytes,
             max_bytes=self.fetch_max_bytes,
+            # What this client's channels accept (ChannelPool's default), so the node does
+            # not cap responses at the 4 MiB of stock clients.
+            receive_limit_bytes=defaults.MESSAGE_BYTES_MAX,
         )
         generations: dict[TopicPartition, tuple[int, int]] = {}
         for tp, generation, fetch_position in snapshot:

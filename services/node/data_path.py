@@ -469,10 +469,12 @@ class DataPath:
     # -- subscribe -----------------------------------------------------------------------
     async def subscribe(
         self, partitions: Sequence[storage_pb2.FetchPartition], max_bytes: int,
-        encode: Callable[[list[PartitionRead]], Awaitable[T]],
+        encode: Callable[[list[PartitionRead]], Awaitable[list[T]]],
     ) -> AsyncIterator[T]:
-        """Yields `encode(reads)` of reads with batches or errors, as data arrives, until
-        closing or every partition failed; one message's worth (max_bytes) at a time.
+        """Yields the messages `encode(reads)` makes of reads with batches or errors, as
+        data arrives, until closing or every partition failed; one read's worth
+        (max_bytes) at a time (more than one message only when a batch is split to fit
+        the client's receive limit).
 
         Memory (defect 8: idle readers cost ~20 MiB per stream): the reads are dropped
         before the encoded message is yielded, so while gRPC holds a message that the
@@ -495,10 +497,10 @@ class DataPath:
             if not sent:
                 await wait_for_any(waits, SUBSCRIBE_IDLE_RECHECK_S, self.closing)
                 continue
-            message = await encode(sent)
+            messages = await encode(sent)
             sent = []
-            yield message
-            del message
+            while messages:
+                yield messages.pop(0)
             if total > 0:
                 # Rotate, so a busy partition early in the list does not starve the
                 # others of the per-message budget.

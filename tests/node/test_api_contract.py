@@ -3,6 +3,7 @@
 - Trap 1: an unset `current_leader_epoch` means "no check" on Produce, Fetch and
   ListOffsets, before and after a leader change; 0 is a real epoch and is checked.
   Replication requests must carry their epochs.
+- Trap 3: a stock gRPC client (4 MiB receive limit) reads batches larger than that.
 - Trap 2: one error vocabulary. A PartitionError's `error_info` is the ErrorInfo a failed
   call carries (reason without prefix, "retriable"/"refresh_metadata" as strings); a
   request whose every partition failed is a failed call whose status details hold the
@@ -16,6 +17,7 @@ from collections.abc import Callable
 import grpc
 import pytest
 
+from brook import codec
 from brook.errors import from_rpc_error
 from brook.services.metadata.store import MetadataStore
 from brook.v1 import errors_pb2, storage_pb2, storage_pb2_grpc
@@ -203,3 +205,103 @@ async def test_grpcurl_exits_non_zero_on_a_rejected_request(
     )
     assert code == 0, output
     assert '"partition": 0' in output and '"highWatermark": "0"' in output, output
+
+
+async def test_a_stock_client_reads_a_5_mib_batch_by_fetch_and_subscribe(
+    two_nodes: LocalCluster, store: MetadataStore
+) -> None:
+    """Trap 3: a stock gRPC channel (4 MiB receive limit, nothing configured) fetches and
+    subscribes to a 5 MiB batch: the node serves it as smaller batches of the same
+    records, so every record arrives byte for byte and no message is refused. A single
+    record too large for the limit is BATCH_TOO_LARGE naming the limit needed, and read
+    once the client states a larger limit."""
+    mib = 1 << 20
+    await create_topic(store, "big", [(1, (1,))], configs={"max_batch_bytes": str(8 * mib)})
+    values = [bytes([i]) * mib for i in range(5)]
+    async with grpc.aio.insecure_channel(two_nodes.address("node-1")) as channel:
+        stub = storage_pb2_grpc.StorageServiceStub(channel)
+        node = NodeClient(two_nodes.address("node-1"))
+        try:
+            await wait_until(lambda: node.leads("big", 0), 10, "node 1 to lead")
+        finally:
+            await node.close()
+        request = storage_pb2.ProduceRequest(
+            acks=storage_pb2.ACKS_LEADER,
+            partitions=[
+                storage_pb2.ProducePartition(topic="big", partition=0, batches=[make_batch(values)])
+            ],
+        )
+        produced = await stub.Produce(request, timeout=30)
+        assert not produced.partitions[0].HasField("error"), produced
+        tail = storage_pb2.ProduceRequest(
+            acks=storage_pb2.ACKS_LEADER,
+            partitions=[
+                storage_pb2.ProducePartition(
+                    topic="big", partition=0, batches=[make_batch([b"y" * (5 * mib)])]
+                )
+            ],
+        )
+        assert not (await stub.Produce(tail, timeout=30)).partitions[0].HasField("error")
+
+        read: list[bytes] = []
+        offset = 0
+        while offset < 5:
+            fetched = await stub.Fetch(
+                storage_pb2.FetchRequest(
+                    partitions=[
+                        storage_pb2.FetchPartition(topic="big", partition=0, fetch_offset=offset)
+                    ]
+                ),
+                timeout=30,
+            )
+            entry = fetched.partitions[0]
+            assert not entry.HasField("error"), entry.error
+            records = [r for b in entry.batches for r in codec.decode_batch(b, "big", 0, offset)]
+            read.extend(r.value for r in records[: 5 - offset])
+            offset = records[-1].offset + 1
+        assert read == values
+
+        failure = await rpc_failure(
+            stub.Fetch(
+                storage_pb2.FetchRequest(
+                    partitions=[
+                        storage_pb2.FetchPartition(topic="big", partition=0, fetch_offset=5)
+                    ]
+                ),
+                timeout=30,
+            )
+        )
+        assert failure.reason == "BATCH_TOO_LARGE"
+        needed = int(failure.metadata["required_bytes"])
+        assert needed > 5 * mib
+
+        stream = stub.Subscribe(
+            storage_pb2.SubscribeRequest(
+                partitions=[storage_pb2.FetchPartition(topic="big", partition=0, fetch_offset=0)]
+            )
+        )
+        streamed: list[bytes] = []
+        try:
+            async for message in stream:
+                for entry in message.partitions:
+                    for batch in entry.batches:
+                        streamed.extend(r.value for r in codec.decode_batch(batch, "big", 0))
+                if len(streamed) >= 5:
+                    break
+        except grpc.aio.AioRpcError as error:
+            raise AssertionError(f"stream failed after {len(streamed)} records: {error}") from None
+        finally:
+            stream.cancel()
+        assert streamed[:5] == values
+
+    options = [("grpc.max_receive_message_length", needed)]
+    async with grpc.aio.insecure_channel(two_nodes.address("node-1"), options=options) as big:
+        fetched = await storage_pb2_grpc.StorageServiceStub(big).Fetch(
+            storage_pb2.FetchRequest(
+                receive_limit_bytes=needed,
+                partitions=[storage_pb2.FetchPartition(topic="big", partition=0, fetch_offset=5)],
+            ),
+            timeout=30,
+        )
+        [batch] = fetched.partitions[0].batches
+        assert codec.decode_batch(batch, "big", 0)[0].value == b"y" * (5 * mib)
