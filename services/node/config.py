@@ -99,6 +99,22 @@ class NodeLimits:
     # 0.5 s stops leading on its own. And how long SIGTERM may drain calls.
     lease_ttl_s: int = 2
     drain_timeout_s: float = 5.0
+    # RecordService (plain records, record_service.py): headers of one record and of one
+    # ProduceRecords request (each is a parsed message: 100,000 cost ~0.2 s of CPU, run on
+    # the executor), a header name's characters, client_id's characters.
+    record_headers_per_record_max: int = 100
+    record_headers_per_request_max: int = 100_000
+    record_header_key_chars_max: int = 1024
+    record_client_id_chars_max: int = 255
+    # Peer nodes the record API keeps a channel to (least recently used closed beyond).
+    record_peer_channels_max: int = 256
+    # Record encoding/decoding work above this many bytes runs on the record threads
+    # (niced, like io_threads), of which there are record_threads.
+    record_inline_bytes_max: int = 256 * 1024
+    record_threads: int = 2
+    # Back-off between the record API's retries to a moving leader (doubling to the max).
+    record_retry_backoff_min_ms: int = 25
+    record_retry_backoff_max_ms: int = 500
 
 
 def _flag(name: str) -> str:

@@ -5,11 +5,12 @@
                [--cluster-name NAME] [--log-level LEVEL] [limit flags, see --help]
 
 Start: connect to etcd, load the metadata cache, open the logs of the partitions etcd
-places here (deleting logs of topics that are gone), serve StorageService and
-ReplicaService, register the node under a lease, then write the ready file. Until the
-node is registered, and whenever its lease is lost, it leads nothing (every partition it
-leads answers NOT_LEADER and no acks=all produce completes); after a lost lease it
-registers again and re-reads its partitions from etcd before leading again.
+places here (deleting logs of topics that are gone), serve StorageService, ReplicaService
+and RecordService (plain records, forwarded to leaders), register the node under a lease,
+then write the ready file. Until the node is registered, and whenever its lease is lost,
+it leads nothing (every partition it leads answers NOT_LEADER and no acks=all produce
+completes); after a lost lease it registers again and re-reads its partitions from etcd
+before leading again.
 
 SIGTERM/SIGINT: health NOT_SERVING, long-polls and streams end, in-flight calls drain
 (bounded), logs are flushed and closed, the lease is revoked (so the coordinator moves
@@ -40,11 +41,12 @@ from brook.services.common.server import GrpcServer, configure_logging, run_unti
 from brook.services.metadata.cache import MetadataCache
 from brook.services.metadata.model import NodeInfo
 from brook.services.metadata.store import MetadataStore
-from brook.services.node import replica_service, storage_service
+from brook.services.node import record_service, replica_service, storage_service
 from brook.services.node.config import NodeLimits, add_limit_arguments, limits_from_args
 from brook.services.node.data_path import Closing, DataPath
 from brook.services.node.fetcher import FetcherManager
 from brook.services.node.lease_keeper import LeaseKeeper
+from brook.services.node.record_service import PeerChannels, RecordRouter, RecordService
 from brook.services.node.replica_manager import ReplicaManager
 from brook.services.node.replica_service import ReplicaService
 from brook.services.node.storage_service import StorageService
@@ -116,6 +118,24 @@ class StorageNode:
         self.replica_service = ReplicaService(self.data_path, limits)
         self.server.add_service(storage_service.SERVICE_NAME, self.storage_service.register)
         self.server.add_service(replica_service.SERVICE_NAME, self.replica_service.register)
+        # The record API: plain records from any node, forwarded to leaders over gRPC. Its
+        # CPU work (parsing, encoding, decoding records) runs on niced threads, as disk I/O
+        # does: under CPU contention the kernel runs the event loop first.
+        peer_receive_bytes = limits.fetch_max_bytes + RESPONSE_OVERHEAD_BYTES
+        self.record_executor = ThreadPoolExecutor(
+            limits.record_threads, thread_name_prefix="node-records",
+            initializer=lower_thread_priority,
+        )
+        self.record_router = RecordRouter(
+            self.cache, limits, SYSTEM_CLOCK, self.closing,
+            PeerChannels(limits.record_peer_channels_max, peer_receive_bytes,
+                         limits.request_max_bytes,
+                         lambda: [node.address for node in self.cache.nodes.values()]),
+            receive_limit_bytes=peer_receive_bytes,
+            executor=self.record_executor,
+        )
+        self.record_service = RecordService(self.record_router, limits)
+        self.server.add_service(record_service.SERVICE_NAME, self.record_service.register)
         self.address = ""
         self._lease_task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -186,6 +206,7 @@ class StorageNode:
                 await self._lease_task
         await self.fetchers.close()
         await self.server.stop(self.limits.drain_timeout_s)
+        await self.record_router.close()
         await self.data_path.close()  # queued acks=none appends land first
         self.fenced = True
         await self.manager.close()
@@ -195,6 +216,7 @@ class StorageNode:
         await self.cache.stop()
         await self.store.close()
         self.io_executor.shutdown(wait=True)
+        self.record_executor.shutdown(wait=True)
         log.info("node %d stopped", self.node_id)
 
 
