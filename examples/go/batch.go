@@ -163,6 +163,7 @@ func decodeBatch(partition int32, batch *brookv1.RecordBatch) ([]record, error) 
 		return nil, fmt.Errorf("%s: %d records, header says %d", where, len(message.GetRecords()), batch.GetRecordCount())
 	}
 	out := make([]record, 0, len(message.GetRecords()))
+	epoch := batch.GetPartitionLeaderEpoch()
 	for _, r := range message.GetRecords() {
 		timestamp := r.GetTimestampMs()
 		if timestamp == 0 {
@@ -174,6 +175,7 @@ func decodeBatch(partition int32, batch *brookv1.RecordBatch) ([]record, error) 
 			timestampMs: timestamp,
 			hasKey:      r.GetHasKey(),
 			value:       r.GetValue(),
+			leaderEpoch: &epoch,
 		}
 		if decoded.hasKey {
 			decoded.key = r.GetKey()

@@ -1,22 +1,17 @@
 package main
 
-// The batch API client: metadata (leaders, group manager), Produce, Fetch, and how
-// errors are read and retried.
+// The batch API client: metadata (leaders, epochs, nodes, group manager), Produce and
+// Fetch on the partition's leader, retries.
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"sort"
-	"strings"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
 
 	brookv1 "github.com/brook-log/brook/examples/go/gen/brook/v1"
 )
@@ -24,9 +19,11 @@ import (
 const (
 	// Bound on each unary call (a fetch long-poll is much shorter: fetchMaxWaitMs).
 	rpcTimeout = 10 * time.Second
-	// How long the server may hold a Fetch waiting for data.
+	// How long the server may hold a Fetch (or ReadRecords) waiting for data.
 	fetchMaxWaitMs = 500
-	// Bound on one Fetch response; one batch is always returned even if larger.
+	// Bound on one Fetch response's batches. The channel keeps gRPC's stock 4 MiB receive
+	// limit and FetchRequest.receive_limit_bytes is left unset (4 MiB): the server never
+	// sends more, splitting a stored batch too large for it into smaller batches.
 	fetchMaxBytes = 4 << 20
 	// How long the leader may wait for the in-sync replicas (acks=all).
 	produceTimeoutMs = 10000
@@ -34,117 +31,23 @@ const (
 	retryPause = 100 * time.Millisecond
 )
 
-// Reasons that guarantee nothing was appended, so a produce may be retried without
-// duplicating records (after a metadata refresh). NOT_ENOUGH_REPLICAS_AFTER_APPEND and
-// REQUEST_TIMED_OUT are retriable too, but the batch may already be in the log: retrying
-// them can duplicate records, so this client reports them instead.
-var safeToRetry = map[brookv1.ErrorReason]bool{
-	brookv1.ErrorReason_ERROR_REASON_NOT_LEADER:                     true,
-	brookv1.ErrorReason_ERROR_REASON_LEADER_NOT_AVAILABLE:           true,
-	brookv1.ErrorReason_ERROR_REASON_NOT_LEADER_OR_FOLLOWER:         true,
-	brookv1.ErrorReason_ERROR_REASON_FENCED_LEADER_EPOCH:            true,
-	brookv1.ErrorReason_ERROR_REASON_UNKNOWN_LEADER_EPOCH:           true,
-	brookv1.ErrorReason_ERROR_REASON_NOT_ENOUGH_REPLICAS:            true,
-	brookv1.ErrorReason_ERROR_REASON_TOO_MANY_REQUESTS:              true,
-	brookv1.ErrorReason_ERROR_REASON_STORAGE_ERROR:                  true,
-	brookv1.ErrorReason_ERROR_REASON_NOT_COORDINATOR:                true,
-	brookv1.ErrorReason_ERROR_REASON_COORDINATOR_NOT_AVAILABLE:      true,
-	brookv1.ErrorReason_ERROR_REASON_REASSIGNMENT_IN_PROGRESS:       true,
-	brookv1.ErrorReason_ERROR_REASON_ELIGIBLE_LEADERS_NOT_AVAILABLE: true,
-}
-
-// partitionError is a PartitionError from a response, as a Go error.
-type partitionError struct {
-	what string
-	pe   *brookv1.PartitionError
-}
-
-func (e *partitionError) Error() string {
-	return fmt.Sprintf("%s: partition error reason=%s code=%d message=%q metadata=%s",
-		e.what, reasonName(e.pe.GetReason()), e.pe.GetCode(), e.pe.GetMessage(),
-		formatMetadata(e.pe.GetMetadata()))
-}
-
-// reasonName is the ErrorReason without its enum prefix, as ErrorInfo.reason spells it.
-func reasonName(reason brookv1.ErrorReason) string {
-	return strings.TrimPrefix(reason.String(), "ERROR_REASON_")
-}
-
-func formatMetadata(metadata map[string]string) string {
-	keys := make([]string, 0, len(metadata))
-	for key := range metadata {
-		keys = append(keys, key)
-	}
-	sort.Strings(keys)
-	parts := make([]string, 0, len(keys))
-	for _, key := range keys {
-		parts = append(parts, key+"="+metadata[key])
-	}
-	return "{" + strings.Join(parts, ",") + "}"
-}
-
-// errorInfo is the google.rpc.ErrorInfo of a failed call, or nil.
-func errorInfo(err error) (*status.Status, *errdetails.ErrorInfo) {
-	var withStatus interface{ GRPCStatus() *status.Status }
-	if !errors.As(err, &withStatus) {
-		return nil, nil
-	}
-	st := withStatus.GRPCStatus()
-	for _, detail := range st.Details() {
-		if info, ok := detail.(*errdetails.ErrorInfo); ok {
-			return st, info
-		}
-	}
-	return st, nil
-}
-
-// retriableCall says whether a failed call may be retried: a transport failure
-// (UNAVAILABLE without details: the node is down or restarting) or an ErrorInfo whose
-// reason is safe to retry.
-func retriableCall(err error) bool {
-	st, info := errorInfo(err)
-	if st == nil {
-		return false
-	}
-	if info == nil {
-		return st.Code() == codes.Unavailable
-	}
-	reason := brookv1.ErrorReason(brookv1.ErrorReason_value["ERROR_REASON_"+info.GetReason()])
-	return safeToRetry[reason]
-}
-
-// describe renders an error for stderr: the gRPC status with its ErrorInfo details, or
-// the per-partition error, or the error text.
-func describe(err error) string {
-	var pErr *partitionError
-	if errors.As(err, &pErr) {
-		return err.Error()
-	}
-	st, info := errorInfo(err)
-	if st == nil {
-		return err.Error()
-	}
-	lines := []string{err.Error(), fmt.Sprintf("grpc status: code=%s message=%q", st.Code(), st.Message())}
-	if info != nil {
-		lines = append(lines, fmt.Sprintf("error info: reason=%s domain=%s metadata=%s",
-			info.GetReason(), info.GetDomain(), formatMetadata(info.GetMetadata())))
-	}
-	return strings.Join(lines, "\n")
-}
-
-// leader is where a partition is led, as metadata said.
+// leader is where a partition is led, as metadata said. epoch is nil when metadata did
+// not say: current_leader_epoch is then left unset (no check), never sent as 0, which is
+// a real epoch.
 type leader struct {
 	address string
-	epoch   int32
+	epoch   *int32
 }
 
-// client holds one connection per address and the last metadata for one topic.
+// client holds one connection per address and the last metadata for one topic. Every
+// connection keeps gRPC's stock limits (4 MiB received).
 type client struct {
 	bootstrap    string
 	topic        string
 	clientID     string
 	conns        map[string]*grpc.ClientConn
 	leaders      map[int32]leader // nil: ask metadata
+	nodes        []string         // live storage nodes, by node id (RecordService)
 	groupManager string
 	partitions   int
 }
@@ -219,11 +122,18 @@ func (c *client) refresh(ctx context.Context) error {
 	response, err := brookv1.NewMetadataServiceClient(conn).GetMetadata(callCtx,
 		&brookv1.GetMetadataRequest{Topics: []string{c.topic}})
 	if err != nil {
-		return fmt.Errorf("GetMetadata: %w", err)
+		return fromCall("GetMetadata", err)
 	}
 	addresses := map[int32]string{}
+	ids := []int32{}
 	for _, node := range response.GetNodes() {
 		addresses[node.GetNodeId()] = node.GetAddress()
+		ids = append(ids, node.GetNodeId())
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	c.nodes = c.nodes[:0]
+	for _, id := range ids {
+		c.nodes = append(c.nodes, addresses[id])
 	}
 	c.groupManager = response.GetGroupManager().GetAddress()
 	for _, topic := range response.GetTopics() {
@@ -231,12 +141,12 @@ func (c *client) refresh(ctx context.Context) error {
 			continue
 		}
 		if topic.GetError() != nil {
-			return &partitionError{what: "GetMetadata " + c.topic, pe: topic.GetError()}
+			return fromPartition("GetMetadata "+c.topic, topic.GetError())
 		}
 		leaders := map[int32]leader{}
 		for _, state := range topic.GetPartitions() {
-			if address, live := addresses[state.GetLeaderId()]; live && state.GetLeaderId() >= 0 {
-				leaders[state.GetPartition()] = leader{address: address, epoch: state.GetLeaderEpoch()}
+			if address, live := addresses[state.GetLeaderId()]; live && state.LeaderId != nil && state.GetLeaderId() >= 0 {
+				leaders[state.GetPartition()] = leader{address: address, epoch: state.LeaderEpoch}
 			}
 		}
 		c.leaders = leaders
@@ -248,8 +158,11 @@ func (c *client) refresh(ctx context.Context) error {
 
 // produce sends one batch to a partition's leader with acks=all and returns the answer.
 // Errors that guarantee nothing was appended are retried after a metadata refresh until
-// ctx ends; other partition errors come back as *partitionError.
+// ctx ends (FENCED_LEADER_EPOCH included: the refresh brings the new epoch); others come
+// back as *brookError. A failed call whose status details hold the ProduceResponse
+// (every partition failed) is read like that response.
 func (c *client) produce(ctx context.Context, partition int32, batch *brookv1.RecordBatch) (*brookv1.ProducePartitionResponse, error) {
+	what := fmt.Sprintf("Produce %s/%d", c.topic, partition)
 	for {
 		lead, err := c.leaderOf(ctx, partition)
 		if err != nil {
@@ -267,33 +180,38 @@ func (c *client) produce(ctx context.Context, partition int32, batch *brookv1.Re
 			Partitions: []*brookv1.ProducePartition{{
 				Topic:              c.topic,
 				Partition:          partition,
-				CurrentLeaderEpoch: lead.epoch,
+				CurrentLeaderEpoch: lead.epoch, // nil: unset, no check
 				Batches:            []*brookv1.RecordBatch{batch},
 			}},
 		})
 		cancel()
 		if err != nil {
-			if retriableCall(err) && pause(ctx) {
-				c.forget()
-				fmt.Fprintf(os.Stderr, "produce: retrying after %v\n", err)
-				continue
+			err = fromCall(what+" on "+lead.address, err)
+			carriedResponse, ok := carried[*brookv1.ProduceResponse](err)
+			if !ok {
+				if retriable(err) && pause(ctx) {
+					c.forget()
+					fmt.Fprintf(os.Stderr, "produce: retrying after %s\n", describe(err))
+					continue
+				}
+				return nil, err
 			}
-			return nil, fmt.Errorf("Produce to %s: %w", lead.address, err)
+			response = carriedResponse
 		}
 		if len(response.GetPartitions()) != 1 {
-			return nil, fmt.Errorf("Produce: %d partition answers for 1 partition", len(response.GetPartitions()))
+			return nil, fmt.Errorf("%s: %d partition answers for 1 partition", what, len(response.GetPartitions()))
 		}
 		answer := response.GetPartitions()[0]
-		pe := answer.GetError()
-		if pe == nil {
+		failure := fromPartition(what, answer.GetError())
+		if failure == nil {
 			return answer, nil
 		}
-		if safeToRetry[pe.GetReason()] && pause(ctx) {
+		if failure.retriable() && pause(ctx) {
 			c.forget()
-			fmt.Fprintf(os.Stderr, "produce: retrying after %s\n", reasonName(pe.GetReason()))
+			fmt.Fprintf(os.Stderr, "produce: retrying after %s\n", failure.reason())
 			continue
 		}
-		return answer, &partitionError{what: fmt.Sprintf("Produce %s/%d", c.topic, partition), pe: pe}
+		return answer, failure
 	}
 }
 
@@ -305,6 +223,7 @@ func (c *client) fetch(ctx context.Context, partition int32, from int64, count i
 	out := make([]record, 0, count)
 	next := from
 	for len(out) < count {
+		what := fmt.Sprintf("Fetch %s/%d at offset %d", c.topic, partition, next)
 		lead, err := c.leaderOf(ctx, partition)
 		if err != nil {
 			return out, err
@@ -318,6 +237,7 @@ func (c *client) fetch(ctx context.Context, partition int32, from int64, count i
 			MaxWaitMs: fetchMaxWaitMs,
 			MinBytes:  1,
 			MaxBytes:  fetchMaxBytes,
+			// receive_limit_bytes unset: 4 MiB, this channel's stock receive limit.
 			Partitions: []*brookv1.FetchPartition{{
 				Topic:              c.topic,
 				Partition:          partition,
@@ -327,23 +247,28 @@ func (c *client) fetch(ctx context.Context, partition int32, from int64, count i
 		})
 		cancel()
 		if err != nil {
-			if retriableCall(err) && pause(ctx) {
-				c.forget()
-				continue
+			err = fromCall(what+" on "+lead.address, err)
+			carriedResponse, ok := carried[*brookv1.FetchResponse](err)
+			if !ok {
+				if retriable(err) && pause(ctx) {
+					c.forget()
+					continue
+				}
+				return out, err
 			}
-			return out, fmt.Errorf("Fetch from %s at offset %d: %w", lead.address, next, err)
+			response = carriedResponse
 		}
 		if len(response.GetPartitions()) != 1 {
-			return out, fmt.Errorf("Fetch: %d partition answers for 1 partition", len(response.GetPartitions()))
+			return out, fmt.Errorf("%s: %d partition answers for 1 partition", what, len(response.GetPartitions()))
 		}
 		answer := response.GetPartitions()[0]
-		if pe := answer.GetError(); pe != nil {
-			if safeToRetry[pe.GetReason()] && pause(ctx) {
+		if failure := fromPartition(what, answer.GetError()); failure != nil {
+			if failure.retriable() && pause(ctx) {
 				c.forget()
-				fmt.Fprintf(os.Stderr, "fetch: retrying after %s\n", reasonName(pe.GetReason()))
+				fmt.Fprintf(os.Stderr, "fetch: retrying after %s\n", failure.reason())
 				continue
 			}
-			return out, &partitionError{what: fmt.Sprintf("Fetch %s/%d at offset %d", c.topic, partition, next), pe: pe}
+			return out, failure
 		}
 		for _, batch := range answer.GetBatches() {
 			records, err := decodeBatch(partition, batch)

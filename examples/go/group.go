@@ -10,6 +10,8 @@ import (
 	"sort"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	brookv1 "github.com/brook-log/brook/examples/go/gen/brook/v1"
 )
 
@@ -69,10 +71,11 @@ func (m *member) heartbeat(ctx context.Context, join bool) error {
 	defer cancel()
 	response, err := service.Heartbeat(callCtx, request)
 	if err != nil {
-		if retriableCall(err) {
+		err = fromCall("Heartbeat", err)
+		if retriable(err) {
 			m.c.groupManager = "" // a standby or a new manager: ask metadata again
 		}
-		return fmt.Errorf("Heartbeat: %w", err)
+		return err
 	}
 	m.id = response.GetMemberId()
 	m.epoch = response.GetMemberEpoch()
@@ -102,7 +105,7 @@ func (m *member) join(ctx context.Context) error {
 		case <-time.After(wait):
 		}
 		if err := m.heartbeat(ctx, false); err != nil {
-			if retriableCall(err) && pause(ctx) {
+			if retriable(err) && pause(ctx) {
 				continue
 			}
 			return err
@@ -126,7 +129,7 @@ func (m *member) committed(ctx context.Context) (map[int32]int64, error) {
 		GroupId: m.group, Partitions: m.ownedPartitions(),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("FetchOffsets: %w", err)
+		return nil, fromCall("FetchOffsets", err)
 	}
 	out := map[int32]int64{}
 	for _, offset := range response.GetOffsets() {
@@ -137,17 +140,25 @@ func (m *member) committed(ctx context.Context) (map[int32]int64, error) {
 	return out, nil
 }
 
-// commit stores next offsets, fenced by this member's id and epoch.
-func (m *member) commit(ctx context.Context, offsets map[int32]int64) error {
+// position is where a partition's consumption stands: the next offset, and the epoch of
+// the leader that appended the last record read (nil: unknown; sent as unset, never 0).
+type position struct {
+	offset      int64
+	leaderEpoch *int32
+}
+
+// commit stores next offsets, fenced by this member's id and epoch (member_epoch is
+// optional in the proto: a member sets it, 0 being a real epoch).
+func (m *member) commit(ctx context.Context, offsets map[int32]position) error {
 	service, err := m.groupService(ctx)
 	if err != nil {
 		return err
 	}
-	request := &brookv1.CommitOffsetsRequest{GroupId: m.group, MemberId: m.id, MemberEpoch: m.epoch}
+	request := &brookv1.CommitOffsetsRequest{GroupId: m.group, MemberId: m.id, MemberEpoch: proto.Int32(m.epoch)}
 	for _, partition := range m.owned {
-		if offset, ok := offsets[partition]; ok {
+		if at, ok := offsets[partition]; ok {
 			request.Offsets = append(request.Offsets, &brookv1.OffsetCommit{
-				Topic: m.c.topic, Partition: partition, Offset: offset, LeaderEpoch: -1,
+				Topic: m.c.topic, Partition: partition, Offset: at.offset, LeaderEpoch: at.leaderEpoch,
 			})
 		}
 	}
@@ -155,13 +166,13 @@ func (m *member) commit(ctx context.Context, offsets map[int32]int64) error {
 	defer cancel()
 	response, err := service.CommitOffsets(callCtx, request)
 	if err != nil {
-		return fmt.Errorf("CommitOffsets: %w", err)
+		return fromCall("CommitOffsets", err)
 	}
 	for _, result := range response.GetResults() {
-		if result.GetError() != nil {
-			return &partitionError{what: fmt.Sprintf("CommitOffsets %s/%d", result.GetTopic(), result.GetPartition()), pe: result.GetError()}
+		if failure := fromPartition(fmt.Sprintf("CommitOffsets %s/%d", result.GetTopic(), result.GetPartition()), result.GetError()); failure != nil {
+			return failure
 		}
-		fmt.Printf("committed\t%s\t%d\t%d\n", result.GetTopic(), result.GetPartition(), offsets[result.GetPartition()])
+		fmt.Printf("committed\t%s\t%d\t%d\n", result.GetTopic(), result.GetPartition(), offsets[result.GetPartition()].offset)
 	}
 	return nil
 }
@@ -177,15 +188,20 @@ func (m *member) leave(ctx context.Context) error {
 	if _, err := service.Heartbeat(callCtx, &brookv1.HeartbeatRequest{
 		GroupId: m.group, MemberId: m.id, MemberEpoch: -1,
 	}); err != nil {
-		return fmt.Errorf("Heartbeat (leave): %w", err)
+		return fromCall("Heartbeat (leave)", err)
 	}
 	fmt.Println("left")
 	return nil
 }
 
+// reader reads up to count records of a partition from an offset (c.fetch: the batch API;
+// c.readRecords: the record API); with toEnd it stops at the high watermark.
+type reader func(ctx context.Context, partition int32, from int64, count int, toEnd bool) ([]record, error)
+
 // runGroup joins, reads up to count records of each assigned partition from the
-// committed offset (the log start when none) up to its high watermark, commits the next offsets and leaves.
-func runGroup(ctx context.Context, c *client, group string, count int) error {
+// committed offset (the log start when none) up to its high watermark, commits the next
+// offsets and leaves.
+func runGroup(ctx context.Context, c *client, read reader, group string, count int) error {
 	m := &member{c: c, group: group}
 	if err := m.join(ctx); err != nil {
 		return err
@@ -194,13 +210,13 @@ func runGroup(ctx context.Context, c *client, group string, count int) error {
 	if err != nil {
 		return err
 	}
-	next := map[int32]int64{}
+	next := map[int32]position{}
 	for _, partition := range m.owned {
 		from := committed[partition]
 		if from < 0 {
 			from = 0 // auto offset reset: earliest (a trimmed log answers OFFSET_OUT_OF_RANGE)
 		}
-		records, err := c.fetch(ctx, partition, from, count, true)
+		records, err := read(ctx, partition, from, count, true)
 		if err != nil {
 			return err
 		}
@@ -208,7 +224,8 @@ func runGroup(ctx context.Context, c *client, group string, count int) error {
 			fmt.Println(formatRecordLine(r))
 		}
 		if len(records) > 0 {
-			next[partition] = records[len(records)-1].offset + 1
+			last := records[len(records)-1]
+			next[partition] = position{offset: last.offset + 1, leaderEpoch: last.leaderEpoch}
 		}
 	}
 	if len(next) > 0 {

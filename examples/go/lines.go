@@ -33,6 +33,9 @@ type record struct {
 	hasKey      bool
 	value       []byte
 	headers     []header
+	// leaderEpoch is the epoch of the leader that appended the record, when the read
+	// said (not printed; a group commits it with the offset). nil: unknown.
+	leaderEpoch *int32
 }
 
 // parseInputLine reads "TIMESTAMP_MS KEY VALUE HEADERS" (tab-separated).

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	brookv1 "github.com/brook-log/brook/examples/go/gen/brook/v1"
 )
@@ -83,31 +84,77 @@ func TestLines(t *testing.T) {
 	}
 }
 
-// TestDescribeStatusWithErrorInfo proves a failed call prints its gRPC code, message and
-// ErrorInfo reason even when wrapped, and a partition error prints its reason.
-func TestDescribeStatusWithErrorInfo(t *testing.T) {
-	st, err := status.New(codes.FailedPrecondition, "not the leader").WithDetails(&errdetails.ErrorInfo{
-		Reason: "NOT_LEADER", Domain: "brook.v1", Metadata: map[string]string{"leader_id": "2"},
-	})
+// TestOneErrorVocabulary proves a failed call and a PartitionError with the same
+// ErrorInfo print the same way (even wrapped), that the typed PartitionError fields are
+// the fallback without error_info, and that a response carried in a failed call's status
+// details is found.
+func TestOneErrorVocabulary(t *testing.T) {
+	info := &errdetails.ErrorInfo{
+		Reason: "NOT_LEADER", Domain: "brook.v1",
+		Metadata: map[string]string{"leader_id": "2", "retriable": "true", "refresh_metadata": "true"},
+	}
+	carriedResponse := &brookv1.ProduceResponse{Partitions: []*brookv1.ProducePartitionResponse{{
+		Topic: "t", Partition: proto.Int32(0),
+		Error: &brookv1.PartitionError{Code: 9, Reason: brookv1.ErrorReason_ERROR_REASON_NOT_LEADER, Message: "not the leader", ErrorInfo: info},
+	}}}
+	st, err := status.New(codes.FailedPrecondition, "not the leader").WithDetails(info, carriedResponse)
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := describe(fmt.Errorf("Produce to x: %w", st.Err()))
-	for _, want := range []string{
-		`grpc status: code=FailedPrecondition message="not the leader"`,
-		"error info: reason=NOT_LEADER domain=brook.v1 metadata={leader_id=2}",
-	} {
-		if !strings.Contains(text, want) {
-			t.Fatalf("%q lacks %q", text, want)
-		}
+	call := fromCall("Produce t/0", st.Err())
+	partition := fromPartition("Produce t/0", carriedResponse.GetPartitions()[0].GetError())
+	want := `Produce t/0: reason=NOT_LEADER code=FAILED_PRECONDITION message="not the leader" domain=brook.v1 metadata={leader_id=2,refresh_metadata=true,retriable=true}`
+	if describe(call) != want || describe(partition) != want {
+		t.Fatalf("call:      %s\npartition: %s\nwant:      %s", describe(call), describe(partition), want)
 	}
-	pErr := &partitionError{what: "Produce t", pe: &brookv1.PartitionError{
+	if !strings.Contains(describe(fmt.Errorf("wrapped: %w", call)), want) || !retriable(call) || !partition.retriable() {
+		t.Fatal("wrapped or retriable")
+	}
+	response, ok := carried[*brookv1.ProduceResponse](call)
+	if !ok || response.GetPartitions()[0].GetError().GetReason() != brookv1.ErrorReason_ERROR_REASON_NOT_LEADER {
+		t.Fatalf("carried response: %v %v", response, ok)
+	}
+	if _, ok := carried[*brookv1.FetchResponse](call); ok {
+		t.Fatal("a FetchResponse was not carried")
+	}
+	typed := fromPartition("Produce t", &brookv1.PartitionError{
 		Code: 3, Reason: brookv1.ErrorReason_ERROR_REASON_CORRUPT_BATCH, Message: "bad crc",
-	}}
-	if text := describe(fmt.Errorf("wrapped: %w", pErr)); !strings.Contains(text, "reason=CORRUPT_BATCH code=3") {
-		t.Fatalf("partition error: %q", text)
+	})
+	if text := describe(fmt.Errorf("wrapped: %w", typed)); !strings.Contains(text, "reason=CORRUPT_BATCH code=INVALID_ARGUMENT") || typed.retriable() {
+		t.Fatalf("typed partition error: %q", text)
+	}
+	transport := fromCall("Fetch", status.Error(codes.Unavailable, "connection refused"))
+	if !retriable(transport) || !strings.Contains(describe(transport), "transport failure") {
+		t.Fatalf("transport: %s", describe(transport))
 	}
 	if describe(errors.New("plain")) != "plain" {
 		t.Fatal("plain error")
+	}
+}
+
+// TestPlainRecordRoundTrip proves the record API's plain records keep no key vs an empty
+// key, empty values and headers.
+func TestPlainRecordRoundTrip(t *testing.T) {
+	for i, r := range sampleRecords() {
+		plain := toPlain(r)
+		consumed := &brookv1.ConsumedRecord{Offset: proto.Int64(int64(i)), TimestampMs: plain.TimestampMs, Headers: plain.GetHeaders()}
+		switch key := plain.GetKeyKind().(type) {
+		case *brookv1.PlainRecord_Key:
+			consumed.KeyKind = &brookv1.ConsumedRecord_Key{Key: key.Key}
+		}
+		consumed.ValueKind = &brookv1.ConsumedRecord_Value{Value: plain.GetValue()}
+		wire, err := proto.Marshal(consumed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back brookv1.ConsumedRecord
+		if err := proto.Unmarshal(wire, &back); err != nil {
+			t.Fatal(err)
+		}
+		got := fromConsumed(7, &back)
+		r.partition, r.offset = 7, int64(i)
+		if formatRecordLine(got) != formatRecordLine(r) {
+			t.Fatalf("record %d: %s, want %s", i, formatRecordLine(got), formatRecordLine(r))
+		}
 	}
 }

@@ -154,6 +154,7 @@ function decodeBatch(types, partition, batch) {
       key: r.has_key ? Buffer.from(r.key ?? []) : null,
       value: Buffer.from(r.value ?? []),
       headers: (r.headers ?? []).map((h) => [h.key ?? '', Buffer.from(h.value ?? [])]),
+      leaderEpoch: batch.partition_leader_epoch, // not printed; a group commits it
     };
   });
 }

@@ -7,8 +7,10 @@ exist. A file lock per language serializes concurrent builds (pytest-xdist worke
 
 - go: `go install tool` (protoc-gen-go, protoc-gen-go-grpc at the versions go.mod pins)
   into .tools/examples/bin; protoc (bundled in grpcio-tools) generates protos/brook/v1
-  into examples/go/gen/ (git-ignored); `go build` writes .tools/examples/bin/brook-example-go;
-  `go test` runs the unit tests (and go vet).
+  into examples/go/gen/ (git-ignored; google/rpc, which errors.proto imports, is found under
+  -Iprotos and maps to google.golang.org/genproto/googleapis/rpc by its go_package);
+  `go build` writes .tools/examples/bin/brook-example-go; `go test` runs the unit tests
+  (and go vet).
 - node: `npm ci` installs exactly package-lock.json into examples/node/node_modules
   (git-ignored); `node --test` runs the unit tests. The protos are loaded at run time.
 - java: `mvn package` generates code from ../../protos into target/ (protobuf-maven-plugin
@@ -38,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 PROTO_ROOT = ROOT / "protos"
 PUBLIC_PROTOS_DIR = PROTO_ROOT / "brook" / "v1"
+GOOGLE_RPC_PROTOS_DIR = PROTO_ROOT / "google" / "rpc"
 TOOLS_DIR = ROOT / ".tools" / "examples"
 BIN_DIR = TOOLS_DIR / "bin"
 
@@ -90,14 +93,22 @@ def run(
 
 
 def public_protos() -> list[Path]:
+    """Brook's public protos: what each example generates code from."""
     return sorted(PUBLIC_PROTOS_DIR.glob("*.proto"))
+
+
+def shipped_protos() -> list[Path]:
+    """Every proto a client generates from or imports: brook/v1 and the google/rpc
+    definitions shipped beside it (errors.proto imports error_details.proto; Node loads
+    status.proto to read failed calls' details)."""
+    return [*public_protos(), *sorted(GOOGLE_RPC_PROTOS_DIR.glob("*.proto"))]
 
 
 def digest_of(toolchain: str, files: Iterable[Path]) -> str:
     """A hash of everything a program depends on; a change in any input rebuilds it."""
     digest = hashlib.sha256()
     digest.update(f"{toolchain}\n".encode())
-    for path in sorted({Path(__file__).resolve(), *files, *public_protos()}):
+    for path in sorted({Path(__file__).resolve(), *files, *shipped_protos()}):
         digest.update(f"{path.relative_to(ROOT)}\n".encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()

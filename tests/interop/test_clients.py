@@ -1,7 +1,12 @@
-"""Clients in Go, Node and Java, built from protos/brook/v1 alone (examples/), against a real
+"""Clients in Go, Node and Java, built from protos/ alone (examples/), against a real
 cluster: they read each other's records and the Python client's byte for byte, Python reads
 theirs, every codec the Python producer writes is read by each, and each one's group join +
-commit shows in GroupService.FetchOffsets.
+commit shows in GroupService.FetchOffsets. Both data APIs: the batch API (StorageService
+Produce/Fetch, `--api batch`) and the record API (RecordService ProduceRecords/ReadRecords,
+`--api records`, on any node; without `--partition` the node picks by key): what one
+language writes with either is read by the others with either, and by Python. A stored
+batch larger than 4 MiB is read by each with stock gRPC receive limits (the server splits
+it, FetchRequest.receive_limit_bytes unset).
 
 The programs are built by tests/interop/build.py (stamps skip unchanged builds). A language
 whose toolchain (go, node, mvn) is not on PATH is skipped with the reason. The cluster is
@@ -16,17 +21,20 @@ Every program speaks the same line format (examples/README.md): produce reads
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
+import grpc
 import pytest
 
 from brook.client import Admin, Consumer, GroupAdmin, Producer
 from brook.client.records import TopicPartition
-from brook.v1 import common_pb2, groups_pb2
+from brook.partitioner import partition_for_key
+from brook.v1 import common_pb2, groups_pb2, storage_pb2, storage_pb2_grpc
 from tests.harness.cluster import LocalCluster
 from tests.harness.wait import eventually
 from tests.interop import build
@@ -53,6 +61,13 @@ PROGRAM_DEADLINE_MS = 30000
 # later runs reuse the builds.
 BUILD_TIMEOUT_S = 1500
 NODE_ARGS = ["--lease-ttl-s", "2", "--drain-timeout-s", "2"]
+# The large-batch case: one stored batch of LARGE_RECORDS incompressible values, larger
+# than the 4 MiB a stock gRPC client receives, each record well under it (a single record
+# over the limit cannot be split). The topic's max_batch_bytes admits the batch.
+LARGE_RECORDS = 5
+LARGE_VALUE_BYTES = (1 << 20) - (4 << 10)
+LARGE_MAX_BATCH_BYTES = 16 << 20
+STOCK_RECEIVE_LIMIT_BYTES = 4 << 20
 
 
 class Rec(NamedTuple):
@@ -154,27 +169,52 @@ class Program:
         )
         return done.stdout if exit_code == 0 else done.stderr
 
-    async def produce(self, topic: str, partition: int, records: Sequence[Rec], codec: str) -> int:
-        """Produces records in one batch; returns the base offset."""
+    async def produce_spans(
+        self,
+        topic: str,
+        partition: int | None,
+        records: Sequence[Rec],
+        codec: str,
+        api: str = "batch",
+    ) -> list[tuple[int, int, int]]:
+        """Produces records in one batch (batch API) or one ProduceRecords request (record
+        API; partition None: the node picks by key). Returns the `produced` lines as
+        (partition, first offset, last offset), one per partition written."""
+        where = [] if partition is None else ["--partition", str(partition)]
         stdout = await self.run(
             "produce",
             topic,
-            "--partition",
-            str(partition),
+            "--api",
+            api,
+            *where,
             "--compression",
             codec,
             stdin="".join(input_line(r) + "\n" for r in records),
         )
-        lines = [line.split("\t") for line in stdout.splitlines()]
-        assert len(lines) == 1 and lines[0][:2] == ["produced", str(partition)], stdout
-        base, last = int(lines[0][2]), int(lines[0][3])
-        assert last == base + len(records) - 1, stdout
-        return base
+        spans: list[tuple[int, int, int]] = []
+        for line in stdout.splitlines():
+            tag, p, first, last = line.split("\t")
+            assert tag == "produced", stdout
+            spans.append((int(p), int(first), int(last)))
+        assert sum(last - first + 1 for _, first, last in spans) == len(records), stdout
+        return spans
 
-    async def consume(self, topic: str, partition: int, offset: int, count: int) -> list[Rec]:
+    async def produce(
+        self, topic: str, partition: int, records: Sequence[Rec], codec: str, api: str = "batch"
+    ) -> int:
+        """Produces records to one partition in one batch; returns the base offset."""
+        spans = await self.produce_spans(topic, partition, records, codec, api)
+        assert len(spans) == 1 and spans[0][0] == partition, spans
+        return spans[0][1]
+
+    async def consume(
+        self, topic: str, partition: int, offset: int, count: int, api: str = "batch"
+    ) -> list[Rec]:
         stdout = await self.run(
             "consume",
             topic,
+            "--api",
+            api,
             "--partition",
             str(partition),
             "--from",
@@ -183,6 +223,30 @@ class Program:
             str(count),
         )
         return records_of(stdout)
+
+
+def placed_by_key(
+    records: Sequence[Rec], spans: Sequence[tuple[int, int, int]], partitions: int
+) -> list[Rec]:
+    """Where a ProduceRecords request without a partition put `records`, from its `produced`
+    spans: a keyed record (an empty key included) on murmur2(key) modulo the partition
+    count, what Kafka's and Brook's producers pick; the keyless ones together on one
+    partition; each partition's records in request order from its first offset."""
+
+    def keyed_to(p: int) -> list[Rec]:
+        return [
+            r for r in records if r.key is not None and partition_for_key(r.key, partitions) == p
+        ]
+
+    out: list[Rec] = []
+    for p, first, last in spans:
+        mine = keyed_to(p)
+        if len(mine) != last - first + 1:  # the keyless records went here too
+            mine = [r for r in records if r.key is None or r in keyed_to(p)]
+        assert len(mine) == last - first + 1, (p, first, last)
+        out += placed(mine, p, first)
+    assert len(out) == len(records), spans  # every record once, keyless ones in one place
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -269,13 +333,18 @@ async def test_language_round_trip_with_python(cluster: str, language: str) -> N
     """For one language, on its own topic:
 
     1. it produces the sample once per codec it writes (one batch each) to partition 0, and
-       the Python Consumer reads exactly those records (offsets, timestamps, keys incl.
-       none vs empty, values, headers in order);
+       once more with the record API to partition 0 (`--partition 0`; the node builds a
+       zstd batch), and the Python Consumer reads exactly those records (offsets,
+       timestamps, keys incl. none vs empty, values, headers in order);
     2. the Python Producer writes the sample once per codec (none, gzip, zstd, lz4) to
-       partition 1, and the program reads all of it, and from the middle of a batch (it
-       skips the batch's earlier records);
-    3. it joins a group, is assigned both partitions, reads them and commits; the commit
-       (member id + epoch) shows in GroupService.FetchOffsets and DescribeGroup.
+       partition 1, and the program reads all of it with the batch API and with the record
+       API (ReadRecords), and from the middle of a batch (it skips the batch's earlier
+       records);
+    3. reading beyond the log end fails with OFFSET_OUT_OF_RANGE named in the one error
+       format, through either API (a failed call, or a partition error);
+    4. it joins a group, is assigned both partitions, reads them and commits; the commit
+       (member id + epoch) shows in GroupService.FetchOffsets and DescribeGroup; a second
+       run, reading with the record API, resumes from the commit.
     """
     program = program_for(language, cluster)
     topic = f"interop-{language}"
@@ -288,6 +357,10 @@ async def test_language_round_trip_with_python(cluster: str, language: str) -> N
         base = await program.produce(topic, 0, records, codec)
         assert base == len(written)
         written += placed(records, 0, base)
+    records = sample(f"{language}-records", now + 10 * len(written))
+    base = await program.produce(topic, 0, records, "zstd", api="records")
+    assert base == len(written)
+    written += placed(records, 0, base)
     assert await python_read(cluster, topic, 0, len(written)) == written
 
     python_written: list[Rec] = []
@@ -296,17 +369,20 @@ async def test_language_round_trip_with_python(cluster: str, language: str) -> N
         base = await python_write(cluster, topic, 1, records, python_codec)
         assert base == len(python_written)
         python_written += placed(records, 1, base)
-    read = await program.consume(topic, 1, 0, len(python_written))
-    assert read == python_written
+    for api in ("batch", "records"):
+        read = await program.consume(topic, 1, 0, len(python_written), api=api)
+        assert read == python_written, api
     middle = len(sample("x", 0)) * 2 + 2  # the third record of the zstd batch
     read = await program.consume(topic, 1, middle, len(python_written) - middle)
     assert read == python_written[middle:]
 
-    # Beyond the log end: a per-partition error named by its reason, exit 1.
-    beyond = await program.run(
-        "consume", topic, "--partition", "1", "--from", "100000", exit_code=1
-    )
-    assert "OFFSET_OUT_OF_RANGE" in beyond, beyond
+    # Beyond the log end: OFFSET_OUT_OF_RANGE in the one format, exit 1.
+    for api in ("batch", "records"):
+        beyond = await program.run(
+            "consume", topic, "--api", api, "--partition", "1", "--from", "100000", exit_code=1
+        )
+        assert "reason=OFFSET_OUT_OF_RANGE code=OUT_OF_RANGE" in beyond, beyond
+        assert "domain=brook.v1" in beyond, beyond
     if language == "go":  # a wrong crc32c is refused and appends nothing
         refused = await program.run(
             "produce",
@@ -315,7 +391,7 @@ async def test_language_round_trip_with_python(cluster: str, language: str) -> N
             stdin=input_line(sample("bad", now)[0]) + "\n",
             exit_code=1,
         )
-        assert "reason=CORRUPT_BATCH" in refused, refused
+        assert "reason=CORRUPT_BATCH code=INVALID_ARGUMENT" in refused, refused
 
     group = f"group-{language}"
     stdout = await program.run("group", topic, "--group", group, "--count", "1000")
@@ -340,19 +416,28 @@ async def test_language_round_trip_with_python(cluster: str, language: str) -> N
             ),
         )
         assert {o.partition: o.offset for o in fetched.offsets} == ends
+        # The leader epoch of the last record read is committed with the offset.
+        assert all(o.HasField("leader_epoch") and o.leader_epoch >= 0 for o in fetched.offsets)
         described = await admin.describe(group)
         assert {o.partition: o.committed_offset for o in described.offsets} == ends
         assert {o.partition: o.lag for o in described.offsets} == {0: 0, 1: 0}
 
     # A second run resumes from the commit: nothing left to read, nothing to commit.
-    stdout = await program.run("group", topic, "--group", group, "--count", "1000")
+    stdout = await program.run(
+        "group", topic, "--api", "records", "--group", group, "--count", "1000"
+    )
     assert records_of(stdout) == [] and "committed" not in stdout, stdout
+    assert stdout.splitlines()[-1] == "left", stdout
 
 
 @pytest.mark.timeout(BUILD_TIMEOUT_S)
 async def test_languages_read_each_other(cluster: str) -> None:
-    """Every available language produces the sample to one partition (each with a
-    different codec); every language then reads the whole partition byte for byte."""
+    """Every available language produces the sample to partition 0 with the batch API
+    (each with a different codec), and again with the record API without a partition (the
+    node picks each keyed record's partition by murmur2, keyless ones go together; the node
+    builds the batches, each language asking for another codec). Every language then reads
+    both partitions byte for byte, one with each API (alternating, so every partition is
+    read through both), and so does Python."""
     programs = [
         program_for(language, cluster)
         for language in LANGUAGES
@@ -362,12 +447,107 @@ async def test_languages_read_each_other(cluster: str) -> None:
         pytest.skip("fewer than two of go, node, mvn are on PATH")
     topic = "interop-cross"
     await create_topic(cluster, topic)
-    written: list[Rec] = []
+    written: dict[int, list[Rec]] = {p: [] for p in range(PARTITIONS)}
     for index, program in enumerate(programs):
         codecs = PRODUCE_CODECS[program.language]
         records = sample(f"cross-{program.language}", 1_700_000_000_000 + 10 * index)
         base = await program.produce(topic, 0, records, codecs[(index + 1) % len(codecs)])
-        written += placed(records, 0, base)
+        written[0] += placed(records, 0, base)
+        records = sample(f"cross-records-{program.language}", 1_700_000_100_000 + 10 * index)
+        spans = await program.produce_spans(
+            topic, None, records, ["zstd", "lz4", "gzip", "none"][index % 4], api="records"
+        )
+        for r in placed_by_key(records, spans, PARTITIONS):
+            assert r.offset == len(written[r.partition]), (r, spans)
+            written[r.partition].append(r)
+    assert all(written.values()), "the keys of the sample hash to both partitions"
+    for index, program in enumerate(programs):
+        for p in range(PARTITIONS):
+            api = ("batch", "records")[(index + p) % 2]
+            read = await program.consume(topic, p, 0, len(written[p]), api=api)
+            assert read == written[p], (program.language, p, api)
+    for p in range(PARTITIONS):
+        assert await python_read(cluster, topic, p, len(written[p])) == written[p]
+
+
+async def stored_batches(bootstrap: str, topic: str, partition: int) -> list[int]:
+    """The record counts of a partition's stored batches, read from its leader with a
+    receive limit large enough for any of them (so the server need not split them)."""
+    async with Admin(bootstrap) as admin:
+        metadata = await admin.get_metadata([topic])
+    addresses = {n.node_id: n.address for n in metadata.nodes}
+    (state,) = [s for s in metadata.topics[0].partitions if s.partition == partition]
+    limit = 64 << 20
+    async with grpc.aio.insecure_channel(
+        addresses[state.leader_id], options=[("grpc.max_receive_message_length", limit)]
+    ) as channel:
+        response = await storage_pb2_grpc.StorageServiceStub(channel).Fetch(
+            storage_pb2.FetchRequest(
+                max_bytes=limit,
+                receive_limit_bytes=limit,
+                partitions=[
+                    storage_pb2.FetchPartition(topic=topic, partition=partition, fetch_offset=0)
+                ],
+            ),
+            timeout=WAIT_S,
+        )
+    (answer,) = response.partitions
+    assert not answer.HasField("error"), answer.error
+    return [batch.record_count for batch in answer.batches]
+
+
+@pytest.mark.timeout(BUILD_TIMEOUT_S)
+async def test_batch_over_stock_receive_limit(cluster: str) -> None:
+    """Python stores one batch of about 5 MiB (LARGE_RECORDS incompressible values of almost
+    1 MiB) on a topic whose max_batch_bytes admits it; every language reads it with the
+    batch API and gRPC's stock 4 MiB receive limit, byte for byte: the server splits the
+    stored batch into smaller batches of the same records (FetchRequest.receive_limit_bytes
+    unset means 4 MiB)."""
+    programs = [
+        program_for(language, cluster)
+        for language in LANGUAGES
+        if shutil.which(build.TOOLCHAINS[language]) is not None
+    ]
+    if not programs:
+        pytest.skip("none of go, node, mvn is on PATH")
+    topic = "interop-large"
+    async with Admin(cluster) as admin:
+        await admin.create_topic(
+            topic,
+            partitions=1,
+            replication_factor=REPLICATION,
+            configs={"max_batch_bytes": str(LARGE_MAX_BATCH_BYTES)},
+            wait_for_leaders=True,
+        )
+    records = [
+        Rec(
+            0,
+            i,
+            1_700_000_000_000 + i,
+            f"large-{i}".encode(),
+            os.urandom(LARGE_VALUE_BYTES),
+            (("i", bytes([i])),),
+        )
+        for i in range(LARGE_RECORDS)
+    ]
+    async with Producer(
+        cluster, acks="all", linger_ms=200, batch_bytes=LARGE_MAX_BATCH_BYTES
+    ) as producer:
+        futures = [
+            await producer.send(
+                topic,
+                r.value,
+                key=r.key,
+                headers=list(r.headers),
+                partition=0,
+                timestamp_ms=r.timestamp_ms,
+            )
+            for r in records
+        ]
+        await producer.flush(timeout_s=WAIT_S)
+    assert [f.result().offset for f in futures] == list(range(LARGE_RECORDS))
+    assert await stored_batches(cluster, topic, 0) == [LARGE_RECORDS], "stored as one batch"
+    assert LARGE_RECORDS * LARGE_VALUE_BYTES > STOCK_RECEIVE_LIMIT_BYTES
     for program in programs:
-        assert await program.consume(topic, 0, 0, len(written)) == written, program.language
-    assert await python_read(cluster, topic, 0, len(written)) == written
+        read = await program.consume(topic, 0, 0, LARGE_RECORDS)
+        assert read == records, program.language

@@ -161,7 +161,8 @@ final class Batches {
         headers.add(new Lines.Header(h.getKey(), h.getValue().toByteArray()));
       }
       out.add(new Lines.Rec(partition, batch.getBaseOffset() + Integer.toUnsignedLong(r.getOffsetDelta()),
-          timestamp, r.getHasKey() ? r.getKey().toByteArray() : null, r.getValue().toByteArray(), headers));
+          timestamp, r.getHasKey() ? r.getKey().toByteArray() : null, r.getValue().toByteArray(), headers,
+          batch.getPartitionLeaderEpoch()));
     }
     return out;
   }

@@ -1,8 +1,5 @@
 package dev.brook.example;
 
-import com.google.protobuf.Any;
-import com.google.protobuf.InvalidProtocolBufferException;
-import com.google.rpc.ErrorInfo;
 import dev.brook.v1.Acks;
 import dev.brook.v1.FetchPartition;
 import dev.brook.v1.FetchRequest;
@@ -12,7 +9,6 @@ import dev.brook.v1.GetMetadataRequest;
 import dev.brook.v1.GetMetadataResponse;
 import dev.brook.v1.MetadataServiceGrpc;
 import dev.brook.v1.Node;
-import dev.brook.v1.PartitionError;
 import dev.brook.v1.PartitionState;
 import dev.brook.v1.ProducePartition;
 import dev.brook.v1.ProducePartitionResponse;
@@ -23,96 +19,34 @@ import dev.brook.v1.StorageServiceGrpc;
 import dev.brook.v1.TopicMetadata;
 import io.grpc.ManagedChannel;
 import io.grpc.ManagedChannelBuilder;
-import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
-import io.grpc.protobuf.StatusProto;
 import java.io.IOException;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
 import java.util.TreeMap;
 import java.util.concurrent.TimeUnit;
 
-/** The batch API client: metadata (leaders, group manager), Produce, Fetch, errors. */
+/**
+ * The batch API client: metadata (leaders, epochs, nodes, group manager), Produce and Fetch
+ * on the partition's leader, retries. Channels keep grpc-java's stock limits (4 MiB
+ * received).
+ */
 final class BrookClient implements AutoCloseable {
   static final long RPC_TIMEOUT_MS = 10_000; // bound on each unary call
-  static final int FETCH_MAX_WAIT_MS = 500; // long poll
+  static final int FETCH_MAX_WAIT_MS = 500; // long poll (Fetch and ReadRecords)
+  /**
+   * Bound on one Fetch response's batches. FetchRequest.receive_limit_bytes is left unset
+   * (4 MiB, the channel's stock receive limit): the server never sends more, splitting a
+   * stored batch too large for it into smaller batches.
+   */
   static final int FETCH_MAX_BYTES = 4 << 20;
   static final int PRODUCE_TIMEOUT_MS = 10_000; // how long the leader may wait for the ISR
   static final long RETRY_PAUSE_MS = 100;
 
-  /**
-   * Reasons that guarantee nothing was appended: safe to retry after a metadata refresh.
-   * NOT_ENOUGH_REPLICAS_AFTER_APPEND and REQUEST_TIMED_OUT are retriable too, but the batch
-   * may be in the log already; retrying them may duplicate records, so they are reported.
-   */
-  static final Set<String> SAFE_TO_RETRY = Set.of(
-      "NOT_LEADER", "LEADER_NOT_AVAILABLE", "NOT_LEADER_OR_FOLLOWER", "FENCED_LEADER_EPOCH",
-      "UNKNOWN_LEADER_EPOCH", "NOT_ENOUGH_REPLICAS", "TOO_MANY_REQUESTS", "STORAGE_ERROR",
-      "NOT_COORDINATOR", "COORDINATOR_NOT_AVAILABLE", "REASSIGNMENT_IN_PROGRESS",
-      "ELIGIBLE_LEADERS_NOT_AVAILABLE");
-
-  /** A PartitionError from a response, as an exception. */
-  static final class PartitionException extends Exception {
-    final String reason;
-
-    PartitionException(String what, PartitionError pe) {
-      super(what + ": partition error reason=" + reasonName(pe) + " code=" + pe.getCode()
-          + " message=\"" + pe.getMessage() + "\" metadata=" + new TreeMap<>(pe.getMetadataMap()));
-      this.reason = reasonName(pe);
-    }
-  }
-
-  /** The ErrorReason without its enum prefix, as ErrorInfo.reason spells it. */
-  static String reasonName(PartitionError pe) {
-    return pe.getReason().name().replaceFirst("^ERROR_REASON_", "");
-  }
-
-  /** The google.rpc.ErrorInfo of a failed call, or null. */
-  static ErrorInfo errorInfo(Throwable error) {
-    com.google.rpc.Status status = StatusProto.fromThrowable(error);
-    if (status == null) {
-      return null;
-    }
-    for (Any detail : status.getDetailsList()) {
-      if (detail.is(ErrorInfo.class)) {
-        try {
-          return detail.unpack(ErrorInfo.class);
-        } catch (InvalidProtocolBufferException e) {
-          return null;
-        }
-      }
-    }
-    return null;
-  }
-
-  /** A transport failure (UNAVAILABLE without details) or an ErrorInfo reason safe to retry. */
-  static boolean retriable(StatusRuntimeException error) {
-    ErrorInfo info = errorInfo(error);
-    if (info == null) {
-      return error.getStatus().getCode() == Status.Code.UNAVAILABLE;
-    }
-    return SAFE_TO_RETRY.contains(info.getReason());
-  }
-
-  static String describe(Throwable error) {
-    if (!(error instanceof StatusRuntimeException)) {
-      return String.valueOf(error.getMessage());
-    }
-    Status status = ((StatusRuntimeException) error).getStatus();
-    StringBuilder out = new StringBuilder("grpc status: code=" + status.getCode()
-        + " message=\"" + status.getDescription() + "\"");
-    ErrorInfo info = errorInfo(error);
-    if (info != null) {
-      out.append("\nerror info: reason=").append(info.getReason()).append(" domain=")
-          .append(info.getDomain()).append(" metadata=").append(new TreeMap<>(info.getMetadataMap()));
-    }
-    return out.toString();
-  }
-
-  record Leader(String address, int epoch) {}
+  /** Where a partition is led; epoch is null when metadata did not say (sent unset). */
+  record Leader(String address, Integer epoch) {}
 
   final String bootstrap;
   final String topic;
@@ -120,6 +54,8 @@ final class BrookClient implements AutoCloseable {
   final String clientId = "brook-example-java";
   private final Map<String, ManagedChannel> channels = new HashMap<>();
   private Map<Integer, Leader> leaders; // null: ask metadata
+  /** Live storage nodes by node id: any one serves RecordService. */
+  List<String> nodes = new ArrayList<>();
   String groupManager = "";
 
   BrookClient(String bootstrap, String topic, long timeoutMs) {
@@ -151,27 +87,33 @@ final class BrookClient implements AutoCloseable {
     leaders = null;
   }
 
-  void refresh() throws PartitionException {
-    GetMetadataResponse response = MetadataServiceGrpc.newBlockingStub(channel(bootstrap))
-        .withDeadlineAfter(callTimeoutMs(), TimeUnit.MILLISECONDS)
-        .getMetadata(GetMetadataRequest.newBuilder().addTopics(topic).build());
-    Map<Integer, String> addresses = new HashMap<>();
+  void refresh() throws BrookException {
+    GetMetadataResponse response;
+    try {
+      response = MetadataServiceGrpc.newBlockingStub(channel(bootstrap))
+          .withDeadlineAfter(callTimeoutMs(), TimeUnit.MILLISECONDS)
+          .getMetadata(GetMetadataRequest.newBuilder().addTopics(topic).build());
+    } catch (StatusRuntimeException e) {
+      throw BrookException.fromCall("GetMetadata on " + bootstrap, e);
+    }
+    Map<Integer, String> addresses = new TreeMap<>();
     for (Node node : response.getNodesList()) {
       addresses.put(node.getNodeId(), node.getAddress());
     }
+    nodes = new ArrayList<>(addresses.values());
     groupManager = response.getGroupManager().getAddress();
     for (TopicMetadata t : response.getTopicsList()) {
       if (!t.getName().equals(topic)) {
         continue;
       }
       if (t.hasError()) {
-        throw new PartitionException("GetMetadata " + topic, t.getError());
+        throw BrookException.fromPartition("GetMetadata " + topic, t.getError());
       }
       Map<Integer, Leader> found = new HashMap<>();
       for (PartitionState state : t.getPartitionsList()) {
         String address = addresses.get(state.getLeaderId());
-        if (address != null && state.getLeaderId() >= 0) {
-          found.put(state.getPartition(), new Leader(address, state.getLeaderEpoch()));
+        if (address != null && state.hasLeaderId() && state.getLeaderId() >= 0) {
+          found.put(state.getPartition(), new Leader(address, state.hasLeaderEpoch() ? state.getLeaderEpoch() : null));
         }
       }
       leaders = found;
@@ -193,21 +135,55 @@ final class BrookClient implements AutoCloseable {
         }
         last = new IllegalStateException("partition " + partition + " of " + topic + " has no live leader");
         forget();
-      } catch (PartitionException | RuntimeException e) {
+      } catch (BrookException | RuntimeException e) {
         last = e;
         forget();
       }
       if (!pause()) {
         throw new IllegalStateException("no leader for " + topic + "/" + partition + " before the deadline: "
-            + describe(last), last);
+            + BrookException.describe(last), last);
       }
     }
   }
 
-  /** One batch to the partition's leader with acks=all; safe errors retried after a refresh. */
+  /** A live storage node (any one serves RecordService); turn picks another after a failure. */
+  String anyNode(int turn) throws InterruptedException {
+    Exception last = null;
+    while (true) {
+      try {
+        if (nodes.isEmpty()) {
+          refresh();
+        }
+        last = new IllegalStateException("metadata lists no live storage node");
+      } catch (BrookException | RuntimeException e) {
+        last = e; // a topic error still lists the nodes: the node will name it too
+      }
+      if (!nodes.isEmpty()) {
+        return nodes.get(turn % nodes.size());
+      }
+      if (!pause()) {
+        throw new IllegalStateException("no storage node before the deadline: " + BrookException.describe(last), last);
+      }
+    }
+  }
+
+  /**
+   * One batch to the partition's leader with acks=all. Errors that guarantee nothing was
+   * appended are retried after a metadata refresh (FENCED_LEADER_EPOCH included: the refresh
+   * brings the new epoch). A failed call whose status details carry the ProduceResponse (every
+   * partition failed) is read like that response.
+   */
   ProducePartitionResponse produce(int partition, RecordBatch batch) throws Exception {
+    String what = "Produce " + topic + "/" + partition;
     while (true) {
       Leader lead = leaderOf(partition);
+      ProducePartition.Builder target = ProducePartition.newBuilder()
+          .setTopic(topic)
+          .setPartition(partition)
+          .addBatches(batch);
+      if (lead.epoch() != null) { // unset skips the check; 0 is a real epoch
+        target.setCurrentLeaderEpoch(lead.epoch());
+      }
       ProduceResponse response;
       try {
         response = StorageServiceGrpc.newBlockingStub(channel(lead.address()))
@@ -216,29 +192,30 @@ final class BrookClient implements AutoCloseable {
                 .setAcks(Acks.ACKS_ALL)
                 .setTimeoutMs(PRODUCE_TIMEOUT_MS)
                 .setClientId(clientId)
-                .addPartitions(ProducePartition.newBuilder()
-                    .setTopic(topic)
-                    .setPartition(partition)
-                    .setCurrentLeaderEpoch(lead.epoch())
-                    .addBatches(batch))
+                .addPartitions(target)
                 .build());
       } catch (StatusRuntimeException e) {
-        if (retriable(e) && pause()) {
-          forget();
-          continue;
+        BrookException failure = BrookException.fromCall(what + " on " + lead.address(), e);
+        response = failure.carried(ProduceResponse.class);
+        if (response == null) {
+          if (failure.retriable() && pause()) {
+            forget();
+            continue;
+          }
+          throw failure;
         }
-        throw e;
       }
       ProducePartitionResponse answer = response.getPartitions(0);
       if (!answer.hasError()) {
         return answer;
       }
-      if (SAFE_TO_RETRY.contains(reasonName(answer.getError())) && pause()) {
+      BrookException failure = BrookException.fromPartition(what, answer.getError());
+      if (failure.retriable() && pause()) {
         forget();
-        System.err.println("produce: retrying after " + reasonName(answer.getError()));
+        System.err.println("produce: retrying after " + failure.reason());
         continue;
       }
-      throw new PartitionException("Produce " + topic + "/" + partition, answer.getError());
+      throw failure;
     }
   }
 
@@ -250,7 +227,15 @@ final class BrookClient implements AutoCloseable {
       if (System.nanoTime() >= deadlineNanos) {
         throw new IOException("Fetch: " + out.size() + " of " + count + " records before the deadline");
       }
+      String what = "Fetch " + topic + "/" + partition + " at offset " + next;
       Leader lead = leaderOf(partition);
+      FetchPartition.Builder target = FetchPartition.newBuilder()
+          .setTopic(topic)
+          .setPartition(partition)
+          .setFetchOffset(next);
+      if (lead.epoch() != null) {
+        target.setCurrentLeaderEpoch(lead.epoch());
+      }
       FetchResponse response;
       try {
         response = StorageServiceGrpc.newBlockingStub(channel(lead.address()))
@@ -259,26 +244,28 @@ final class BrookClient implements AutoCloseable {
                 .setMaxWaitMs(FETCH_MAX_WAIT_MS)
                 .setMinBytes(1)
                 .setMaxBytes(FETCH_MAX_BYTES)
-                .addPartitions(FetchPartition.newBuilder()
-                    .setTopic(topic)
-                    .setPartition(partition)
-                    .setFetchOffset(next)
-                    .setCurrentLeaderEpoch(lead.epoch()))
+                // receive_limit_bytes unset: 4 MiB, this channel's stock receive limit.
+                .addPartitions(target)
                 .build());
       } catch (StatusRuntimeException e) {
-        if (retriable(e) && pause()) {
-          forget();
-          continue;
+        BrookException failure = BrookException.fromCall(what + " on " + lead.address(), e);
+        response = failure.carried(FetchResponse.class);
+        if (response == null) {
+          if (failure.retriable() && pause()) {
+            forget();
+            continue;
+          }
+          throw failure;
         }
-        throw e;
       }
       FetchedPartition answer = response.getPartitions(0);
       if (answer.hasError()) {
-        if (SAFE_TO_RETRY.contains(reasonName(answer.getError())) && pause()) {
+        BrookException failure = BrookException.fromPartition(what, answer.getError());
+        if (failure.retriable() && pause()) {
           forget();
           continue;
         }
-        throw new PartitionException("Fetch " + topic + "/" + partition + " at offset " + next, answer.getError());
+        throw failure;
       }
       for (RecordBatch batch : answer.getBatchesList()) {
         for (Lines.Rec r : Batches.decodeBatch(partition, batch)) {

@@ -23,16 +23,24 @@ import java.util.concurrent.TimeUnit;
  * member reports what it owns in every Heartbeat; commits are fenced by member id + epoch.
  */
 final class GroupMember {
+  /** Reads up to count records of a partition from an offset, to the high watermark (toEnd). */
+  @FunctionalInterface
+  interface Reader {
+    List<Lines.Rec> read(int partition, long from, int count, boolean toEnd) throws Exception;
+  }
+
   private final BrookClient client;
   private final String group;
+  private final Reader reader;
   private String memberId = "";
   private int epoch = 0;
   private long intervalMs = 0;
   private List<Integer> owned = new ArrayList<>();
 
-  GroupMember(BrookClient client, String group) {
+  GroupMember(BrookClient client, String group, Reader reader) {
     this.client = client;
     this.group = group;
+    this.reader = reader;
   }
 
   private GroupServiceGrpc.GroupServiceBlockingStub service() throws Exception {
@@ -63,7 +71,12 @@ final class GroupMember {
     if (join) { // sent once; later heartbeats keep them
       request.addSubscribedTopicNames(client.topic).setClientId(client.clientId);
     }
-    HeartbeatResponse response = service().heartbeat(request.build());
+    HeartbeatResponse response;
+    try {
+      response = service().heartbeat(request.build());
+    } catch (StatusRuntimeException e) {
+      throw BrookException.fromCall("Heartbeat", e);
+    }
     memberId = response.getMemberId();
     epoch = response.getMemberEpoch();
     intervalMs = response.getHeartbeatIntervalMs();
@@ -88,11 +101,11 @@ final class GroupMember {
       Thread.sleep(Math.min(Math.max(intervalMs, 50), 1000));
       try {
         heartbeat(false);
-      } catch (StatusRuntimeException e) {
-        if (!BrookClient.retriable(e)) {
+      } catch (BrookException e) {
+        if (!e.retriable()) {
           throw e;
         }
-        client.groupManager = "";
+        client.groupManager = ""; // a standby or a new manager: ask metadata again
       }
     }
     for (int p : owned) {
@@ -100,43 +113,64 @@ final class GroupMember {
     }
   }
 
-  /** Joins, reads each assigned partition from its committed offset, commits, leaves. */
+  /**
+   * Joins, reads each assigned partition from its committed offset with the chosen API,
+   * commits (member id + epoch, and the leader epoch of the last record read), leaves.
+   */
   void run(int count) throws Exception {
     join();
     Map<Integer, Long> committed = new HashMap<>();
-    for (CommittedOffset offset : service().fetchOffsets(FetchOffsetsRequest.newBuilder()
-        .setGroupId(group).addAllPartitions(ownedPartitions()).build()).getOffsetsList()) {
-      if (offset.getTopic().equals(client.topic)) {
+    List<CommittedOffset> offsets;
+    try {
+      offsets = service().fetchOffsets(FetchOffsetsRequest.newBuilder()
+          .setGroupId(group).addAllPartitions(ownedPartitions()).build()).getOffsetsList();
+    } catch (StatusRuntimeException e) {
+      throw BrookException.fromCall("FetchOffsets", e);
+    }
+    for (CommittedOffset offset : offsets) {
+      if (offset.getTopic().equals(client.topic) && offset.hasOffset()) {
         committed.put(offset.getPartition(), offset.getOffset());
       }
     }
-    Map<Integer, Long> next = new LinkedHashMap<>();
+    Map<Integer, Lines.Rec> last = new LinkedHashMap<>();
     for (int partition : owned) {
       long from = committed.getOrDefault(partition, -1L);
       if (from < 0) {
         from = 0; // auto offset reset: earliest
       }
-      List<Lines.Rec> records = client.fetch(partition, from, count, true);
+      List<Lines.Rec> records = reader.read(partition, from, count, true);
       for (Lines.Rec r : records) {
         System.out.println(Lines.format(r));
       }
       if (!records.isEmpty()) {
-        next.put(partition, records.get(records.size() - 1).offset() + 1);
+        last.put(partition, records.get(records.size() - 1));
       }
     }
-    if (!next.isEmpty()) {
+    if (!last.isEmpty()) {
+      // member_epoch is optional in the proto: a member sets it (0 is a real epoch).
       CommitOffsetsRequest.Builder request = CommitOffsetsRequest.newBuilder()
           .setGroupId(group).setMemberId(memberId).setMemberEpoch(epoch);
-      next.forEach((partition, offset) -> request.addOffsets(OffsetCommit.newBuilder()
-          .setTopic(client.topic).setPartition(partition).setOffset(offset).setLeaderEpoch(-1)));
-      CommitOffsetsResponse response = service().commitOffsets(request.build());
+      last.forEach((partition, r) -> {
+        OffsetCommit.Builder commit = OffsetCommit.newBuilder()
+            .setTopic(client.topic).setPartition(partition).setOffset(r.offset() + 1);
+        if (r.leaderEpoch() != null) { // else unset: unknown
+          commit.setLeaderEpoch(r.leaderEpoch());
+        }
+        request.addOffsets(commit);
+      });
+      CommitOffsetsResponse response;
+      try {
+        response = service().commitOffsets(request.build());
+      } catch (StatusRuntimeException e) {
+        throw BrookException.fromCall("CommitOffsets", e);
+      }
       for (CommitOffsetResult result : response.getResultsList()) {
         if (result.hasError()) {
-          throw new BrookClient.PartitionException(
+          throw BrookException.fromPartition(
               "CommitOffsets " + result.getTopic() + "/" + result.getPartition(), result.getError());
         }
         System.out.println("committed\t" + result.getTopic() + "\t" + result.getPartition() + "\t"
-            + next.get(result.getPartition()));
+            + (last.get(result.getPartition()).offset() + 1));
       }
     }
     try {
@@ -144,7 +178,7 @@ final class GroupMember {
           .setGroupId(group).setMemberId(memberId).setMemberEpoch(-1).build());
       System.out.println("left");
     } catch (StatusRuntimeException e) {
-      System.err.println("group: leave: " + BrookClient.describe(e));
+      System.err.println("group: " + BrookException.fromCall("Heartbeat (leave)", e).getMessage());
     }
   }
 }

@@ -28,8 +28,13 @@ final class Lines {
   /** One header; the name is a protobuf string (UTF-8). */
   record Header(String name, byte[] value) {}
 
-  /** One record as this client sends or reads it; key is null when the record has none. */
-  record Rec(int partition, long offset, long timestampMs, byte[] key, byte[] value, List<Header> headers) {}
+  /**
+   * One record as this client sends or reads it; key is null when the record has none.
+   * leaderEpoch is the epoch of the leader that appended it, when the read said (not
+   * printed; a group commits it with the offset), else null.
+   */
+  record Rec(int partition, long offset, long timestampMs, byte[] key, byte[] value, List<Header> headers,
+      Integer leaderEpoch) {}
 
   static Rec parseInput(String line) {
     String[] fields = line.split("\t", -1); // -1: keep trailing empty fields
@@ -58,7 +63,7 @@ final class Lines {
         headers.add(new Header(utf8(HEX.parseHex(pair.substring(0, at))), HEX.parseHex(pair.substring(at + 1))));
       }
     }
-    return new Rec(0, 0, timestamp, key, value, headers);
+    return new Rec(0, 0, timestamp, key, value, headers, null);
   }
 
   private static String utf8(byte[] bytes) {

@@ -22,18 +22,24 @@ import java.util.Map;
  * </pre>
  *
  * Same commands, flags and line formats as the Go and Node examples (../README.md).
- * --api selects the data API; "batch" (StorageService Produce/Fetch with RecordBatch) is
- * the one there is. Failures print the gRPC status (code, message, ErrorInfo) or the
- * per-partition error on stderr and exit 1; bad usage exits 2.
+ * --api selects the data API. "batch" (the default): StorageService Produce/Fetch with
+ * RecordBatch on the partition's leader; this program encodes, compresses and checksums
+ * batches itself (Batches), to --partition (default 0). "records": RecordService
+ * ProduceRecords/ReadRecords on any node with plain records (RecordApi); the node builds the
+ * batches (with --compression); without --partition it picks each keyed record's partition by
+ * murmur2(key). Failures print the gRPC status or the PartitionError in one format, from its
+ * google.rpc.ErrorInfo (BrookException), on stderr and exit 1; bad usage exits 2.
  */
 public final class Main {
   private static final String USAGE = String.join("\n",
       "usage: brook-example produce|consume|group --bootstrap HOST:PORT --topic T [flags]",
-      "  --api batch          data API (StorageService Produce/Fetch with RecordBatch)",
+      "  --api batch          data API: batch (StorageService Produce/Fetch with RecordBatch, on the",
+      "                       leader) or records (RecordService ProduceRecords/ReadRecords, on any node)",
       "  --timeout-ms 30000   bound on the whole run",
-      "  --partition 0        partition to produce to or consume from (produce, consume)",
+      "  --partition 0        partition to produce to or consume from (produce, consume); with",
+      "                       --api records, produce without it lets the node pick by key",
       "  --compression none   codec of produced batches: none, gzip, zstd, lz4 (produce)",
-      "  --batch-size 100     records per batch (produce)",
+      "  --batch-size 100     records per batch or ProduceRecords request (produce)",
       "  --from 0             first offset to read (consume)",
       "  --count 1            records to read (consume); most records per partition (group)",
       "  --group G            consumer group id (group)");
@@ -42,11 +48,11 @@ public final class Main {
 
   public static void main(String[] args) {
     Map<String, String> flags = new HashMap<>(Map.of(
-        "api", "batch", "timeout-ms", "30000", "partition", "0", "compression", "none",
+        "api", "batch", "timeout-ms", "30000", "partition", "", "compression", "none",
         "batch-size", "100", "from", "0", "count", "1", "group", ""));
     String command;
     long timeoutMs;
-    int partition;
+    Integer partition; // null only for produce --api records without --partition: by key
     int batchSize;
     long from;
     int count;
@@ -67,8 +73,8 @@ public final class Main {
       if (!flags.containsKey("bootstrap") || !flags.containsKey("topic")) {
         throw new IllegalArgumentException("--bootstrap and --topic are required");
       }
-      if (!flags.get("api").equals("batch")) {
-        throw new IllegalArgumentException("--api " + flags.get("api") + ": only \"batch\" is available");
+      if (!List.of("batch", "records").contains(flags.get("api"))) {
+        throw new IllegalArgumentException("--api " + flags.get("api") + ": want batch or records");
       }
       codec = Batches.CODECS.get(flags.get("compression"));
       if (codec == null) {
@@ -78,11 +84,12 @@ public final class Main {
         throw new IllegalArgumentException("--group is required");
       }
       timeoutMs = Long.parseLong(flags.get("timeout-ms"));
-      partition = Integer.parseInt(flags.get("partition"));
+      boolean byKey = command.equals("produce") && flags.get("api").equals("records");
+      partition = flags.get("partition").isEmpty() ? (byKey ? null : 0) : Integer.valueOf(flags.get("partition"));
       batchSize = Integer.parseInt(flags.get("batch-size"));
       from = Long.parseLong(flags.get("from"));
       count = Integer.parseInt(flags.get("count"));
-      if (timeoutMs < 1 || partition < 0 || batchSize < 1 || from < 0 || count < 1) {
+      if (timeoutMs < 1 || (partition != null && partition < 0) || batchSize < 1 || from < 0 || count < 1) {
         throw new IllegalArgumentException("numbers out of range");
       }
     } catch (IllegalArgumentException e) {
@@ -91,26 +98,34 @@ public final class Main {
       return;
     }
     int code = 0;
+    boolean records = flags.get("api").equals("records");
     try (BrookClient client = new BrookClient(flags.get("bootstrap"), flags.get("topic"), timeoutMs)) {
+      RecordApi recordApi = new RecordApi(client);
+      GroupMember.Reader reader = records ? recordApi::read : client::fetch;
       switch (command) {
-        case "produce" -> produce(client, partition, codec, batchSize);
+        case "produce" -> produce(client, records ? recordApi : null, partition, codec, batchSize);
         case "consume" -> {
-          for (Lines.Rec r : client.fetch(partition, from, count, false)) {
+          for (Lines.Rec r : reader.read(partition, from, count, false)) {
             System.out.println(Lines.format(r));
           }
         }
-        default -> new GroupMember(client, flags.get("group")).run(count);
+        default -> new GroupMember(client, flags.get("group"), reader).run(count);
       }
     } catch (Exception e) {
-      System.err.println("brook-example-java: " + BrookClient.describe(e));
+      System.err.println("brook-example-java: " + BrookException.describe(e));
       code = 1;
     }
     System.out.flush();
     System.exit(code);
   }
 
-  private static void produce(BrookClient client, int partition, CompressionCodec codec, int batchSize)
-      throws Exception {
+  /**
+   * Reads record lines from stdin and sends them batchSize at a time: one RecordBatch to the
+   * partition's leader (recordApi null: --api batch), or one ProduceRecords request to any
+   * node (partition null: the node picks by key).
+   */
+  private static void produce(BrookClient client, RecordApi recordApi, Integer partition, CompressionCodec codec,
+      int batchSize) throws Exception {
     BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
     List<Lines.Rec> pending = new ArrayList<>();
     String line;
@@ -126,15 +141,21 @@ public final class Main {
         throw new IllegalArgumentException("stdin line " + number + ": " + e.getMessage(), e);
       }
       if (pending.size() == batchSize) {
-        send(client, partition, codec, pending);
+        send(client, recordApi, partition, codec, pending);
       }
     }
-    send(client, partition, codec, pending);
+    send(client, recordApi, partition, codec, pending);
   }
 
-  private static void send(BrookClient client, int partition, CompressionCodec codec, List<Lines.Rec> pending)
-      throws Exception {
+  private static void send(BrookClient client, RecordApi recordApi, Integer partition, CompressionCodec codec,
+      List<Lines.Rec> pending) throws Exception {
     if (pending.isEmpty()) {
+      return;
+    }
+    if (recordApi != null) {
+      recordApi.produce(partition, pending, codec, p -> System.out.println(
+          "produced\t" + p.partition() + "\t" + p.first() + "\t" + p.last()));
+      pending.clear();
       return;
     }
     ProducePartitionResponse answer = client.produce(partition, Batches.newBatch(pending, codec));
