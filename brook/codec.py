@@ -367,7 +367,9 @@ def encode_produce_request(
                 _bytes_field_head(b"\x0a", topic_bytes),
                 topic_bytes,
                 varint_field(b"\x10", partition),
-                varint_field(b"\x18", epoch),
+                # current_leader_epoch has presence: epoch 0 is written (it is checked),
+                # a negative epoch ("no check") is left out, which the server reads so.
+                b"\x18" + encode_varint(epoch) if epoch >= 0 else b"",
             )
         )
         body: list[bytes] = [head]

@@ -172,8 +172,9 @@ def test_wire_batch_is_byte_identical_to_protobuf(records: list, name: str) -> N
 
 def test_produce_request_is_byte_identical_to_protobuf() -> None:
     """Proves encode_produce_request serializes exactly what protobuf makes of the same
-    ProduceRequest (many partitions and batches, epoch -1, acks 0, an empty client id, a
-    non-ASCII topic), so the server parses it as it would the generated message."""
+    ProduceRequest (many partitions and batches, acks 0, an empty client id, a non-ASCII
+    topic), so the server parses it as it would the generated message. Epochs have
+    presence: 0 is sent (and checked), -1 is left unset (no check)."""
     first = codec.encode_wire_batch([b"a" * 300, b""], [1, 2])
     second = codec.encode_wire_batch([b"b"] * 200, [0] * 200, codec=codec.ZSTD)
     cases = [
@@ -190,8 +191,8 @@ def test_produce_request_is_byte_identical_to_protobuf() -> None:
                 storage_pb2.ProducePartition(
                     topic=topic,
                     partition=partition,
-                    current_leader_epoch=epoch,
                     batches=[batch.to_message() for batch in batches],
+                    **({"current_leader_epoch": epoch} if epoch >= 0 else {}),
                 )
                 for topic, partition, epoch, batches in partitions
             ],
@@ -199,6 +200,10 @@ def test_produce_request_is_byte_identical_to_protobuf() -> None:
         encoded = codec.encode_produce_request(acks, timeout_ms, partitions, client_id)
         assert encoded == expected.SerializeToString()
         assert storage_pb2.ProduceRequest.FromString(encoded) == expected
+        for sent, (_, _, epoch, _) in zip(
+            storage_pb2.ProduceRequest.FromString(encoded).partitions, partitions, strict=True
+        ):
+            assert sent.HasField("current_leader_epoch") == (epoch >= 0)
 
 
 def test_decode_reads_offsets_from_deltas_when_they_are_not_indexes() -> None:
