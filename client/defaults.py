@@ -21,6 +21,8 @@ KEEPALIVE_TIMEOUT_MS = 20_000
 REQUEST_TIMEOUT_MS = 30_000
 # The address the CLI and scripts use when nothing else names one.
 BOOTSTRAP = "127.0.0.1:7070"
+# After a credential rotation, the old channels get this long to finish their calls.
+RETIRED_CHANNEL_GRACE_S = 30.0
 
 # -- metadata -------------------------------------------------------------------------
 # Smallest gap between two refreshes that were asked for by errors: a burst of NOT_LEADER

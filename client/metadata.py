@@ -8,7 +8,9 @@ call; refreshes asked for by errors are spaced by a minimum interval, and failed
 off exponentially up to a bound, so an outage costs a bounded trickle of calls.
 
 `ChannelPool` holds one `grpc.aio` channel per address with the client's channel options
-(message size, keepalive, fast reconnect). Everything here runs on one event loop.
+(message size, keepalive, fast reconnect) and security (plaintext, or TLS with a CA,
+client certificate and/or bearer token: `brook.transport`). Everything here runs on one
+event loop.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from brook.client import defaults
 from brook.client.retry import RetryPolicy, call_with_retry
 from brook.clock import SYSTEM_CLOCK, Clock
 from brook.errors import BrookError, Reason, from_partition_error, from_rpc_error
+from brook.transport import ChannelSecurity, default_security
 from brook.v1 import metadata_pb2, metadata_pb2_grpc
 
 log = logging.getLogger("brook.client.metadata")
@@ -83,27 +86,58 @@ def retriable_if_node_lags(error: BrookError, topic_known: bool) -> BrookError:
 
 
 class ChannelPool:
-    """One grpc.aio channel per address, created on first use, closed by close()."""
+    """One grpc.aio channel per address, created on first use, closed by close().
 
-    def __init__(self, max_message_bytes: int = defaults.MESSAGE_BYTES_MAX) -> None:
+    `security` (brook.transport.ChannelSecurity) makes them TLS channels verifying the
+    servers against a CA, with the client's certificate and/or bearer token; default
+    plaintext. When the credential files change (a rotated client certificate), new
+    calls get new channels and the old ones close once their calls are done (bounded).
+    """
+
+    def __init__(
+        self,
+        max_message_bytes: int = defaults.MESSAGE_BYTES_MAX,
+        *,
+        security: ChannelSecurity | None = None,
+    ) -> None:
         self._options = channel_options(max_message_bytes)
+        self.security = security or default_security()
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._generation = 0
+        self._retiring: set[asyncio.Task[None]] = set()
         self._closed = False
 
     def get(self, address: str) -> grpc.aio.Channel:
+        if self.security.tls:
+            generation = self.security.generation
+            if generation != self._generation:
+                self._generation = generation
+                self._retire_all()
         channel = self._channels.get(address)
         if channel is None:
             if self._closed:
                 raise BrookError(Reason.UNAVAILABLE, "the client is closed")
-            channel = grpc.aio.insecure_channel(address, options=self._options)
+            channel = self.security.channel(address, self._options)
             self._channels[address] = channel
         return channel
+
+    def _retire_all(self) -> None:
+        channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
+            task = asyncio.get_running_loop().create_task(
+                channel.close(grace=defaults.RETIRED_CHANNEL_GRACE_S)
+            )
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
 
     async def close(self) -> None:
         self._closed = True
         channels, self._channels = list(self._channels.values()), {}
         for channel in channels:
             await channel.close(grace=None)
+        for task in list(self._retiring):
+            task.cancel()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
 
 
 @dataclass(frozen=True)
@@ -177,6 +211,8 @@ class ClusterMetadata:
         self.nodes: dict[int, NodeInfo] = {}
         self.topics: dict[str, TopicInfo] = {}
         self.missing_topics: set[str] = set()
+        # Topics GetMetadata refused to describe to this principal (PERMISSION_DENIED).
+        self.denied_topics: dict[str, BrookError] = {}
         self.coordinator_address: str | None = None
         self.group_manager_address: str | None = None
         # Bumped on every applied answer; waiters compare it.
@@ -277,6 +313,9 @@ class ClusterMetadata:
             info = self.topics.get(topic)
             if info is not None:
                 return info
+            denied = self.denied_topics.get(topic)
+            if denied is not None:
+                raise denied
             remaining = deadline - self._clock.monotonic_s()
             if remaining <= 0:
                 raise BrookError(
@@ -346,9 +385,15 @@ class ClusterMetadata:
                 if error.reason is Reason.TOPIC_NOT_FOUND:
                     self.topics.pop(topic.name, None)
                     self.missing_topics.add(topic.name)
+                elif error.reason is Reason.PERMISSION_DENIED:
+                    # Say so at once: waiting for the topic to "appear" would end in a
+                    # misleading TOPIC_NOT_FOUND.
+                    self.topics.pop(topic.name, None)
+                    self.denied_topics[topic.name] = error
                 continue
             seen.add(topic.name)
             self.missing_topics.discard(topic.name)
+            self.denied_topics.pop(topic.name, None)
             partitions = tuple(
                 PartitionInfo(
                     topic.name,

@@ -1,24 +1,43 @@
 """`brook dev`: a whole Brook cluster on this machine, one command, data in one folder.
 
-    brook dev [--nodes N] [--data-dir D] [--base-port P] [--groups/--no-groups]
+    brook dev [--nodes N] [--data-dir D] [--base-port P] [--groups/--no-groups] [--secure]
 
 Ports (all on 127.0.0.1, P = --base-port, default 7070):
     P          coordinator (the bootstrap address for clients and the CLI)
     P+1        group manager (when brook.services.groups is installed; --no-groups skips it)
     P+10+i     storage node i (node ids 1..N)
     P+100      etcd client port;  P+101 etcd peer port
+    /metrics   each Brook process serves Prometheus metrics on a free port (listed in
+               cluster.json as metrics_address); --metrics-base-port M puts them at M
+               (coordinator), M+1 (group manager), M+10+i (node i); --no-metrics: none
 
 Data: D/etcd (etcd's data), D/node-<i> (node i's partitions), D/run (ready files). A
 restart with the same data dir keeps everything: etcd restarts on its data, nodes on
 theirs. Once every process is ready, D/cluster.json lists them:
 
     {"bootstrap": "127.0.0.1:P", "etcd": "127.0.0.1:P+100",
-     "services": [{"name", "role", "address", "pid"}, ...]}
+     "services": [{"name", "role", "address", "pid", "metrics_address"}, ...]}
 
 Every child runs in its own process group with its output prefixed on the console
 (`[node-1] ...`). Ctrl-C or SIGTERM stops the Brook processes (SIGTERM, SIGKILL after
 STOP_TIMEOUT_S), then etcd last. A child that dies on its own is reported and the rest keep
 running. `--etcd HOST:PORT` uses an etcd that is already running instead of starting one.
+
+`--secure`: a throwaway CA in D/tls (made once, kept across restarts; leaf certificates are
+issued afresh at each start) and a certificate per process: `node-<i>` (principal
+node:<i>), `coordinator`, `groups`, `etcd`, and `admin` for the CLI (user:admin). ACLs
+are on (`--authorizer acl`, default deny) with user:admin, user:coordinator and
+user:groups as super users; audit lines go to D/<process>.audit.log. Every Brook
+listener serves TLS only and requires client certificates (mTLS); etcd serves https
+with client-certificate auth on its client port (its peer port stays plaintext, bound to
+127.0.0.1), and each Brook process dials it with its own certificate. cluster.json then
+also says where the CA and the admin pair are:
+
+    "tls": {"ca": "D/tls/ca.crt", "cert": "D/tls/admin.crt", "key": "D/tls/admin.key",
+            "principal": "user:admin"}
+
+and the CLI (run from the folder above D, or with $BROOK_TLS_*) uses them, so every CLI
+command works unchanged against a secure dev cluster.
 """
 
 from __future__ import annotations
@@ -31,11 +50,14 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from brook.services.common.certs import CertAuthority
 
 # Bounds (why): a cold Python service start (imports, etcd connect) takes 1-3 s; a loaded
 # laptop needs more. etcd itself is ready in about a second.
@@ -97,7 +119,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--etcd", default="", help="use this running etcd instead of starting one")
     parser.add_argument("--cluster-name", default="brook")
+    parser.add_argument(
+        "--secure",
+        action="store_true",
+        help="TLS + mTLS everywhere (etcd too), with a throwaway CA in DATA/tls",
+    )
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="the processes' log lines: text, or JSON objects")
+    parser.add_argument(
+        "--metrics", action=argparse.BooleanOptionalAction, default=True,
+        help="serve Prometheus /metrics from every Brook process (default on)",
+    )
+    parser.add_argument(
+        "--metrics-base-port", type=int, default=0,
+        help="metrics ports at M, M+1, M+10+i (as the gRPC ports); 0: free ports",
+    )
     parser.add_argument(
         "--ready-timeout-s", type=float, default=READY_TIMEOUT_S, help="wait this long for startup"
     )
@@ -116,6 +153,45 @@ class DevCluster:
         self.etcd: Child | None = None
         self.services: list[Child] = []
         self.stopping = False
+        self.secure: bool = getattr(args, "secure", False)
+        self.tls_dir = self.data_dir / "tls"
+        self._ca: CertAuthority | None = None
+
+    # -- security (--secure) -----------------------------------------------------------
+    def _authority(self) -> CertAuthority:
+        """The dev CA: loaded from D/tls when a previous run made it, else made now."""
+        if self._ca is None:
+            cert, key = self.tls_dir / "ca.crt", self.tls_dir / "ca.key"
+            if cert.exists() and key.exists():
+                self._ca = CertAuthority.load(cert, key)
+            else:
+                self._ca = CertAuthority.create(f"Brook dev CA ({self.args.cluster_name})")
+                self._ca.write(self.tls_dir, "ca")
+        return self._ca
+
+    def _pair(self, name: str, *, server: bool = True) -> tuple[Path, Path]:
+        """A fresh certificate for CN `name` in D/tls/<name>.crt/.key."""
+        return self._authority().issue(name, server=server).write(self.tls_dir, name)
+
+    def _security_flags(self, name: str) -> list[str]:
+        if not self.secure:
+            return []
+        cert, key = self._pair(name)
+        ca = str(self.tls_dir / "ca.crt")
+        flags = ["--tls-cert", str(cert), "--tls-key", str(key), "--tls-ca", ca]
+        if self.etcd is not None:  # our etcd speaks TLS: dial it with the same pair
+            flags += ["--etcd-ca", ca, "--etcd-cert", str(cert), "--etcd-key", str(key)]
+        # ACLs on, default deny: the CLI's certificate (user:admin) may do everything, and
+        # so may the coordinator and group manager, which call nodes on the cluster's
+        # behalf (leader probes, lag, resets); storage nodes hold cluster_action already.
+        flags += ["--authorizer", "acl", "--audit-log", str(self.data_dir / f"{name}.audit.log"),
+                  "--super-users", "user:admin,user:coordinator,user:groups"]
+        return flags
+
+    def _client_tls(self) -> dict[str, str]:
+        cert, key = self._pair("admin", server=False)
+        return {"ca": str(self.tls_dir / "ca.crt"), "cert": str(cert), "key": str(key),
+                "principal": "user:admin"}  # fmt: skip
 
     # -- planning ----------------------------------------------------------------------
     def plan(self) -> None:
@@ -126,7 +202,8 @@ class DevCluster:
                     "brook dev: etcd is not on PATH; install it (e.g. apt-get install etcd-server)"
                     " or pass --etcd HOST:PORT"
                 )
-            client_url = f"http://{self.etcd_address}"
+            scheme = "https" if self.secure else "http"
+            client_url = f"{scheme}://{self.etcd_address}"
             peer_url = f"http://127.0.0.1:{self.base_port + 101}"
             self.etcd = Child(
                 name="etcd",
@@ -143,12 +220,14 @@ class DevCluster:
                     "--initial-cluster", f"brook-dev={peer_url}",
                     "--logger", "zap",
                     "--log-level", "warn",
+                    *self._etcd_tls_flags(),
                 ],
             )  # fmt: skip
         common = [
             "--etcd", self.etcd_address,
             "--cluster-name", self.args.cluster_name,
             "--log-level", self.args.log_level,
+            "--log-format", getattr(self.args, "log_format", "text"),
         ]  # fmt: skip
         self.services.append(
             self._service("coordinator", "coordinator", COORDINATOR_MODULE, self.base_port, common)
@@ -175,8 +254,25 @@ class DevCluster:
                 )
             )
 
+    def _etcd_tls_flags(self) -> list[str]:
+        if not self.secure:
+            return []
+        cert, key = self._pair("etcd")
+        ca = str(self.tls_dir / "ca.crt")
+        return ["--cert-file", str(cert), "--key-file", str(key),
+                "--trusted-ca-file", ca, "--client-cert-auth"]  # fmt: skip
+
+    def _metrics_flags(self, port: int) -> list[str]:
+        """--metrics-listen for the process whose gRPC port is `port` (same offset)."""
+        if not getattr(self.args, "metrics", True):
+            return []
+        base = getattr(self.args, "metrics_base_port", 0)
+        metrics_port = base + (port - self.base_port) if base > 0 else 0
+        return ["--metrics-listen", f"127.0.0.1:{metrics_port}"]
+
     def _service(self, name: str, role: str, module: str, port: int, extra: list[str]) -> Child:
         address = f"127.0.0.1:{port}"
+        extra = [*extra, *self._security_flags(name), *self._metrics_flags(port)]
         ready_file = self.run_dir / f"{name}.ready.json"
         return Child(
             name=name,
@@ -233,7 +329,7 @@ class DevCluster:
                 raise RuntimeError("etcd exited during startup (is the port in use?)")
             with contextlib.suppress(OSError):
                 reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(host, int(port)), 1.0
+                    asyncio.open_connection(host, int(port), ssl=self._etcd_ssl()), 1.0
                 )
                 try:
                     writer.write(f"GET /health HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
@@ -246,6 +342,14 @@ class DevCluster:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"etcd at {self.etcd_address} not healthy in time")
             await asyncio.sleep(0.1)  # polling /health with a bounded deadline
+
+    def _etcd_ssl(self) -> ssl.SSLContext | None:
+        """How `brook dev` itself asks our etcd for /health (TLS with the admin pair)."""
+        if not self.secure or self.etcd is None:
+            return None
+        context = ssl.create_default_context(cafile=str(self.tls_dir / "ca.crt"))
+        context.load_cert_chain(str(self.tls_dir / "etcd.crt"), str(self.tls_dir / "etcd.key"))
+        return context
 
     async def _wait_ready(self, child: Child, deadline: float) -> None:
         assert child.ready_file is not None
@@ -284,8 +388,11 @@ class DevCluster:
             "bootstrap": next(c.address for c in self.services if c.role == "coordinator"),
             "etcd": self.etcd_address,
             "cluster_name": self.args.cluster_name,
+            **({"tls": self._client_tls()} if self.secure else {}),
             "services": [
-                {"name": c.name, "role": c.role, "address": c.address, "pid": c.pid}
+                {"name": c.name, "role": c.role, "address": c.address, "pid": c.pid,
+                 **({"metrics_address": c.info["metrics_address"]}
+                    if c.info.get("metrics_address") else {})}
                 for c in ([self.etcd] if self.etcd else []) + self.services
             ],
         }

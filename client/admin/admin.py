@@ -25,6 +25,7 @@ from brook.client.metadata import ChannelPool, parse_bootstrap
 from brook.client.retry import RetryPolicy, call_with_retry
 from brook.clock import SYSTEM_CLOCK, Clock
 from brook.errors import BrookError, Reason, from_rpc_error
+from brook.transport import ChannelSecurity, client_security
 from brook.v1 import admin_pb2, admin_pb2_grpc, common_pb2, metadata_pb2, metadata_pb2_grpc
 
 log = logging.getLogger("brook.client.admin")
@@ -62,6 +63,11 @@ class Admin:
         retry_backoff_ms: int = defaults.ADMIN_RETRY_BACKOFF_MS,
         retry_backoff_max_ms: int = defaults.ADMIN_RETRY_BACKOFF_MS_MAX,
         deadline_ms: int = defaults.ADMIN_DEADLINE_MS,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        token: str | None = None,
+        security: ChannelSecurity | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._bootstrap = parse_bootstrap(bootstrap)
@@ -73,7 +79,11 @@ class Admin:
             deadline_ms=deadline_ms,
         )
         self._clock = clock
-        self._channels = ChannelPool()
+        self._channels = ChannelPool(
+            security=client_security(
+                tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, token=token, security=security
+            )
+        )
         self._coordinator: str | None = None
         self._next_bootstrap = 0
 
@@ -213,6 +223,43 @@ class Admin:
             lambda s: s.ListReassignments, admin_pb2.ListReassignmentsRequest()
         )
         return list(response.reassignments)
+
+    # -- access control lists (issue 11; build them with brook.client.admin.acls) -------
+
+    async def create_acls(
+        self, acls: Iterable[admin_pb2.AclBinding]
+    ) -> list[admin_pb2.AclBinding]:
+        """Stores ACLs (idempotent: an existing one stays); answers them as stored."""
+        request = admin_pb2.CreateAclsRequest(acls=list(acls))
+        response = await self._call(lambda s: s.CreateAcls, request)
+        return list(response.acls)
+
+    async def describe_acls(
+        self, acl_filter: admin_pb2.AclFilter | None = None,
+        page_size: int = defaults.LIST_TOPICS_PAGE_SIZE,
+    ) -> list[admin_pb2.AclBinding]:  # fmt: skip
+        """Every ACL the filter selects (all without one), following pages."""
+        found: list[admin_pb2.AclBinding] = []
+        token = ""
+        for _ in range(defaults.LIST_TOPICS_PAGES_MAX):
+            request = admin_pb2.DescribeAclsRequest(page_size=page_size, page_token=token)
+            if acl_filter is not None:
+                request.filter.CopyFrom(acl_filter)
+            response = await self._call(lambda s: s.DescribeAcls, request)
+            found.extend(response.acls)
+            token = response.next_page_token
+            if not token:
+                return found
+        pages = defaults.LIST_TOPICS_PAGES_MAX
+        raise BrookError(Reason.INTERNAL, f"ACL listing did not end within {pages} pages")
+
+    async def delete_acls(
+        self, filters: Iterable[admin_pb2.AclFilter]
+    ) -> list[admin_pb2.AclBinding]:
+        """Deletes the ACLs any filter selects; answers what was deleted."""
+        request = admin_pb2.DeleteAclsRequest(filters=list(filters))
+        response = await self._call(lambda s: s.DeleteAcls, request, mutating=True)
+        return list(response.deleted)
 
     async def get_metadata(self, topics: Iterable[str] = ()) -> metadata_pb2.GetMetadataResponse:
         """MetadataService.GetMetadata from the first bootstrap address that answers."""

@@ -19,6 +19,7 @@ from brook.client import defaults
 from brook.client.metadata import ChannelPool, ClusterMetadata
 from brook.client.retry import Retry, RetryPolicy, call_with_retry
 from brook.errors import BrookError, Reason, from_rpc_error
+from brook.transport import ChannelSecurity, client_security
 from brook.v1 import groups_pb2, groups_pb2_grpc
 
 GROUP_STATES: dict[str, groups_pb2.GroupState.ValueType] = {
@@ -49,9 +50,18 @@ class GroupAdmin:
         bootstrap: str | Sequence[str],
         *,
         request_timeout_ms: int = defaults.GROUP_ADMIN_REQUEST_TIMEOUT_MS,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        token: str | None = None,
+        security: ChannelSecurity | None = None,
         retry_policy: RetryPolicy = RETRY_POLICY,
     ) -> None:
-        self._channels = ChannelPool()
+        self._channels = ChannelPool(
+            security=client_security(
+                tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, token=token, security=security
+            )
+        )
         self._metadata = ClusterMetadata(bootstrap, self._channels)
         self._request_timeout_s = request_timeout_ms / 1000
         self._retry_policy = retry_policy

@@ -7,6 +7,7 @@
                         [--group G] [--max-records N] [--timeout-ms T] [--format F]
     brook cluster describe
     brook group list | describe G | reset-offsets G ... | delete G
+    brook acl add|list|remove --allow-principal P --operation OP --topic T ... (acls.py)
     brook perf produce|consume ...
 
 Each command module registers its subcommand with a `handler(args) -> Awaitable[int]`.
@@ -15,7 +16,10 @@ The server processes (`brook node|coordinator|groups|dev`) are not the client's:
 other command here, naming the server commands so that `brook --help` lists them too.
 
 The bootstrap address comes from --bootstrap, else $BROOK_BOOTSTRAP, else the
-"bootstrap" of ./data/cluster.json (written by `brook dev`), else 127.0.0.1:7070.
+"bootstrap" of ./data/cluster.json (written by `brook dev`), else 127.0.0.1:7070. TLS
+and token settings come from --tls-ca/--tls-cert/--tls-key/--token, else
+$BROOK_TLS_CA/$BROOK_TLS_CERT/$BROOK_TLS_KEY/$BROOK_TOKEN, else the "tls" of that
+cluster.json (`brook dev --secure`); none of them: plaintext.
 Expected failures print one line, `error: REASON: message`, and exit non-zero.
 """
 
@@ -29,14 +33,15 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from brook.client import defaults
-from brook.client.cli import consume, groups, perf, produce, topics
-from brook.client.cli.options import default_bootstrap
+from brook.client.cli import acls, consume, groups, perf, produce, topics
+from brook.client.cli.options import default_bootstrap, default_security
 from brook.errors import BrookError
+from brook.transport import ChannelSecurity, set_default_security
 
 Handler = Callable[[argparse.Namespace], Awaitable[int]]
 
 # The command modules, in the order `brook --help` lists them.
-COMMAND_MODULES = (topics, produce, consume, groups, perf)
+COMMAND_MODULES = (topics, produce, consume, groups, acls, perf)
 
 
 def _version() -> str:
@@ -59,6 +64,17 @@ def build_parser(server_commands: Mapping[str, str] | None = None) -> argparse.A
         help="coordinator address(es); default $BROOK_BOOTSTRAP, ./data/cluster.json, "
         f"or {defaults.BOOTSTRAP}",
     )
+    parser.add_argument(
+        "--tls-ca",
+        metavar="PEM",
+        help="CA bundle that verifies the servers (turns on TLS); default "
+        "$BROOK_TLS_CA or the cluster.json of `brook dev --secure`",
+    )
+    parser.add_argument(
+        "--tls-cert", metavar="PEM", help="client certificate (mTLS); default $BROOK_TLS_CERT"
+    )
+    parser.add_argument("--tls-key", metavar="PEM", help="its key; default $BROOK_TLS_KEY")
+    parser.add_argument("--token", help="bearer token (TLS only); default $BROOK_TOKEN")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     for module in COMMAND_MODULES:
@@ -83,6 +99,19 @@ def main(
     args = build_parser(server_commands).parse_args(arguments)
     if not args.bootstrap:
         args.bootstrap = default_bootstrap()
+    try:
+        fallback = default_security(bootstrap=args.bootstrap)
+        args.security = ChannelSecurity(
+            ca_file=args.tls_ca or fallback["tls_ca"] or None,
+            cert_file=args.tls_cert or fallback["tls_cert"] or None,
+            key_file=args.tls_key or fallback["tls_key"] or None,
+            token=args.token or fallback["token"] or None,
+        )
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    # Every client a command builds uses it (commands may also pass args.security).
+    set_default_security(args.security)
     try:
         return asyncio.run(_run(args))
     except BrookError as error:

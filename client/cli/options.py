@@ -1,4 +1,5 @@
-"""Option values every `brook` command shares: the bootstrap address, --config, times."""
+"""Option values every `brook` command shares: the bootstrap address, TLS and token
+settings, --config, times."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from brook.client import defaults
+from brook.transport import ENV_TLS_CA, ENV_TLS_CERT, ENV_TLS_KEY, ENV_TOKEN
 
 # Written by `brook dev` / `make run`; names the local cluster's bootstrap address.
 CLUSTER_FILE = Path("data") / "cluster.json"
@@ -29,6 +31,48 @@ def default_bootstrap(environ: Mapping[str, str] | None = None, cwd: Path | None
     if isinstance(value, list) and value:
         return ",".join(str(v) for v in value)
     return defaults.BOOTSTRAP
+
+
+def _cluster_file(cwd: Path | None) -> dict[str, object]:
+    try:
+        document = json.loads(((cwd or Path.cwd()) / CLUSTER_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def default_security(
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    *,
+    bootstrap: str = "",
+) -> dict[str, str]:
+    """--tls-ca/--tls-cert/--tls-key/--token defaults: $BROOK_TLS_CA, $BROOK_TLS_CERT,
+    $BROOK_TLS_KEY, $BROOK_TOKEN, else the "tls" of ./data/cluster.json (`brook dev
+    --secure` writes {"ca", "cert", "key"} there) when `bootstrap` is that file's cluster
+    (or empty). Keys: tls_ca, tls_cert, tls_key, token (empty when unset)."""
+    environ = os.environ if environ is None else environ
+    values = {
+        "tls_ca": environ.get(ENV_TLS_CA, ""),
+        "tls_cert": environ.get(ENV_TLS_CERT, ""),
+        "tls_key": environ.get(ENV_TLS_KEY, ""),
+        "token": environ.get(ENV_TOKEN, ""),
+    }
+    if any(values.values()):
+        return values
+    document = _cluster_file(cwd)
+    described = document.get("bootstrap")
+    if isinstance(described, list):
+        described = ",".join(str(v) for v in described)
+    if bootstrap and bootstrap != described:
+        return values  # another cluster than the one cluster.json describes
+    tls = document.get("tls")
+    if isinstance(tls, dict):
+        for key, field in (("tls_ca", "ca"), ("tls_cert", "cert"), ("tls_key", "key")):
+            value = tls.get(field)
+            if isinstance(value, str):
+                values[key] = value
+    return values
 
 
 def parse_config(values: Sequence[str]) -> dict[str, str]:

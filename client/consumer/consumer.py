@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,10 +38,12 @@ from brook.client.metadata import (
     ClusterMetadata,
     retriable_if_node_lags,
 )
+from brook.client.metrics import ClientMetrics
 from brook.client.records import ConsumerRecord, TopicPartition
 from brook.client.retry import Retry, RetryPolicy
 from brook.clock import SYSTEM_CLOCK, Clock
 from brook.errors import BrookError, Reason, from_partition_error, from_rpc_error, partitioned
+from brook.transport import ChannelSecurity, client_security
 from brook.v1 import records_pb2, storage_pb2, storage_pb2_grpc
 
 log = logging.getLogger("brook.client.consumer")
@@ -111,6 +114,12 @@ class Consumer:
         retry_backoff_ms: int = defaults.RETRY_BACKOFF_MS,
         retry_backoff_max_ms: int = defaults.RETRY_BACKOFF_MS_MAX,
         check_crcs: bool = True,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        token: str | None = None,
+        security: ChannelSecurity | None = None,
+        metrics: ClientMetrics | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if auto_offset_reset not in RESET_POLICIES:
@@ -138,7 +147,11 @@ class Consumer:
         self._clock = clock
         # Bound once: as cheap to call as time.monotonic, on paths that read it per record.
         self._monotonic_s = clock.monotonic_s
-        self._channels = ChannelPool()
+        self._channels = ChannelPool(
+            security=client_security(
+                tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, token=token, security=security
+            )
+        )
         self._metadata = ClusterMetadata(
             bootstrap, self._channels, request_timeout_ms=request_timeout_ms, clock=clock
         )
@@ -153,6 +166,8 @@ class Consumer:
         self._stubs: dict[str, storage_pb2_grpc.StorageServiceStub] = {}
         self._round_robin = 0
         self._closed = False
+        # Opt-in Prometheus metrics (brook.client.metrics): per fetch and batch only.
+        self._metrics = metrics.consumer(self, client_id) if metrics is not None else None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -194,6 +209,10 @@ class Consumer:
     @property
     def metadata(self) -> ClusterMetadata:
         return self._metadata
+
+    def metrics_buffered(self) -> tuple[str, int]:
+        """(client_id, fetched bytes waiting for poll()), read by brook.client.metrics."""
+        return self.client_id, self._buffered_bytes
 
     # -- assignment and positions -------------------------------------------------------------
 
@@ -527,6 +546,8 @@ class Consumer:
                 return
             if records:
                 state.pending.extend(records)
+                if self._metrics is not None:
+                    self._metrics.received(tp.topic, len(records))
             next_offset = batch.base_offset + batch.record_count
             if next_offset > position and not records:
                 state.position = next_offset  # a batch wholly below the position
@@ -659,6 +680,7 @@ class Consumer:
             )
             generations[tp] = (generation, fetch_position)
         partitions = list(generations)
+        started = time.perf_counter()
         try:
             response = await partitioned(
                 self._stub(node.address).Fetch(
@@ -668,10 +690,14 @@ class Consumer:
             )
         except grpc.aio.AioRpcError as rpc_error:
             error = from_rpc_error(rpc_error)
+            if self._metrics is not None:
+                self._metrics.fetch.answered(started, str(error.reason))
             if error.code is grpc.StatusCode.UNAVAILABLE:
                 error.refresh_metadata = True
             self._back_off(partitions, error)
             return
+        if self._metrics is not None:
+            self._metrics.fetch.answered(started)
         got_data = False
         for answer in response.partitions:
             tp = TopicPartition(answer.topic, answer.partition)

@@ -35,6 +35,7 @@ from brook.client.metadata import ChannelPool
 from brook.client.records import ConsumerRecord, TopicPartition
 from brook.clock import SYSTEM_CLOCK, Clock
 from brook.errors import BrookError, Reason
+from brook.transport import ChannelSecurity, client_security
 
 log = logging.getLogger("brook.client.groups.group_consumer")
 
@@ -66,8 +67,16 @@ class GroupConsumer:
         rack_id: str = "",
         consumer: Consumer | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        token: str | None = None,
+        security: ChannelSecurity | None = None,
         **consumer_options: Any,
     ) -> None:
+        channel_security = client_security(
+            tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, token=token, security=security
+        )
         if topics is not None and pattern is not None:
             raise ValueError("subscribe to topics or to a pattern, not both")
         self.group_id = group_id
@@ -82,9 +91,10 @@ class GroupConsumer:
             client_id=client_id,
             auto_offset_reset=auto_offset_reset,
             clock=clock,
+            security=channel_security,
             **consumer_options,
         )
-        self._channels = ChannelPool()
+        self._channels = ChannelPool(security=channel_security)
         self._membership = GroupMembership(
             group_id,
             self._consumer.metadata,

@@ -371,6 +371,9 @@ class GroupMembership:
             client_host=self._host,
             session_timeout_ms=self.session_timeout_ms,
         )
+        if epoch in (LEAVE_EPOCH, STATIC_LEAVE_EPOCH):
+            # A leave proves it comes from this member with the epoch it holds.
+            request.current_member_epoch = self.member_epoch
         try:
             return await stub.Heartbeat(request, timeout=self._request_timeout_s)
         except grpc.aio.AioRpcError as error:

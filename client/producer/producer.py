@@ -46,6 +46,7 @@ from brook.client.metadata import (
     TopicInfo,
     retriable_if_node_lags,
 )
+from brook.client.metrics import ClientMetrics
 from brook.client.producer.accumulator import (
     BufferPool,
     PartitionQueue,
@@ -56,6 +57,7 @@ from brook.client.records import BatchResult, Header, RecordMetadata
 from brook.clock import SYSTEM_CLOCK, Clock
 from brook.errors import BrookError, from_partition_error, from_rpc_error, partitioned
 from brook.partitioner import StickyPartitioner, partition_for_key
+from brook.transport import ChannelSecurity, client_security
 from brook.v1 import storage_pb2
 
 log = logging.getLogger("brook.client.producer")
@@ -118,6 +120,12 @@ class Producer:
         max_block_ms: int = defaults.BLOCK_MS_MAX,
         client_id: str = "brook-producer",
         partitioner: StickyPartitioner | None = None,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        token: str | None = None,
+        security: ChannelSecurity | None = None,
+        metrics: ClientMetrics | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         acks_key = str(acks).lower()
@@ -140,7 +148,11 @@ class Producer:
         self._clock = clock
         # Bound once: as cheap to call as time.monotonic, on paths that read it per record.
         self._monotonic_s = clock.monotonic_s
-        self._channels = ChannelPool()
+        self._channels = ChannelPool(
+            security=client_security(
+                tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, token=token, security=security
+            )
+        )
         self._metadata = ClusterMetadata(
             bootstrap, self._channels, request_timeout_ms=request_timeout_ms, clock=clock
         )
@@ -168,6 +180,8 @@ class Producer:
         self._closing = False
         self._closed = False
         self.stats = ProducerStats()
+        # Opt-in Prometheus metrics (brook.client.metrics): per batch and request only.
+        self._metrics = metrics.producer(self, client_id) if metrics is not None else None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -223,6 +237,10 @@ class Producer:
     @property
     def metadata(self) -> ClusterMetadata:
         return self._metadata
+
+    def metrics_buffer(self) -> tuple[str, int, int]:
+        """(client_id, buffer bytes in use, buffer limit), read by brook.client.metrics."""
+        return self.client_id, self._pool.used_bytes, self._pool.limit_bytes
 
     async def partitions_for(self, topic: str) -> list[int]:
         """The topic's partition indexes (loading its metadata; TOPIC_NOT_FOUND if none)."""
@@ -594,6 +612,7 @@ class Producer:
                 self.acks, self.request_timeout_ms, partitions, self.client_id
             )
             self.stats.requests_sent += 1
+            started = time.perf_counter()
             try:
                 # The server bounds replication by timeout_ms; the deadline adds a margin
                 # so its REQUEST_TIMED_OUT answer arrives before our own deadline fires.
@@ -605,11 +624,15 @@ class Producer:
                 )
             except grpc.aio.AioRpcError as rpc_error:
                 error = from_rpc_error(rpc_error)
+                if self._metrics is not None:
+                    self._metrics.produce.answered(started, str(error.reason))
                 if error.code is grpc.StatusCode.UNAVAILABLE:
                     error.refresh_metadata = True
                 for queue, batches in drained:
                     self._retry_or_fail(queue, batches, error)
                 return
+            if self._metrics is not None:
+                self._metrics.produce.answered(started)
             answers = {(p.topic, p.partition): p for p in response.partitions}
             for queue, batches in drained:
                 answer = answers.get((queue.topic, queue.partition))
@@ -665,6 +688,8 @@ class Producer:
                     self._retry_backoff_s * (2 ** max(0, attempts - 1)), self._retry_backoff_max_s
                 )
                 self.stats.retries += 1
+                if self._metrics is not None:
+                    self._metrics.retried(len(keep))
                 log.debug(
                     "retrying %d batches of %s-%d in %.0f ms after %s",
                     len(keep),
@@ -709,6 +734,8 @@ class Producer:
         else:
             self.stats.batches_failed += 1
             log.debug("batch for %s-%d failed: %s", topic, partition, error)
+        if self._metrics is not None:
+            self._metrics.batch_done(topic, batch.record_count, batch.size_bytes, error is None)
         if self._listeners:
             result = BatchResult(
                 topic,

@@ -177,7 +177,7 @@ func (m *member) commit(ctx context.Context, offsets map[int32]position) error {
 	return nil
 }
 
-// leave sends the leaving heartbeat (member_epoch -1).
+// leave sends the leaving heartbeat (member_epoch -1, with its current epoch).
 func (m *member) leave(ctx context.Context) error {
 	service, err := m.groupService(ctx)
 	if err != nil {
@@ -187,6 +187,8 @@ func (m *member) leave(ctx context.Context) error {
 	defer cancel()
 	if _, err := service.Heartbeat(callCtx, &brookv1.HeartbeatRequest{
 		GroupId: m.group, MemberId: m.id, MemberEpoch: -1,
+		// The member's own epoch proves the leave comes from it (groups.proto).
+		CurrentMemberEpoch: proto.Int32(m.epoch),
 	}); err != nil {
 		return fromCall("Heartbeat (leave)", err)
 	}

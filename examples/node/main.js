@@ -463,7 +463,7 @@ async function runGroup(client, options) {
     }
   }
   try {
-    await client.call('GroupService', await manager(), 'Heartbeat', { group_id: options.group, member_id: member.id, member_epoch: -1 }, 'Heartbeat (leave)');
+    await client.call('GroupService', await manager(), 'Heartbeat', { group_id: options.group, member_id: member.id, member_epoch: -1, current_member_epoch: member.epoch }, 'Heartbeat (leave)');
     console.log('left');
   } catch (error) {
     process.stderr.write(`group: leave: ${describe(error)}\n`);

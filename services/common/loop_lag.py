@@ -4,9 +4,10 @@ and replication step waits behind (defect 5: a 4 s stall cost a node its lease).
 A task sleeps `interval_s` again and again and records how much later than asked it
 woke up. Any lag above `warn_ms` is logged at once (a stall worth knowing about); the
 maximum is kept two ways: since the last `take_max_ms()` (tests bracket a request with
-it) and over the last `window_s` (what a metric exporter would publish). Both are served
-as JSON by an unlisted diagnostics method (`LOOP_LAG_SERVICE`/`LoopLag`, raw bytes, not
-part of the public API) until they become metrics.
+it) and over the last `window_s`. Both are served as JSON by an unlisted diagnostics
+method (`LOOP_LAG_SERVICE`/`LoopLag`, raw bytes, not part of the public API), and every
+sample is exported as `brook_event_loop_lag_seconds` (histogram) and
+`brook_event_loop_lag_max_seconds` (the window's maximum) (services/common/metrics.py).
 
 Thread-safety: one event loop.
 """
@@ -22,6 +23,7 @@ from collections import deque
 import grpc
 
 from brook.clock import Clock
+from brook.services.common.metrics import observe_loop_lag
 
 log = logging.getLogger("brook.loop")
 
@@ -61,6 +63,8 @@ class LoopLagMonitor:
         while self._recent and self._recent[-1][1] <= lag_ms:
             self._recent.pop()
         self._recent.append((now, lag_ms))
+        # The window is a decreasing run: its first entry is its maximum.
+        observe_loop_lag(lag_ms / 1000, self._recent[0][1] / 1000)
         if lag_ms >= self.warn_ms:
             log.warning("event loop lag %.0f ms (a handler held the loop)", lag_ms)
 

@@ -2,7 +2,8 @@
 
 - `add_common_arguments`: the flags every process takes (design.md, "Processes and their
   command lines"), so their names and defaults cannot drift apart;
-- `write_ready_file`: the `{"address", "pid"}` file tests and `brook dev` wait on;
+- `write_ready_file`: the `{"address", "pid"}` file tests and `brook dev` wait on (with
+  `metrics_address` when the process serves /metrics);
 - `advertised_address`: what peers and clients should dial;
 - `cancel_and_wait`: stop a background task during shutdown;
 - `run_main`: parse, configure logging, run until SIGTERM/SIGINT, map BrookError to exit 1.
@@ -22,7 +23,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from brook.errors import BrookError
+from brook.services.common.authz.flags import add_authorization_arguments
+from brook.services.common.logs import FORMATS as LOG_FORMATS
+from brook.services.common.metrics import add_metrics_arguments
 from brook.services.common.server import configure_logging, run_until_signal
+from brook.services.common.tls import add_security_arguments
 
 # Hosts that mean "every interface": not something a peer can dial.
 WILDCARD_HOSTS = ("", "0.0.0.0", "[::]", "::")
@@ -37,7 +42,8 @@ class Process(Protocol):
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, listen_default: str) -> None:
-    """Adds --listen, --etcd, --cluster-name, --advertise, --ready-file and --log-level."""
+    """Adds --listen, --etcd, --cluster-name, --advertise, --ready-file, --log-level and the
+    security flags (--tls-*, --client-*, --principal-mapping, tokens, --etcd-*: tls.py)."""
     parser.add_argument("--listen", default=listen_default,
                         help="HOST:PORT to serve on; port 0 picks a free port")
     parser.add_argument("--etcd", default="127.0.0.1:2379", help="etcd HOST:PORT")
@@ -47,14 +53,26 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, listen_default: str
     parser.add_argument("--ready-file", default="",
                         help='write {"address", "pid"} JSON here once serving')
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text",
+                        help="text lines, or one JSON object per line with context fields")
+    # Prometheus /metrics (--metrics-listen) and its per-partition series bound (metrics.py).
+    add_metrics_arguments(parser)
+    # TLS, client authentication, tokens and etcd security (tls.py; README "Security").
+    add_security_arguments(parser)
+    # Authorization (authz/; README "Access control"): ACLs in etcd, super users, audit.
+    add_authorization_arguments(parser)
 
 
-def write_ready_file(path: str | Path, address: str) -> None:
-    """Writes {"address", "pid"} atomically (tmp + rename): readers never see half a file."""
+def write_ready_file(path: str | Path, address: str, *, metrics_address: str = "") -> None:
+    """Writes {"address", "pid"} (and "metrics_address" when serving /metrics) atomically
+    (tmp + rename): readers never see half a file."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"address": address, "pid": os.getpid()}))
+    info: dict[str, Any] = {"address": address, "pid": os.getpid()}
+    if metrics_address:
+        info["metrics_address"] = metrics_address
+    tmp.write_text(json.dumps(info))
     os.replace(tmp, target)
 
 
@@ -90,7 +108,7 @@ def run_main(
     BrookError. `name` tags the log lines (logger `brook.<name>`); `label` names the
     process in the failure message (default: `name`)."""
     args = build_parser().parse_args(argv)
-    configure_logging(name, args.log_level)
+    configure_logging(name, args.log_level, getattr(args, "log_format", "text"))
 
     async def run() -> None:
         # Built inside the loop: the process's clients and servers belong to it.

@@ -5,6 +5,11 @@ reflection (v1 and v1alpha, serving the protos' comments: `reflection.py`), bind
 configured address (port 0 picks a free port), and stops gracefully: health goes
 NOT_SERVING first, then in-flight calls get `grace_s` to finish. `run_until_signal`
 drives a process until SIGTERM/SIGINT.
+
+Security (`tls.py`): given a `ServerSecurity` with a certificate, the server listens with
+TLS only (certificate re-read on change, client certificates as configured) and installs
+the `AuthInterceptor`, which authenticates every call but health before its handler
+runs. Without one it listens in plaintext with no interceptor (no per-call cost).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from brook.clock import SYSTEM_CLOCK
 from brook.services.common.loop_lag import LoopLagMonitor, register_diagnostics
 from brook.services.common.reflection import enable_reflection
+from brook.services.common.tls import PLAINTEXT_SERVER, ServerSecurity
 
 log = logging.getLogger("brook.server")
 
@@ -44,8 +50,11 @@ class GrpcServer:
         max_concurrent_rpcs: int | None = None,
         options: Iterable[tuple[str, Any]] = (),
         loop_lag_warn_ms: float = LOOP_LAG_WARN_MS_DEFAULT,
+        security: ServerSecurity | None = None,
     ) -> None:
+        self.security = security or PLAINTEXT_SERVER
         self.server = grpc.aio.server(
+            interceptors=self.security.interceptors(),
             options=[
                 ("grpc.max_receive_message_length", max_message_bytes),
                 # Responses may have their own bound (a fetch answer vs a produce request).
@@ -65,6 +74,13 @@ class GrpcServer:
         # tests read it through the diagnostics method, metrics will export it.
         self.loop_lag = LoopLagMonitor(SYSTEM_CLOCK, warn_ms=loop_lag_warn_ms)
         register_diagnostics(self.server, self.loop_lag)
+        # The plaintext health-only listener, when configured (ServerSecurity.health_address):
+        # the same HealthServicer, so both listeners report the same status.
+        self.health_server: grpc.aio.Server | None = None
+        self.health_port = 0
+        if self.security.health_address:
+            self.health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, self.health_server)
 
     def add_service(
         self, service_full_name: str, register: Callable[[grpc.aio.Server], None]
@@ -81,12 +97,27 @@ class GrpcServer:
     async def start(self) -> None:
         self.loop_lag.start()
         enable_reflection(self._service_names, self.server)
-        self.port = self.server.add_insecure_port(self._requested_address)
+        if self.security.tls:
+            self.port = self.server.add_secure_port(
+                self._requested_address, self.security.credentials()
+            )
+        else:
+            self.port = self.server.add_insecure_port(self._requested_address)
         if self.port == 0:
             raise OSError(f"could not bind {self._requested_address}")
+        if self.health_server is not None:
+            self.health_port = self.health_server.add_insecure_port(self.security.health_address)
+            if self.health_port == 0:
+                raise OSError(f"could not bind --health-listen {self.security.health_address}")
+            await self.health_server.start()
         await self.server.start()
         await self.set_serving(True)
-        log.info("serving %s on %s", ", ".join(self._service_names[1:]), self.address)
+        log.info(
+            "serving %s on %s (%s)",
+            ", ".join(self._service_names[1:]),
+            self.address,
+            "TLS" if self.security.tls else "plaintext",
+        )
 
     async def set_serving(self, serving: bool) -> None:
         status = (
@@ -101,6 +132,8 @@ class GrpcServer:
         """Reports NOT_SERVING, then lets in-flight calls finish for up to grace_s."""
         await self.set_serving(False)
         await self.server.stop(grace_s)
+        if self.health_server is not None:
+            await self.health_server.stop(0)
         await self.loop_lag.stop()
 
 
@@ -159,9 +192,9 @@ async def run_until_signal(
             log.error("stop did not finish within %.1fs; exiting anyway", stop_timeout_s)
 
 
-def configure_logging(process_name: str, level: str = "INFO") -> None:
-    """One log format for every process: time, level, process name, logger, message."""
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format=f"%(asctime)s %(levelname)s [{process_name}] %(name)s: %(message)s",
-    )
+def configure_logging(process_name: str, level: str = "INFO", log_format: str = "text") -> None:
+    """One log format for every process: text lines (time, level, process name, logger,
+    message) or JSON lines with context fields (`--log-format`; services/common/logs.py)."""
+    from brook.services.common import logs
+
+    logs.configure(process_name, level, log_format)

@@ -1,6 +1,7 @@
 """AdminService: topic and config management, served by the active coordinator.
 
-A thin shell: validate (`validation.py`, `configs.py`), decide (`placement.py`,
+A thin shell: validate (`validation.py`, `configs.py`), authorize (`Authorizer`: the
+operations table in `brook.services.common.authz.table`), decide (`placement.py`,
 `election.py`), write to etcd with a compare-and-swap (`MetadataStore`), answer from the
 records (`views.py`). Reads come from the watch-fed cache; after a write the servicer
 waits (bounded) until its own cache shows it, so a client reads its own writes from this
@@ -9,6 +10,8 @@ interleave their read-decide-write steps.
 
 A standby coordinator answers every Admin call with NOT_COORDINATOR, whose metadata
 carries the active coordinator's address (`coordinator_address`, `coordinator_id`).
+
+The ACL calls (CreateAcls, DescribeAcls, DeleteAcls) are `acls.AclAdmin`'s.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import grpc
 
 from brook.clock import SYSTEM_CLOCK, Clock
 from brook.errors import BrookError, Reason
+from brook.services.common.authz import ALLOW_ALL, Authorizer
 from brook.services.common.bounds import (
     check_count,
     check_each_chars,
@@ -32,6 +36,7 @@ from brook.services.common.bounds import (
 )
 from brook.services.common.rpc import handle_errors
 from brook.services.coordinator import election, placement, reassignment, validation, views
+from brook.services.coordinator.acls import AclAdmin
 from brook.services.coordinator.controller import Controller
 from brook.services.coordinator.leader_probe import wait_for_leaders
 from brook.services.coordinator.limits import (
@@ -47,6 +52,7 @@ from brook.services.coordinator.limits import (
     REPLICAS_PER_NODE_MAX_DEFAULT,
 )
 from brook.services.metadata import configs
+from brook.services.metadata.acls import AclCache
 from brook.services.metadata.cache import MetadataCache
 from brook.services.metadata.cas import compare_and_swap
 from brook.services.metadata.model import PartitionRecord, TopicRecord
@@ -55,6 +61,9 @@ from brook.structs import TopicPartition
 from brook.v1 import admin_pb2, admin_pb2_grpc, common_pb2
 
 log = logging.getLogger("brook.coordinator.admin")
+
+# The RPCs, as the operations table names them.
+_SERVICE = "brook.v1.AdminService/"
 
 ELECTION_TYPES = (
     admin_pb2.ELECTION_TYPE_UNSPECIFIED,
@@ -115,10 +124,14 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         *,
         clock: Clock = SYSTEM_CLOCK,
         replicas_per_node_max: int = REPLICAS_PER_NODE_MAX_DEFAULT,
+        authz: Authorizer = ALLOW_ALL,
+        acls: AclCache | None = None,
     ) -> None:
         self.store = store
         self.cache = cache
         self.controller = controller
+        self.authz = authz
+        self.acl_admin = AclAdmin(acls if acls is not None else AclCache(store))
         self._clock = clock
         self.replicas_per_node_max = replicas_per_node_max
         self._lock = asyncio.Lock()
@@ -170,9 +183,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def CreateTopic(
         self, request: admin_pb2.CreateTopicRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.CreateTopicResponse:
-        self._require_active()
         name = request.name
         validation.validate_topic_name(name)
+        self.authz.require(context, _SERVICE + "CreateTopic", topic=name)
+        self._require_active()
         check_count("replica_assignments", request.replica_assignments, PARTITION_COUNT_MAX)
         _check_replica_assignments("replica_assignments", request.replica_assignments)
         _check_configs(request.configs, ())
@@ -258,8 +272,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def DeleteTopic(
         self, request: admin_pb2.DeleteTopicRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.DeleteTopicResponse:
-        self._require_active()
         validation.check_topic_name_length(request.name)
+        self.authz.require(context, _SERVICE + "DeleteTopic", topic=request.name)
+        self._require_active()
         async with self._lock:
             deleted = await self.store.delete_topic(request.name)
             log.info("deleted topic %s (%s)", deleted.name, deleted.topic_id)
@@ -275,11 +290,13 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def ListTopics(
         self, request: admin_pb2.ListTopicsRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.ListTopicsResponse:
+        principal = self.authz.require(context, _SERVICE + "ListTopics")
         self._require_active()
         size = validation.page_size(request.page_size)
         after = validation.decode_page_token(request.page_token)
         topics = dict(self.cache.topics)
-        names, next_token = validation.page(list(topics), after, size)
+        visible = self.authz.visible_topics(_SERVICE + "ListTopics", principal, list(topics))
+        names, next_token = validation.page(visible, after, size)
         return admin_pb2.ListTopicsResponse(
             topics=[views.topic_summary(topics[n]) for n in names], next_page_token=next_token
         )
@@ -288,6 +305,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def DescribeTopic(
         self, request: admin_pb2.DescribeTopicRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.DescribeTopicResponse:
+        validation.check_topic_name_length(request.name)
+        self.authz.require(context, _SERVICE + "DescribeTopic", topic=request.name)
         self._require_active()
         topic = self._topic(request.name)
         return admin_pb2.DescribeTopicResponse(
@@ -300,6 +319,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def DescribeCluster(
         self, request: admin_pb2.DescribeClusterRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.DescribeClusterResponse:
+        self.authz.require(context, _SERVICE + "DescribeCluster")
         self._require_active()
         live = self._live()
         records = [
@@ -334,6 +354,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def DescribeConfigs(
         self, request: admin_pb2.DescribeConfigsRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.DescribeConfigsResponse:
+        validation.check_topic_name_length(request.topic)
+        self.authz.require(context, _SERVICE + "DescribeConfigs", topic=request.topic)
         self._require_active()
         return admin_pb2.DescribeConfigsResponse(
             configs=views.config_entries(self._topic(request.topic))
@@ -343,8 +365,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def AlterConfigs(
         self, request: admin_pb2.AlterConfigsRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.AlterConfigsResponse:
-        self._require_active()
         validation.check_topic_name_length(request.topic)
+        self.authz.require(context, _SERVICE + "AlterConfigs", topic=request.topic)
+        self._require_active()
         _check_configs(request.set, request.delete)
         deletes = set()
         for raw in request.delete:
@@ -386,8 +409,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def CreatePartitions(
         self, request: admin_pb2.CreatePartitionsRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.CreatePartitionsResponse:
-        self._require_active()
         validation.check_topic_name_length(request.topic)
+        self.authz.require(context, _SERVICE + "CreatePartitions", topic=request.topic)
+        self._require_active()
         validation.validate_partition_count(request.partition_count)
         live_nodes = dict(self.cache.nodes)
 
@@ -450,6 +474,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def ElectLeaders(
         self, request: admin_pb2.ElectLeadersRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.ElectLeadersResponse:
+        self.authz.require(context, _SERVICE + "ElectLeaders")
         self._require_active()
         check_enum("election_type", request.election_type, ELECTION_TYPES)
         check_count("partitions", request.partitions, ELECT_PARTITIONS_MAX)
@@ -511,6 +536,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def ReassignPartitions(
         self, request: admin_pb2.ReassignPartitionsRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.ReassignPartitionsResponse:
+        self.authz.require(context, _SERVICE + "ReassignPartitions")
         self._require_active()
         check_count("reassignments", request.reassignments, PARTITION_COUNT_MAX)
         _check_replica_assignments("reassignments", request.reassignments)
@@ -599,6 +625,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def ListReassignments(
         self, request: admin_pb2.ListReassignmentsRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.ListReassignmentsResponse:
+        self.authz.require(context, _SERVICE + "ListReassignments")
         self._require_active()
         moving = [
             p
@@ -607,6 +634,33 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             if p.adding_replicas or p.removing_replicas
         ]
         return admin_pb2.ListReassignmentsResponse(reassignments=[_status(p) for p in moving])
+
+    # -- access control lists (issue 11; acls.py) --------------------------------------
+    @handle_errors
+    async def CreateAcls(
+        self, request: admin_pb2.CreateAclsRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.CreateAclsResponse:
+        self.authz.require(context, _SERVICE + "CreateAcls")
+        self._require_active()
+        async with self._lock:
+            return await self.acl_admin.create(request)
+
+    @handle_errors
+    async def DescribeAcls(
+        self, request: admin_pb2.DescribeAclsRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.DescribeAclsResponse:
+        self.authz.require(context, _SERVICE + "DescribeAcls")
+        self._require_active()
+        return self.acl_admin.describe(request)
+
+    @handle_errors
+    async def DeleteAcls(
+        self, request: admin_pb2.DeleteAclsRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.DeleteAclsResponse:
+        self.authz.require(context, _SERVICE + "DeleteAcls")
+        self._require_active()
+        async with self._lock:
+            return await self.acl_admin.delete(request)
 
 
 def _wait_for_leaders_s(timeout_ms: int) -> float:

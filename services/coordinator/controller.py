@@ -18,8 +18,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from brook.errors import BrookError, Reason
+from brook.services.common import metrics
+from brook.services.common.metrics import coordinator_metrics
 from brook.services.coordinator import election, reassignment
 from brook.services.coordinator.limits import (
     PARTITION_COMMITS_CONCURRENT_MAX,
@@ -38,6 +41,8 @@ from brook.structs import TopicPartition
 log = logging.getLogger("brook.coordinator.controller")
 
 Decide = Callable[[PartitionRecord], PartitionRecord | None]
+# The metrics sample yields to the loop this often (thousands of partitions).
+SAMPLE_YIELD_EVERY = 256
 PartitionKey = TopicPartition
 
 
@@ -63,12 +68,15 @@ class Controller:
         self._preferred_due = asyncio.Event()
         self._changed = asyncio.Event()
         self._known_nodes: frozenset[int] = frozenset()
+        self.metrics = coordinator_metrics()
+        metrics.set_role_active("coordinator", False)
 
     # -- running while active ----------------------------------------------------------
     async def run(self, lease: Lease) -> None:
         """Acts as the active coordinator until `lease` is lost (or the task is cancelled)."""
         self.lease = lease
         self.active = True
+        metrics.set_role_active("coordinator", True)
         self._known_nodes = frozenset(self.cache.nodes)
         self.cache.add_listener(self._on_cache_change)
         self._wake.set()  # a new coordinator reconciles at once: losses may have gone unseen
@@ -86,6 +94,7 @@ class Controller:
                     log.error("controller task failed", exc_info=task.exception())
         finally:
             self.active = False
+            metrics.set_role_active("coordinator", False)
             self.store.clear_fence()
             self.cache.remove_listener(self._on_cache_change)
             for task in [lost, *tasks]:
@@ -154,6 +163,41 @@ class Controller:
             # often ISRs change.
             await asyncio.sleep(REASSIGN_SCAN_INTERVAL_S_MIN)
 
+    # -- metrics -----------------------------------------------------------------------
+    async def sample_metrics(self) -> list[Any]:
+        """The cluster as this coordinator's cache sees it (every coordinator exports it,
+        active or standby: alerts take the max), sampled on the loop at scrape time."""
+        cache = self.cache
+        live = self._live()
+        offline = under_replicated = under_min_isr = moving = partitions = 0
+        min_isr: dict[str, int] = {}
+        for index, (key, record) in enumerate(list(cache.partitions.items())):
+            if index % SAMPLE_YIELD_EVERY == SAMPLE_YIELD_EVERY - 1:
+                await asyncio.sleep(0)
+            topic = cache.topics.get(key[0])
+            if topic is None:
+                continue
+            partitions += 1
+            if not election.leader_is_live(record, live):
+                offline += 1
+            if len(record.isr) < len(record.replicas):
+                under_replicated += 1
+            if topic.name not in min_isr:
+                min_isr[topic.name] = configs.config_int(topic, "min_insync_replicas")
+            if len(record.isr) < min_isr[topic.name]:
+                under_min_isr += 1
+            if reassignment.is_reassigning(record):
+                moving += 1
+        return [
+            metrics.gauge("brook_cluster_nodes", len(live)),
+            metrics.gauge("brook_cluster_topics", len(cache.topics)),
+            metrics.gauge("brook_cluster_partitions", partitions),
+            metrics.gauge("brook_cluster_offline_partitions", offline),
+            metrics.gauge("brook_cluster_under_replicated_partitions", under_replicated),
+            metrics.gauge("brook_cluster_under_min_isr_partitions", under_min_isr),
+            metrics.gauge("brook_coordinator_reassignments_in_progress", moving),
+        ]
+
     # -- passes ------------------------------------------------------------------------
     def _unclean_allowed(self, topic: str) -> bool:
         record = self.cache.topics.get(topic)
@@ -180,7 +224,7 @@ class Controller:
                 record, self._live(), unclean_allowed=self._unclean_allowed(record.topic)
             )
 
-        return await self._commit_many(todo, decide)
+        return await self._commit_many(todo, decide, "node_change")
 
     async def run_preferred_elections(self) -> int:
         """Moves leadership back to preferred replicas that are in the ISR; returns count."""
@@ -194,7 +238,7 @@ class Controller:
         def decide(record: PartitionRecord) -> PartitionRecord | None:
             return election.preferred_election(record, self._live()).record
 
-        return await self._commit_many(todo, decide)
+        return await self._commit_many(todo, decide, "preferred")
 
     async def progress_reassignments(self) -> int:
         """Completes moves whose adding replicas have all joined the ISR; returns count."""
@@ -208,9 +252,11 @@ class Controller:
         def decide(record: PartitionRecord) -> PartitionRecord | None:
             return reassignment.progress(record, self._live())
 
-        return await self._commit_many(todo, decide)
+        return await self._commit_many(todo, decide, "reassignment")
 
-    async def _commit_many(self, keys: Iterable[PartitionKey], decide: Decide) -> int:
+    async def _commit_many(
+        self, keys: Iterable[PartitionKey], decide: Decide, cause: str
+    ) -> int:
         semaphore = asyncio.Semaphore(PARTITION_COMMITS_CONCURRENT_MAX)
         changed = 0
 
@@ -219,7 +265,7 @@ class Controller:
             async with semaphore:
                 if not self.active:
                     return
-                record, _ = await self.commit(key, decide)
+                record, _ = await self.commit(key, decide, cause=cause)
                 if record is not None:
                     changed += 1
 
@@ -234,11 +280,13 @@ class Controller:
             raise BrookError(Reason.NOT_COORDINATOR, "this process is no longer the coordinator")
 
     async def commit(
-        self, key: PartitionKey, decide: Decide
+        self, key: PartitionKey, decide: Decide, *, cause: str = "admin"
     ) -> tuple[PartitionRecord | None, PartitionRecord | None]:
         """Decides on the partition's current record and writes the result with CAS.
 
         Returns (written record or None when no change was needed, last record seen).
+        `cause` (node_change, preferred, reassignment, admin) labels the write and, when
+        the leader epoch moved, the election in the metrics and the log line.
         Starts from the cache; after a lost race re-reads etcd. Bounded attempts: when
         they run out, nothing is written (the next pass tries again).
         """
@@ -263,9 +311,13 @@ class Controller:
         new, seen = outcome.decision, outcome.current
         if new is not None and seen is not None:
             self.elections_committed += 1
+            self.metrics.writes[cause].inc()
+            if new.leader_epoch != seen.leader_epoch:
+                self.metrics.elections[cause].inc()
             log.info(
-                "partition %s-%d: leader %d -> %d (epoch %d), isr %s",
-                topic, index, seen.leader, new.leader, new.leader_epoch, list(new.isr),
+                "partition %s-%d: leader %d -> %d (epoch %d), isr %s (%s)",
+                topic, index, seen.leader, new.leader, new.leader_epoch, list(new.isr), cause,
+                extra={"topic": topic, "partition": index, "epoch": new.leader_epoch},
             )  # fmt: skip
             return new, new
         return None, seen

@@ -23,6 +23,7 @@ import grpc
 
 from brook.clock import Clock
 from brook.errors import BrookError, Reason, partitioned
+from brook.services.common.tls import peer_channel
 from brook.services.metadata.cache import MetadataCache
 from brook.structs import TopicPartition
 from brook.v1 import storage_pb2, storage_pb2_grpc
@@ -102,7 +103,7 @@ async def _probe_round(
     for address, queries in by_address.items():
         channel = channels.get(address)
         if channel is None:
-            channel = channels[address] = grpc.aio.insecure_channel(address)
+            channel = channels[address] = peer_channel(address)
         calls.append(_ask(channel, queries, call_timeout_s, partitions_per_call_max))
     served: set[TopicPartition] = set()
     for answered in await asyncio.gather(*calls):

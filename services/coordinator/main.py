@@ -17,6 +17,7 @@ import argparse
 import logging
 import uuid
 
+from brook.services.common.metrics import MetricsEndpoint, MetricsOptions
 from brook.services.common.process import (
     add_common_arguments,
     advertised_address,
@@ -24,10 +25,12 @@ from brook.services.common.process import (
     write_ready_file,
 )
 from brook.services.common.server import GrpcServer
+from brook.services.common.tls import process_security
 from brook.services.coordinator import limits
 from brook.services.coordinator.admin import AdminServicer
 from brook.services.coordinator.controller import Controller
 from brook.services.coordinator.metadata_service import MetadataServicer
+from brook.services.metadata.acls import AccessControl
 from brook.services.metadata.cache import MetadataCache
 from brook.services.metadata.keys import ROLE_COORDINATOR
 from brook.services.metadata.model import Endpoint
@@ -71,28 +74,39 @@ class CoordinatorProcess:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.store = MetadataStore(args.etcd, cluster_name=args.cluster_name)
+        # TLS, authentication, peer channels and etcd security (common/tls.py).
+        self.security = process_security(args)
+        self.store = MetadataStore(
+            args.etcd, cluster_name=args.cluster_name, security=self.security.etcd
+        )
         self.cache = MetadataCache(self.store)
+        # Authorization (issue 11): the ACL cache also serves the ACL admin calls.
+        self.access = AccessControl.from_args(args, self.store, cache_always=True)
         self.controller = Controller(
             self.store,
             self.cache,
             preferred_election_interval_s=args.preferred_election_interval_s,
         )
-        self.server = GrpcServer(args.listen)
+        self.server = GrpcServer(args.listen, security=self.security.server)
         self.endpoint: Endpoint | None = None
         self.role: RoleHolder | None = None
         self.admin: AdminServicer | None = None
+        # Prometheus /metrics (--metrics-listen; services/common/metrics.py).
+        self.metrics = MetricsEndpoint(MetricsOptions.from_args(args).listen, role="coordinator")
 
     async def start(self) -> None:
         await self.store.connect()
         await self.cache.start()
+        await self.access.start()
         admin = self.admin = AdminServicer(
             self.store,
             self.cache,
             self.controller,
             replicas_per_node_max=self.args.replicas_per_node_max,
+            authz=self.access.authorizer,
+            acls=self.access.cache,
         )
-        metadata = MetadataServicer(self.cache)
+        metadata = MetadataServicer(self.cache, authz=self.access.authorizer)
         self.server.add_service(
             "brook.v1.AdminService",
             lambda s: admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, s),
@@ -115,15 +129,19 @@ class CoordinatorProcess:
             backoff=CampaignBackoff(limits.CAMPAIGN_BACKOFF_S_MIN, limits.CAMPAIGN_BACKOFF_S_MAX),
         )
         self.role.start()
+        self.metrics.add_sampler(self.controller.sample_metrics)
+        metrics_address = self.metrics.start()
         if self.args.ready_file:
-            write_ready_file(self.args.ready_file, address)
+            write_ready_file(self.args.ready_file, address, metrics_address=metrics_address)
         log.info("coordinator %s serving on %s", self.endpoint.id, address)
 
     async def stop(self) -> None:
         await self.server.set_serving(False)
+        await self.metrics.stop()
         if self.role is not None:
             await self.role.stop()  # hand the role over now, not after the TTL
         await self.server.stop(limits.STOP_GRACE_S)
+        await self.access.stop()
         await self.cache.stop()
         await self.store.close()
 

@@ -1,7 +1,9 @@
 """MetadataService: where partitions lead and where the services are, from the cache.
 
 Served by every coordinator process, active or standby, so any of them can be a client's
-bootstrap address. Never touches etcd on the request path.
+bootstrap address. Never touches etcd on the request path. With an authorizer, the answer
+lists only the topics the caller may describe; a topic it names but may not describe
+answers PERMISSION_DENIED in its entry (whether it exists or not: names do not leak).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import grpc
 
 from brook.errors import BrookError
+from brook.services.common.authz import ALLOW_ALL, Authorizer
 from brook.services.common.bounds import check_chars, check_count
 from brook.services.common.rpc import handle_errors
 from brook.services.coordinator import validation, views
@@ -19,12 +22,15 @@ from brook.services.coordinator.limits import (
 from brook.services.metadata.cache import MetadataCache
 from brook.v1 import metadata_pb2, metadata_pb2_grpc
 
+GET_METADATA = "brook.v1.MetadataService/GetMetadata"
+
 
 class MetadataServicer(metadata_pb2_grpc.MetadataServiceServicer):
     """brook.v1.MetadataService over the watch-fed cache."""
 
-    def __init__(self, cache: MetadataCache) -> None:
+    def __init__(self, cache: MetadataCache, *, authz: Authorizer = ALLOW_ALL) -> None:
         self.cache = cache
+        self.authz = authz
 
     @handle_errors
     async def GetMetadata(
@@ -35,13 +41,23 @@ class MetadataServicer(metadata_pb2_grpc.MetadataServiceServicer):
         for name in request.topics:
             validation.check_topic_name_length(name, "topics")
         check_chars("topics (all names)", "".join(request.topics), METADATA_TOPIC_NAMES_CHARS_MAX)
+        principal = self.authz.require(context, GET_METADATA)
         if not self.cache.loaded.is_set():
             raise BrookError("COORDINATOR_NOT_AVAILABLE", "metadata not loaded yet; retry")
         cache = self.cache
         live = frozenset(cache.nodes)
-        names = list(request.topics) if request.topics else sorted(cache.topics)
+        if request.topics:
+            names = list(request.topics)
+            denied = self.authz.topic_errors(context, GET_METADATA, principal, names)
+        else:
+            names = self.authz.visible_topics(GET_METADATA, principal, sorted(cache.topics))
+            denied = {}
         topics = []
         for name in names:
+            if name in denied:
+                topics.append(metadata_pb2.TopicMetadata(
+                    name=name, error=denied[name].to_partition_error()))  # fmt: skip
+                continue
             record = cache.topics.get(name)
             if record is None:
                 topics.append(

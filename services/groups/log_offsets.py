@@ -15,6 +15,7 @@ from collections.abc import Iterable
 import grpc
 
 from brook.errors import BrookError, from_partition_error, from_rpc_error, partitioned
+from brook.services.common.tls import peer_channel
 from brook.services.metadata.cache import MetadataCache
 from brook.services.metadata.model import NO_LEADER
 from brook.structs import TopicPartition
@@ -45,9 +46,14 @@ class LogOffsets:
                 oldest = next(iter(self._channels))
                 old = self._channels.pop(oldest)
                 asyncio.get_running_loop().create_task(old.close())
-            channel = grpc.aio.insecure_channel(address)
+            channel = peer_channel(address)  # TLS with our certificate when secured
             self._channels[address] = channel
         return storage_pb2_grpc.StorageServiceStub(channel)
+
+    def stub(self, address: str) -> storage_pb2_grpc.StorageServiceStub:
+        """A StorageService stub on this object's channel to `address` (the lag monitor's
+        timestamp fetches share the ListOffsets channels)."""
+        return self._stub(address)
 
     async def close(self) -> None:
         channels, self._channels = list(self._channels.values()), {}

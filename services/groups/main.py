@@ -17,6 +17,7 @@ import logging
 import uuid
 
 from brook.errors import BrookError
+from brook.services.common.metrics import MetricsEndpoint, MetricsOptions
 from brook.services.common.process import (
     add_common_arguments,
     advertised_address,
@@ -24,10 +25,13 @@ from brook.services.common.process import (
     write_ready_file,
 )
 from brook.services.common.server import GrpcServer
-from brook.services.groups import limits
+from brook.services.common.tls import process_security
+from brook.services.groups import lag_monitor, limits
+from brook.services.groups.lag_monitor import LagMonitor
 from brook.services.groups.manager import GroupManager
 from brook.services.groups.service import GroupService
 from brook.services.groups.state import GroupConfig
+from brook.services.metadata.acls import AccessControl
 from brook.services.metadata.cache import MetadataCache
 from brook.services.metadata.keys import ROLE_GROUPS
 from brook.services.metadata.model import Endpoint
@@ -75,6 +79,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=limits.COMMIT_FLUSH_INTERVAL_MS_DEFAULT,
         help="how long offset commits linger to share one etcd transaction",
     )
+    parser.add_argument(
+        "--lag-sample-interval-ms",
+        type=int,
+        default=int(lag_monitor.INTERVAL_S_DEFAULT * 1000),
+        help="how often consumer lag (records and seconds) is sampled for metrics",
+    )
+    parser.add_argument(
+        "--lag-sample-partitions-max",
+        type=int,
+        default=lag_monitor.PARTITIONS_MAX_DEFAULT,
+        help="group partitions one lag round measures (the rest in later rounds)",
+    )
+    parser.add_argument(
+        "--lag-history-partitions-max",
+        type=int,
+        default=lag_monitor.HISTORY_PARTITIONS_MAX_DEFAULT,
+        help="group partitions whose one-hour lag history is kept",
+    )
     return parser
 
 
@@ -83,8 +105,13 @@ class GroupsProcess:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.store = MetadataStore(args.etcd, cluster_name=args.cluster_name)
+        # TLS, authentication, peer channels and etcd security (common/tls.py).
+        self.security = process_security(args)
+        self.store = MetadataStore(
+            args.etcd, cluster_name=args.cluster_name, security=self.security.etcd
+        )
         self.cache = MetadataCache(self.store)
+        self.access = AccessControl.from_args(args, self.store)  # authorization (issue 11)
         defaults = GroupConfig()
         config = GroupConfig(
             heartbeat_interval_ms=args.heartbeat_interval_ms,
@@ -100,14 +127,25 @@ class GroupsProcess:
             config=config,
             flush_interval_ms=args.commit_flush_interval_ms,
         )
-        self.server = GrpcServer(args.listen)
+        self.server = GrpcServer(args.listen, security=self.security.server)
         self.endpoint: Endpoint | None = None
         self.role: RoleHolder | None = None
+        # Prometheus /metrics (--metrics-listen) and the consumer lag it exports.
+        metrics_options = MetricsOptions.from_args(args)
+        self.metrics = MetricsEndpoint(metrics_options.listen, role="groups")
+        self.lag = LagMonitor(
+            self.manager,
+            interval_s=args.lag_sample_interval_ms / 1000,
+            partitions_max=args.lag_sample_partitions_max,
+            history_partitions_max=args.lag_history_partitions_max,
+            budget=metrics_options.budget(),
+        )
 
     async def start(self) -> None:
         await self.store.connect()
         await self.cache.start()
-        service = GroupService(self.manager)
+        await self.access.start()
+        service = GroupService(self.manager, authz=self.access.authorizer)
         self.server.add_service(
             "brook.v1.GroupService",
             lambda s: groups_pb2_grpc.add_GroupServiceServicer_to_server(service, s),
@@ -124,8 +162,11 @@ class GroupsProcess:
             backoff=CampaignBackoff(limits.CAMPAIGN_BACKOFF_S_MIN, limits.CAMPAIGN_BACKOFF_S_MAX),
         )
         self.role.start()
+        self.lag.start()
+        self.metrics.add_sampler(self.lag.sample_metrics)
+        metrics_address = self.metrics.start()
         if self.args.ready_file:
-            write_ready_file(self.args.ready_file, address)
+            write_ready_file(self.args.ready_file, address, metrics_address=metrics_address)
         log.info("group manager %s serving on %s", self.endpoint.id, address)
 
     async def _act(self, lease: Lease) -> None:
@@ -148,6 +189,8 @@ class GroupsProcess:
 
     async def stop(self) -> None:
         await self.server.set_serving(False)
+        await self.metrics.stop()
+        await self.lag.stop()
         # Flush pending writes while the role is still ours, then hand the role over now
         # (revoke), not after the TTL.
         with contextlib.suppress(Exception):
@@ -156,6 +199,7 @@ class GroupsProcess:
             await self.role.stop()
         await self.server.stop(limits.STOP_GRACE_S)
         await self.manager.close()
+        await self.access.stop()
         await self.cache.stop()
         await self.store.close()
 

@@ -19,12 +19,15 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from brook.clock import SYSTEM_CLOCK, Clock
 from brook.errors import BrookError
+from brook.services.common import logs, metrics
+from brook.services.common.metrics import group_metrics
 from brook.services.groups.limits import (
     COMMIT_FLUSH_INTERVAL_MS_DEFAULT,
     TICK_INTERVAL_MS_MAX,
@@ -110,6 +113,10 @@ class GroupManager:
         self._tick_task: asyncio.Task[None] | None = None
         self._topics_seen: dict[str, int] | None = None
         self._background: set[asyncio.Future[None]] = set()
+        # Group epochs as last persisted: an increase is a rebalance (metrics, log line).
+        self._epochs: dict[str, int] = {}
+        self.metrics = group_metrics()
+        metrics.set_role_active("groups", False)
         cache.add_listener(self._on_metadata)
 
     # -- lifecycle -----------------------------------------------------------------
@@ -143,7 +150,9 @@ class GroupManager:
         self.group_store = group_store
         self.registry = registry
         self._topics_seen = topics
+        self._epochs = {group_id: g.group_epoch for group_id, g in registry.groups.items()}
         self.active = True
+        metrics.set_role_active("groups", True)
         self._apply_topics_change(change)
         self._persist_dirty()
         self._tick_task = asyncio.get_running_loop().create_task(self._tick(), name="group-tick")
@@ -159,6 +168,7 @@ class GroupManager:
         if not self.active and self.group_store is None:
             return
         self.active = False
+        metrics.set_role_active("groups", False)
         task, self._tick_task = self._tick_task, None
         if task is not None:
             task.cancel()
@@ -207,7 +217,9 @@ class GroupManager:
         for group_id in sorted(self.registry.dirty):
             group = self.registry.groups.get(group_id)
             if group is None:
+                self._epochs.pop(group_id, None)
                 continue
+            self._note_epoch(group)
             # Serialized when the flush starts: one JSON per group per flush, however many
             # heartbeats changed it meanwhile (a large group's record is tens of KB).
             future = group_store.save_group(group_id, self._record_of(group_id))
@@ -215,6 +227,16 @@ class GroupManager:
             future.add_done_callback(functools.partial(self._saved, group_id))
             self._bump_version(group_id)
         self.registry.dirty.clear()
+
+    def _note_epoch(self, group: Group) -> None:
+        """Counts and logs a rebalance when the group's epoch moved since last persisted."""
+        previous = self._epochs.get(group.group_id, 0)
+        if group.group_epoch > previous:
+            self.metrics.rebalances.inc(group.group_epoch - previous)
+            log.info("group %s: rebalance to epoch %d, %d members", group.group_id,
+                     group.group_epoch, len(group.members),
+                     extra={"group": group.group_id, "epoch": group.group_epoch})
+        self._epochs[group.group_id] = group.group_epoch
 
     def _record_of(self, group_id: str) -> Callable[[], dict[str, Any] | None]:
         registry = self.registry
@@ -303,12 +325,13 @@ class GroupManager:
     # -- group protocol ------------------------------------------------------------------
     async def heartbeat(self, request: HeartbeatInput) -> HeartbeatOutput:
         self.require_active()
-        try:
-            output = self.registry.heartbeat(request, self._now())
-        except BrookError:
-            self._persist_dirty()  # a refused call may still have changed the group
-            raise
-        await self._durable(request.group_id)
+        with logs.context(group=request.group_id, member=request.member_id or None):
+            try:
+                output = self.registry.heartbeat(request, self._now())
+            except BrookError:
+                self._persist_dirty()  # a refused call may still have changed the group
+                raise
+            await self._durable(request.group_id)
         return output
 
     async def commit(
@@ -334,7 +357,10 @@ class GroupManager:
     ) -> None:
         if not records:
             return
+        started = time.perf_counter()
         await group_store.commit_offsets(group_id, {tp: r.to_json() for tp, r in records.items()})
+        self.metrics.commit_duration.observe(time.perf_counter() - started)
+        self.metrics.offset_commits.inc(len(records))
         if self.group_store is not group_store:
             return  # stepped down meanwhile: the successor loads what etcd holds
         self.registry.apply_offsets(group_id, records)
@@ -362,10 +388,11 @@ class GroupManager:
         return result
 
     def list_groups(
-        self, page_size: int, page_token: str, states: set[GroupState]
+        self, page_size: int, page_token: str, states: set[GroupState],
+        visible: Callable[[str], bool] | None = None,
     ) -> tuple[list[Group], str]:
         self.require_active()
-        return self.registry.list_groups(page_size, page_token, states)
+        return self.registry.list_groups(page_size, page_token, states, visible)
 
     def get_group(self, group_id: str) -> Group:
         self.require_active()

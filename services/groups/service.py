@@ -1,9 +1,14 @@
 """GroupService: the thin gRPC shell of the group manager.
 
-Each method validates and converts the request, calls the `GroupManager` (which calls the
-pure core and persists), and converts the answer. Errors are `BrookError`s, mapped to
-statuses in one place (`handle_errors`); per-partition failures go into the partition's
-`error` field. A standby answers every call with NOT_COORDINATOR.
+Each method validates and converts the request, authorizes it (`Authorizer`, the
+operations table in `brook.services.common.authz.table`), calls the `GroupManager` (which
+calls the pure core and persists), and converts the answer. Errors are `BrookError`s,
+mapped to statuses in one place (`handle_errors`); per-partition failures go into the
+partition's `error` field. A standby answers every call with NOT_COORDINATOR.
+
+Member ids, epochs and instance ids are what a member proves itself with, so a group
+description shows them only to principals with alter on the group (super users included);
+a describer sees them blank.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import grpc
 
 from brook.clock import SYSTEM_CLOCK, Clock
 from brook.errors import BrookError, Reason
+from brook.services.common.authz import ALLOW_ALL, Authorizer
 from brook.services.common.bounds import (
     check_chars,
     check_count,
@@ -41,6 +47,17 @@ log = logging.getLogger("brook.groups.service")
 
 # GroupState numbers a ListGroups filter may name (UNSPECIFIED matches every state).
 GROUP_STATE_FILTERS = tuple(groups_pb2.GroupState.values())
+
+# The RPCs, as the operations table names them.
+_SERVICE = "brook.v1.GroupService/"
+HEARTBEAT = _SERVICE + "Heartbeat"
+COMMIT_OFFSETS = _SERVICE + "CommitOffsets"
+FETCH_OFFSETS = _SERVICE + "FetchOffsets"
+LIST_GROUPS = _SERVICE + "ListGroups"
+DESCRIBE_GROUP = _SERVICE + "DescribeGroup"
+DELETE_GROUP = _SERVICE + "DeleteGroup"
+RESET_OFFSETS = _SERVICE + "ResetOffsets"
+WATCH_GROUP = _SERVICE + "WatchGroup"
 
 
 def check_group_id(group_id: str) -> None:
@@ -134,7 +151,11 @@ def wanted_from_proto(items: Iterable[common_pb2.TopicPartitions]) -> list[tuple
     return [(item.topic, [int(p) for p in item.partitions]) for item in items]
 
 
-def describe(group: Group, lag: list[PartitionLagInfo] | None) -> groups_pb2.GroupDescription:
+def describe(
+    group: Group, lag: list[PartitionLagInfo] | None, *, detail: bool = True
+) -> groups_pb2.GroupDescription:
+    """The group as the API describes it; without `detail` (the caller may only describe
+    the group) member ids, epochs and instance ids are left blank."""
     description = groups_pb2.GroupDescription(
         group_id=group.group_id,
         state=group.state.value,  # type: ignore[arg-type]
@@ -143,20 +164,20 @@ def describe(group: Group, lag: list[PartitionLagInfo] | None) -> groups_pb2.Gro
         assignor=group.assignor,
     )
     for member in sorted(group.members.values(), key=lambda m: m.member_id):
-        description.members.append(
-            groups_pb2.MemberDescription(
-                member_id=member.member_id,
-                instance_id=member.instance_id,
-                client_id=member.client_id,
-                client_host=member.client_host,
-                rack_id=member.rack_id,
-                member_epoch=-2 if member.departed else member.member_epoch,
-                subscribed_topic_names=list(member.subscribed_topic_names),
-                subscribed_topic_regex=member.subscribed_topic_regex,
-                assignment=tps_to_proto(member.owned),
-                target_assignment=tps_to_proto(group.target.get(member.member_id, ())),
-            )
+        entry = groups_pb2.MemberDescription(
+            client_id=member.client_id,
+            client_host=member.client_host,
+            rack_id=member.rack_id,
+            subscribed_topic_names=list(member.subscribed_topic_names),
+            subscribed_topic_regex=member.subscribed_topic_regex,
+            assignment=tps_to_proto(member.owned),
+            target_assignment=tps_to_proto(group.target.get(member.member_id, ())),
         )
+        if detail:
+            entry.member_id = member.member_id
+            entry.instance_id = member.instance_id
+            entry.member_epoch = -2 if member.departed else member.member_epoch
+        description.members.append(entry)
     if lag is None:
         owners = group.owners
         for tp in sorted(set(group.offsets) | set(owners)):
@@ -168,7 +189,7 @@ def describe(group: Group, lag: list[PartitionLagInfo] | None) -> groups_pb2.Gro
                     committed_offset=record.offset if record else -1,
                     log_end_offset=-1,
                     lag=-1,
-                    member_id=owners.get(tp, ""),
+                    member_id=owners.get(tp, "") if detail else "",
                     metadata=record.metadata if record else "",
                 )
             )
@@ -181,7 +202,7 @@ def describe(group: Group, lag: list[PartitionLagInfo] | None) -> groups_pb2.Gro
                     committed_offset=item.committed_offset,
                     log_end_offset=item.log_end_offset,
                     lag=item.lag,
-                    member_id=item.member_id,
+                    member_id=item.member_id if detail else "",
                     metadata=item.metadata,
                 )
             )
@@ -207,15 +228,21 @@ def _commit_epoch(request: groups_pb2.CommitOffsetsRequest) -> int:
 class GroupService(groups_pb2_grpc.GroupServiceServicer):
     """brook.v1.GroupService over a GroupManager."""
 
-    def __init__(self, manager: GroupManager, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self, manager: GroupManager, *, clock: Clock = SYSTEM_CLOCK,
+        authz: Authorizer = ALLOW_ALL,
+    ) -> None:  # fmt: skip
         self.manager = manager
         self._clock = clock
+        self.authz = authz
 
     @handle_errors
     async def Heartbeat(
         self, request: groups_pb2.HeartbeatRequest, context: grpc.aio.ServicerContext
     ) -> groups_pb2.HeartbeatResponse:
         check_heartbeat(request)
+        principal = self.authz.require(context, HEARTBEAT, group=request.group_id)
+        self.authz.require_topics(context, HEARTBEAT, principal, request.subscribed_topic_names)
         owned = tps_from_proto(request.owned_partitions)
         output = await self.manager.heartbeat(
             HeartbeatInput(
@@ -232,6 +259,10 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
                 client_id=request.client_id,
                 client_host=request.client_host or _peer_host(context),
                 session_timeout_ms=request.session_timeout_ms,
+                current_member_epoch=(
+                    request.current_member_epoch
+                    if request.HasField("current_member_epoch") else None
+                ),
             )
         )
         return groups_pb2.HeartbeatResponse(
@@ -248,6 +279,9 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
     ) -> groups_pb2.CommitOffsetsResponse:
         check_commit(request)
         check_unique("offsets", (TopicPartition.of(item) for item in request.offsets))
+        principal = self.authz.require(context, COMMIT_OFFSETS, group=request.group_id)
+        denied = self.authz.topic_errors(context, COMMIT_OFFSETS, principal,
+                                         (item.topic for item in request.offsets))
         offsets = [
             OffsetCommitInput(
                 topic=item.topic,
@@ -259,9 +293,15 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
             )
             for item in request.offsets
         ]
-        results = await self.manager.commit(
-            request.group_id, request.member_id, _commit_epoch(request), offsets
-        )
+        allowed = [commit for commit in offsets if commit.topic not in denied]
+        results: dict[TopicPartition, BrookError | None] = {}
+        if allowed or not denied:
+            results = dict(await self.manager.commit(
+                request.group_id, request.member_id, _commit_epoch(request), allowed
+            ))  # fmt: skip
+        for commit in offsets:
+            if commit.topic in denied:
+                results[TopicPartition.of(commit)] = denied[commit.topic]
         response = groups_pb2.CommitOffsetsResponse()
         for commit in offsets:
             result = groups_pb2.CommitOffsetResult(topic=commit.topic, partition=commit.partition)
@@ -277,7 +317,14 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
     ) -> groups_pb2.FetchOffsetsResponse:
         check_group_id(request.group_id)
         check_partition_lists("partitions", request.partitions, limits.PARTITIONS_PER_REQUEST_MAX)
+        principal = self.authz.require(context, FETCH_OFFSETS, group=request.group_id)
+        self.authz.require_topics(context, FETCH_OFFSETS, principal,
+                                  (item.topic for item in request.partitions))
         found = self.manager.fetch_offsets(request.group_id, wanted_from_proto(request.partitions))
+        if not request.partitions:  # everything committed: the topics the caller may see
+            visible = set(self.authz.visible_topics(FETCH_OFFSETS, principal,
+                                                    {tp[0] for tp, _ in found}))
+            found = [(tp, record) for tp, record in found if tp[0] in visible]
         response = groups_pb2.FetchOffsetsResponse()
         for (topic, partition), record in found:
             if record is None:
@@ -304,6 +351,7 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
         self, request: groups_pb2.ListGroupsRequest, context: grpc.aio.ServicerContext
     ) -> groups_pb2.ListGroupsResponse:
         check_list_groups(request)
+        principal = self.authz.require(context, LIST_GROUPS)
         page_size = request.page_size or limits.LIST_PAGE_SIZE_DEFAULT
         if not 1 <= page_size <= limits.LIST_PAGE_SIZE_MAX:
             raise BrookError(
@@ -316,7 +364,10 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
             states = {GroupState(s) for s in requested if s in valid}
             if not states:  # only ASSIGNING, which is never reported
                 return groups_pb2.ListGroupsResponse()
-        groups, token = self.manager.list_groups(page_size, request.page_token, states)
+        groups, token = self.manager.list_groups(
+            page_size, request.page_token, states,
+            lambda group_id: self.authz.visible_groups(LIST_GROUPS, principal, group_id),
+        )  # fmt: skip
         return groups_pb2.ListGroupsResponse(
             groups=[
                 groups_pb2.GroupSummary(
@@ -335,19 +386,22 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
         self, request: groups_pb2.DescribeGroupRequest, context: grpc.aio.ServicerContext
     ) -> groups_pb2.DescribeGroupResponse:
         check_group_id(request.group_id)
+        principal = self.authz.require(context, DESCRIBE_GROUP, group=request.group_id)
+        detail = self.authz.shows_detail(DESCRIBE_GROUP, principal, request.group_id)
         group = self.manager.get_group(request.group_id)
         if not request.include_lag:
-            return groups_pb2.DescribeGroupResponse(group=describe(group, None))
+            return groups_pb2.DescribeGroupResponse(group=describe(group, None, detail=detail))
         lag = await self.manager.lag(group)
         # Describe the group as it is now, after the lag lookups.
         group = self.manager.get_group(request.group_id)
-        return groups_pb2.DescribeGroupResponse(group=describe(group, lag))
+        return groups_pb2.DescribeGroupResponse(group=describe(group, lag, detail=detail))
 
     @handle_errors
     async def DeleteGroup(
         self, request: groups_pb2.DeleteGroupRequest, context: grpc.aio.ServicerContext
     ) -> groups_pb2.DeleteGroupResponse:
         check_group_id(request.group_id)
+        self.authz.require(context, DELETE_GROUP, group=request.group_id)
         await self.manager.delete_group(request.group_id)
         return groups_pb2.DeleteGroupResponse()
 
@@ -357,6 +411,12 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
     ) -> groups_pb2.ResetOffsetsResponse:
         check_group_id(request.group_id)
         check_partition_lists("partitions", request.partitions, limits.PARTITIONS_PER_REQUEST_MAX)
+        principal = self.authz.require(context, RESET_OFFSETS, group=request.group_id)
+        # No partitions named: every topic the group has committed offsets for.
+        topics = [item.topic for item in request.partitions] or sorted(
+            {tp[0] for tp in self.manager.registry.committed(request.group_id)}
+        )
+        self.authz.require_topics(context, RESET_OFFSETS, principal, topics)
         which = request.WhichOneof("target")
         if which is None:
             raise BrookError(
@@ -390,6 +450,8 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
         self, request: groups_pb2.WatchGroupRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[groups_pb2.WatchGroupResponse]:
         check_group_id(request.group_id)
+        principal = self.authz.require(context, WATCH_GROUP, group=request.group_id)
+        detail = self.authz.shows_detail(WATCH_GROUP, principal, request.group_id)
         interval_ms = request.lag_interval_ms or limits.WATCH_LAG_INTERVAL_MS_DEFAULT
         if interval_ms < limits.WATCH_LAG_INTERVAL_MS_MIN:
             raise BrookError(
@@ -417,7 +479,10 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
                     return
                 lag = await manager.lag(group_now)
                 group = manager.registry.groups.get(group_id) or group_now
-                yield groups_pb2.WatchGroupResponse(group=describe(group, lag))
+                # ACLs may change while the stream is open: each update is checked again.
+                principal = self.authz.require(context, WATCH_GROUP, group=group_id)
+                detail = self.authz.shows_detail(WATCH_GROUP, principal, group_id)
+                yield groups_pb2.WatchGroupResponse(group=describe(group, lag, detail=detail))
                 await asyncio.sleep(limits.WATCH_COALESCE_MS / 1000)  # rate limit, not a sync
             left = max(0.0, next_lag_at - self._clock.monotonic_s())
             if manager.version(group_id) == sent_version:

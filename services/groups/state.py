@@ -25,6 +25,9 @@ Model (server-side cooperative assignment, after Kafka's KIP-848):
 - Static members (instance_id): member_epoch -2 is a temporary leave; the member keeps
   its assignment for the session timeout, and a member joining with the same
   instance_id within it takes over that assignment and epoch without a new group epoch.
+- Leaving (member_epoch -1, or -2 for static members) needs the member's current (or
+  just-previous) epoch as `current_member_epoch`: an id alone (DescribeGroup shows ids
+  to the group's admins) proves nothing.
 - Offsets: a member commits with its current (or just-previous) epoch, only for
   partitions it owns; a non-member commits with member_epoch -1 only in an empty group.
 """
@@ -107,6 +110,8 @@ class HeartbeatInput:
     client_id: str = ""
     client_host: str = ""
     session_timeout_ms: int = 0
+    # A leave's proof that it comes from the member: its current epoch (None: not sent).
+    current_member_epoch: int | None = None
 
 
 @dataclass(frozen=True)
@@ -748,6 +753,18 @@ class GroupRegistry:
                 f"group {request.group_id!r} has no member {request.member_id!r}",
                 {"group_id": request.group_id},
             )
+        # Knowing a member's id is not being the member (issue 11): a leave carries the
+        # member's current epoch (or the previous one, when the last answer was lost).
+        proof = request.current_member_epoch
+        if proof is None or proof < JOIN_EPOCH or proof not in (
+            member.member_epoch, member.previous_member_epoch
+        ):
+            raise BrookError(
+                "FENCED_MEMBER_EPOCH",
+                f"a leave needs the member's current epoch in current_member_epoch (got"
+                f" {'none' if proof is None else proof}); the member stays",
+                {"group_id": request.group_id, "field": "current_member_epoch"},
+            )
         if request.member_epoch == STATIC_LEAVE_EPOCH:
             if not member.instance_id:
                 raise BrookError(
@@ -948,9 +965,11 @@ class GroupRegistry:
             )
 
     def list_groups(
-        self, page_size: int, page_token: str, states: set[GroupState]
+        self, page_size: int, page_token: str, states: set[GroupState],
+        visible: Callable[[str], bool] | None = None,
     ) -> tuple[list[Group], str]:
-        """One page of groups by id, filtered by state; and the next page's token."""
+        """One page of groups by id, filtered by state (and by `visible`, the caller's
+        right to see a group id); and the next page's token."""
         after = decode_page_token(page_token) if page_token else ""
         page: list[Group] = []
         for group_id in sorted(self.groups):
@@ -958,6 +977,8 @@ class GroupRegistry:
                 continue
             group = self.groups[group_id]
             if states and group.state not in states:
+                continue
+            if visible is not None and not visible(group_id):
                 continue
             if len(page) == page_size:
                 return page, encode_page_token(page[-1].group_id)

@@ -193,7 +193,8 @@ class MetadataCache:
         kv = event.kv
         parsed = self.store.keys.parse(kv.key)
         self.revision = max(self.revision, kv.mod_revision)
-        if parsed is None or parsed.kind in (keyspace.KIND_GROUP, keyspace.KIND_OFFSET):
+        if parsed is None or parsed.kind in (keyspace.KIND_GROUP, keyspace.KIND_OFFSET,
+                                             keyspace.KIND_ACL):  # ACLs: acls.AclCache
             return
         deleted = event.kind == "DELETE"
         try:

@@ -9,8 +9,15 @@ Layout (every key of a cluster lives under one prefix, so clusters share an etcd
     /brook/<cluster>/partitions/<name>/<partition>       PartitionRecord JSON
     /brook/<cluster>/groups/<group_id>                   group record JSON
     /brook/<cluster>/offsets/<group_id>/<topic>/<p>      committed offset JSON
+    /brook/<cluster>/acls/<type>/<pattern>/<name>/<principal>/<operation>/<permission>
+                                                         AclBinding JSON (one key per ACL)
 
-Path segments that come from users (topic names, group ids) are percent-encoded, so a
+An ACL's key spells the whole binding (resource type, pattern type, resource name,
+principal, operation, permission), so creating one twice is idempotent and
+`etcdctl get --prefix /brook/<cluster>/acls/topic/` reads as a list of ACLs.
+
+Path segments that come from users (topic names, group ids, principals, ACL resource
+names) are percent-encoded, so a
 `/` inside a group id cannot shift the segments of an offsets key. Topic names are
 restricted to [a-zA-Z0-9._-], which percent-encoding leaves unchanged, so topic keys stay
 readable in `etcdctl get --prefix`. Prefixes end with `/` so "orders" never matches
@@ -36,6 +43,7 @@ KIND_TOPIC = "topic"
 KIND_PARTITION = "partition"
 KIND_GROUP = "group"
 KIND_OFFSET = "offset"
+KIND_ACL = "acl"
 
 
 def _enc(segment: str) -> str:
@@ -135,6 +143,20 @@ class Keys:
     def offset(self, group_id: str, topic: str, partition: int) -> bytes:
         return f"{self._root}offsets/{_enc(group_id)}/{_enc(topic)}/{int(partition)}".encode()
 
+    # -- access control lists (issue 11) ----------------------------------------------
+    @property
+    def acls_prefix(self) -> bytes:
+        return f"{self._root}acls/".encode()
+
+    def acl(
+        self, resource_type: str, pattern_type: str, resource_name: str, principal: str,
+        operation: str, permission: str,
+    ) -> bytes:  # fmt: skip
+        """The key of one ACL binding (every field of it, in this order)."""
+        segments = (resource_type, pattern_type, resource_name, principal, operation,
+                    permission)  # fmt: skip
+        return f"{self._root}acls/{'/'.join(_enc(s) for s in segments)}".encode()
+
     # -- parsing -----------------------------------------------------------------------
     def parse(self, key: bytes) -> ParsedKey | None:
         """What a key of this cluster names, or None for keys this layout does not know.
@@ -156,6 +178,7 @@ class Keys:
             "partitions": (KIND_PARTITION, 2),
             "groups": (KIND_GROUP, 1),
             "offsets": (KIND_OFFSET, 3),
+            "acls": (KIND_ACL, 6),
         }.get(head)
         if expected is None or len(segments) != expected[1] or not all(segments):
             return None

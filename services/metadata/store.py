@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -41,7 +42,10 @@ from tenacity import (
 
 from brook.clock import SYSTEM_CLOCK, Clock
 from brook.errors import BrookError
+from brook.services.common.metrics import observe_etcd
+from brook.services.common.tls import PLAINTEXT_ETCD, EtcdSecurity
 from brook.services.metadata.cas import compare_and_swap
+from brook.services.metadata.etcd_client import make_client
 from brook.services.metadata.keys import Keys, prefix_range_end
 from brook.services.metadata.model import Endpoint, NodeInfo, PartitionRecord, TopicRecord
 from brook.services.metadata.txn import chunk_ops, ops_of, sized_op
@@ -255,16 +259,20 @@ class MetadataStore:
         cluster_name: str = "brook",
         request_timeout_s: float = 5.0,
         clock: Clock = SYSTEM_CLOCK,
+        security: EtcdSecurity | None = None,
     ) -> None:
         self.etcd_address = etcd_address
+        # TLS and etcd auth (services/common/tls.py EtcdSecurity; etcd_client.py).
+        self.security = security or PLAINTEXT_ETCD
         self.clock = clock
         self.keys = Keys(cluster_name)
         self.cluster_name = cluster_name
         self.request_timeout_s = request_timeout_s
         host, port = parse_address(etcd_address)
-        self.client = aetcd.Client(
-            host=host,
-            port=port,
+        self.client = make_client(
+            host,
+            port,
+            security=self.security,
             timeout=request_timeout_s,
             options={
                 # Notice a dead etcd connection without waiting for TCP timeouts.
@@ -307,7 +315,21 @@ class MetadataStore:
 
     # -- plumbing ----------------------------------------------------------------------
     async def _call(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
-        """Runs one etcd operation with bounded retries on transport failures."""
+        """Runs one etcd operation with bounded retries on transport failures (timed and
+        counted: brook_etcd_request_duration_seconds / _errors_total by `what`)."""
+        started = time.perf_counter()
+        failed = True
+        try:
+            result = await self._call_with_retries(what, operation)
+            failed = False
+            return result
+        except asyncio.CancelledError:
+            failed = False  # the caller gave up (shutdown): not an etcd failure
+            raise
+        finally:
+            observe_etcd(what, time.perf_counter() - started, failed)
+
+    async def _call_with_retries(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(CALL_ATTEMPTS_MAX)
@@ -340,7 +362,10 @@ class MetadataStore:
             await self.client.connect()
             assert self.client.kvstub is not None
             try:
-                return await self.client.kvstub.Txn(request, timeout=self.request_timeout_s)
+                # metadata: etcd auth's token (None without --etcd-user).
+                return await self.client.kvstub.Txn(
+                    request, timeout=self.request_timeout_s, metadata=self.client.metadata
+                )
             except aetcd.rpc.AioRpcError as error:
                 aetcd.exceptions._handle_exception(error)
 

@@ -25,6 +25,7 @@ from typing import Protocol, TypeVar
 
 from brook.clock import Clock
 from brook.errors import BrookError
+from brook.services.common.metrics import NodeMetrics, node_metrics
 from brook.services.node.acks import Acks
 from brook.services.node.batches import RawBatch, ValidBatch, stamp, validate_batches
 from brook.services.node.config import NodeLimits
@@ -166,6 +167,8 @@ class PartitionRead:
     # Where the next read continues (after the last batch returned).
     next_offset: int = -1
     error: BrookError | None = None
+    # Records in `batches` (from the storage headers), for the metrics.
+    records: int = 0
 
 
 @dataclass(slots=True)
@@ -225,16 +228,24 @@ class DataPath:
     """Produce, Fetch, Subscribe and ReplicaFetch over the node's replicas."""
 
     def __init__(
-        self, replicas: Replicas, limits: NodeLimits, clock: Clock, closing: Closing
+        self, replicas: Replicas, limits: NodeLimits, clock: Clock, closing: Closing,
+        metrics: NodeMetrics | None = None,
     ) -> None:
         self.replicas = replicas
         self.limits = limits
         self.clock = clock
         self.closing = closing
+        # Counted per request and partition, never per record (services/common/metrics.py).
+        self.metrics = metrics or node_metrics()
         # acks=none appends run here, in arrival order; bounded, so a producer that sends
         # faster than the disk takes it waits for room (back-pressure, not memory).
         self._queued: asyncio.Queue[_QueuedAppend] | None = None
         self._worker: asyncio.Task[None] | None = None
+
+    @property
+    def acks_none_queued(self) -> int:
+        """acks=none appends answered and not yet appended."""
+        return self._queued.qsize() if self._queued is not None else 0
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -286,6 +297,7 @@ class DataPath:
                     waits.append(self._commit_or_error(replica, appended, timeout_s, outcome))
             except BrookError as error:
                 outcome.error = error
+                self.metrics.partition_error("produce", error.reason)
         await asyncio.gather(*waits)
         return outcomes
 
@@ -328,11 +340,16 @@ class DataPath:
             run = stamped_run(validated, grant)
             await replica.log.append_async([run])
             replica.log_grew()
+            records = sum(b.record_count for b in validated)
+            counters = self.metrics.topic(partition.topic)
+            counters.produce_bytes.inc(run.payload_bytes)
+            counters.produce_records.inc(records)
+            counters.produce_batches.inc(len(validated))
             try:
                 partition.leader_appended(grant)
             finally:
                 replica.settle()
-        last_offset = grant.base_offset + sum(b.record_count for b in validated) - 1
+        last_offset = grant.base_offset + records - 1
         return _Appended(grant.base_offset, last_offset, grant.generation)
 
     async def _commit_or_error(
@@ -342,6 +359,7 @@ class DataPath:
             await self._wait_for_commit(replica, appended, timeout_s)
         except BrookError as error:
             outcome.error = error
+            self.metrics.partition_error("produce", error.reason)
 
     async def _wait_for_commit(
         self, replica: Replica, appended: _Appended, timeout_s: float
@@ -401,7 +419,32 @@ class DataPath:
 
         wait_s = min(max_wait_ms, self.limits.long_poll_max_ms) / 1000
         await long_poll(read, wait_s, self.clock, self.closing)
+        await self._count_reads("fetch", reads)
         return reads
+
+    async def _count_reads(
+        self, operation: str, reads: Sequence[PartitionRead | FollowerRead]
+    ) -> None:
+        """Bytes (and records) out per topic and errors by reason, once per answer: the
+        errors of a request are added up first (a 10,000-partition answer of errors costs
+        one increment per reason), with turns for the loop as the data path gives them."""
+        metrics = self.metrics
+        errors: dict[str, int] = {}
+        for index, read in enumerate(reads):
+            await yield_every(index)
+            if read.batches:
+                counters = metrics.topic(read.key.topic)
+                size = sum(len(batch) for batch in read.batches)
+                if isinstance(read, PartitionRead):
+                    counters.fetch_bytes.inc(size)
+                    counters.fetch_records.inc(read.records)
+                else:
+                    counters.replication_out.inc(size)
+            elif read.error is not None:
+                why = str(read.error.reason)
+                errors[why] = errors.get(why, 0) + 1
+        for why, count in errors.items():
+            metrics.partition_error(operation, why, count)
 
     async def _read_committed(
         self,
@@ -460,10 +503,11 @@ class DataPath:
             read.high_watermark, read.log_start_offset = plan.high_watermark, plan.log_start_offset
             if not plan.reads:
                 return True
-            batches, next_offset = replica.log.read(offset, budget, plan.high_watermark)
+            batches, next_offset, records = replica.log.read_counted(offset, budget,
+                                                                     plan.high_watermark)
         size = sum(len(batch) for batch in batches)
         if batches and (first or size <= budget):
-            read.batches, read.next_offset = batches, next_offset
+            read.batches, read.next_offset, read.records = batches, next_offset, records
         return not batches
 
     # -- subscribe -----------------------------------------------------------------------
@@ -493,6 +537,7 @@ class DataPath:
                 wanted = [wanted[i] for i in keep]
                 positions = [positions[i] for i in keep]
             sent = [read for read in reads if read.batches or read.error is not None]
+            await self._count_reads("subscribe", sent)
             reads = []
             if not sent:
                 await wait_for_any(waits, SUBSCRIBE_IDLE_RECHECK_S, self.closing)
@@ -524,6 +569,7 @@ class DataPath:
 
         wait_s = min(max_wait_ms, self.limits.long_poll_max_ms) / 1000
         await long_poll(read, wait_s, self.clock, self.closing)
+        await self._count_reads("replica_fetch", reads)
         return reads
 
     async def _read_for_follower(

@@ -34,6 +34,8 @@ import grpc
 
 from brook.clock import Clock
 from brook.errors import BrookError, from_partition_error
+from brook.services.common.metrics import node_metrics
+from brook.services.common.tls import peer_channel, peer_security
 from brook.services.node.config import NodeLimits
 from brook.services.node.partition import Diverging, Role, truncation_target
 from brook.services.node.replica import Replica
@@ -92,6 +94,7 @@ class LeaderFetcher:
         self.wake = asyncio.Event()
         self._channel: grpc.aio.Channel | None = None
         self._address = ""
+        self._generation = 0
         self._fetch: grpc.aio.UnaryUnaryMultiCallable | None = None
         self._epochs: grpc.aio.UnaryUnaryMultiCallable | None = None
         limits = owner.limits
@@ -152,11 +155,16 @@ class LeaderFetcher:
             await asyncio.wait_for(self.wake.wait(), max(0.0, seconds))
 
     async def _ensure_channel(self, address: str) -> None:
-        if self._channel is not None and address == self._address:
+        # A rotated client certificate (new credentials generation) gets a new channel.
+        generation = peer_security().generation
+        current = self._channel is not None and address == self._address
+        if current and generation == self._generation:
             return
         await self._close_channel()
         limits = self.owner.limits
-        self._channel = grpc.aio.insecure_channel(
+        self._generation = generation
+        # TLS with this node's certificate (principal node:<id>) when the cluster is secure.
+        self._channel = peer_channel(
             address,
             options=[
                 ("grpc.max_receive_message_length", limits.replica_fetch_max_bytes + (16 << 20)),
@@ -209,9 +217,11 @@ class LeaderFetcher:
             except grpc.aio.AioRpcError as error:
                 log.info("fetch from node %d (%s) failed: %s %s", self.leader_id, address,
                          error.code().name, error.details())
+                node_metrics().follower_fetch_error(error.code().name)
                 self._backoff.fail()
             except BrookError as error:
                 log.warning("fetch from node %d: %s", self.leader_id, error)
+                node_metrics().follower_fetch_error(error.reason)
                 self._backoff.fail()
             except Exception:
                 log.exception("fetcher from node %d failed", self.leader_id)
@@ -327,6 +337,7 @@ class LeaderFetcher:
         if result.error is not None:
             error = from_partition_error(errors_pb2.PartitionError.FromString(result.error))
         if error is not None:
+            node_metrics().follower_fetch_error(error.reason)
             if error.reason == "OFFSET_OUT_OF_RANGE":
                 await self._out_of_range(replica, error)
                 return
@@ -342,7 +353,11 @@ class LeaderFetcher:
                     await self._diverged(replica, Diverging(*result.diverging_epoch),
                                          result.log_start_offset)
             return
-        await replica.append_replicated(result.batches, result.high_watermark, generation)
+        appended = await replica.append_replicated(result.batches, result.high_watermark,
+                                                   generation)
+        if appended:
+            node_metrics().topic(partition.topic).replication_in.inc(
+                sum(len(payload) for payload in result.batches))
         backoff.succeed()
 
     async def _diverged(

@@ -29,6 +29,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from brook.services.common.tls import EtcdSecurity
 from brook.services.metadata.model import NodeInfo
 from brook.services.metadata.store import Lease, MetadataStore
 
@@ -43,9 +44,12 @@ STOP_TIMEOUT_S = 10.0
 class LeaseKeeper:
     """A node registration lease on its own thread (see the module docs)."""
 
-    def __init__(self, etcd: str, cluster_name: str) -> None:
+    def __init__(
+        self, etcd: str, cluster_name: str, etcd_security: EtcdSecurity | None = None
+    ) -> None:
         self._etcd = etcd
         self._cluster_name = cluster_name
+        self._etcd_security = etcd_security
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="node-lease", daemon=True)
         self._store: MetadataStore | None = None
@@ -69,7 +73,9 @@ class LeaseKeeper:
         await self._on_keeper(self._connect())
 
     async def _connect(self) -> None:
-        self._store = MetadataStore(self._etcd, cluster_name=self._cluster_name)
+        self._store = MetadataStore(
+            self._etcd, cluster_name=self._cluster_name, security=self._etcd_security
+        )
         await self._store.connect()
 
     async def register(self, node: NodeInfo, ttl_s: int) -> None:

@@ -32,12 +32,15 @@ from pathlib import Path
 
 from brook.clock import SYSTEM_CLOCK
 from brook.errors import BrookError
+from brook.services.common.metrics import MetricsEndpoint, MetricsOptions
 from brook.services.common.process import (
     add_common_arguments,
     advertised_address,
     write_ready_file,
 )
 from brook.services.common.server import GrpcServer, configure_logging, run_until_signal
+from brook.services.common.tls import process_security
+from brook.services.metadata.acls import AccessControl
 from brook.services.metadata.cache import MetadataCache
 from brook.services.metadata.model import NodeInfo
 from brook.services.metadata.store import MetadataStore
@@ -46,6 +49,7 @@ from brook.services.node.config import NodeLimits, add_limit_arguments, limits_f
 from brook.services.node.data_path import Closing, DataPath
 from brook.services.node.fetcher import FetcherManager
 from brook.services.node.lease_keeper import LeaseKeeper
+from brook.services.node.node_metrics import NodeSampler
 from brook.services.node.record_service import PeerChannels, RecordRouter, RecordService
 from brook.services.node.replica_manager import ReplicaManager
 from brook.services.node.replica_service import ReplicaService
@@ -90,10 +94,14 @@ class StorageNode:
         self.limits = limits
         self.node_id: int = args.node_id
         self.process_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.store = MetadataStore(args.etcd, cluster_name=args.cluster_name)
+        # TLS, authentication, peer channels and etcd security (common/tls.py).
+        self.security = process_security(args)
+        self.store = MetadataStore(args.etcd, cluster_name=args.cluster_name,
+                                   security=self.security.etcd)
         self.cache = MetadataCache(self.store)
+        self.access = AccessControl.from_args(args, self.store)  # authorization (issue 11)
         # The registration lease, kept alive on its own thread (lease_keeper.py).
-        self.lease = LeaseKeeper(args.etcd, args.cluster_name)
+        self.lease = LeaseKeeper(args.etcd, args.cluster_name, self.security.etcd)
         # True until registered, and from a lost lease until registered again.
         self.fenced = True
         self.closing = Closing()
@@ -113,9 +121,12 @@ class StorageNode:
             max_send_message_bytes=limits.fetch_max_bytes + RESPONSE_OVERHEAD_BYTES,
             max_concurrent_rpcs=limits.concurrent_rpcs_max,
             loop_lag_warn_ms=limits.loop_lag_warn_ms,
+            security=self.security.server,
         )
-        self.storage_service = StorageService(self.data_path, limits)
-        self.replica_service = ReplicaService(self.data_path, limits)
+        self.storage_service = StorageService(self.data_path, limits,
+                                              authz=self.access.authorizer)
+        self.replica_service = ReplicaService(self.data_path, limits,
+                                              authz=self.access.authorizer)
         self.server.add_service(storage_service.SERVICE_NAME, self.storage_service.register)
         self.server.add_service(replica_service.SERVICE_NAME, self.replica_service.register)
         # The record API: plain records from any node, forwarded to leaders over gRPC. Its
@@ -139,6 +150,9 @@ class StorageNode:
         self.address = ""
         self._lease_task: asyncio.Task[None] | None = None
         self._stopping = False
+        # Prometheus /metrics (--metrics-listen; services/common/metrics.py).
+        self.metrics_options = MetricsOptions.from_args(args)
+        self.metrics = MetricsEndpoint(self.metrics_options.listen, role="node")
 
     def leadership_valid(self) -> bool:
         """True while this node may act as a leader: registered, lease surely valid."""
@@ -150,6 +164,7 @@ class StorageNode:
     async def start(self) -> None:
         await self.store.connect()
         await self.cache.start()
+        await self.access.start()
         self.manager.start()
         self.data_path.start()
         await asyncio.wait_for(self.manager.reconciled.wait(), STARTUP_RECONCILE_TIMEOUT_S)
@@ -167,8 +182,13 @@ class StorageNode:
         )
         log.info("node %d serving on %s (advertised %s), data in %s", self.node_id,
                  self.server.address, self.address, self.args.data_dir)
+        self.metrics.add_sampler(NodeSampler(
+            self.manager, self.data_path, self.args.data_dir, self.metrics_options.budget(),
+            SYSTEM_CLOCK, self.leadership_valid,
+        ).sample)
+        metrics_address = self.metrics.start()
         if self.args.ready_file:
-            write_ready_file(self.args.ready_file, self.address)
+            write_ready_file(self.args.ready_file, self.address, metrics_address=metrics_address)
 
     async def _watch_lease(self) -> None:
         """On a lost lease: stop leading at once, then register again (bounded back-off)."""
@@ -204,6 +224,7 @@ class StorageNode:
             self._lease_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._lease_task
+        await self.metrics.stop()
         await self.fetchers.close()
         await self.server.stop(self.limits.drain_timeout_s)
         await self.record_router.close()
@@ -213,6 +234,7 @@ class StorageNode:
         with contextlib.suppress(Exception):
             await self.lease.revoke()
         await self.lease.stop()
+        await self.access.stop()
         await self.cache.stop()
         await self.store.close()
         self.io_executor.shutdown(wait=True)
@@ -236,7 +258,7 @@ async def run(args: argparse.Namespace, limits: NodeLimits) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     limits = limits_from_args(args)
-    configure_logging(f"node-{args.node_id}", args.log_level)
+    configure_logging(f"node-{args.node_id}", args.log_level, args.log_format)
     return asyncio.run(run(args, limits))
 
 

@@ -295,6 +295,10 @@ class Partition:
     def name(self) -> str:
         return str(self.key)
 
+    def log_fields(self) -> dict[str, object]:
+        """Context of this partition's log lines (services/common/logs.py FIELDS)."""
+        return {"topic": self.topic, "partition": self.partition, "epoch": self.leader_epoch}
+
     def _meta(self, **extra: object) -> dict[str, object]:
         return {"topic": self.topic, "partition": self.partition, **extra}
 
@@ -422,7 +426,7 @@ class Partition:
             max(self.high_watermark, self.log.log_start_offset), self.log.log_end_offset
         )
         log.info("%s: leader at epoch %d, isr %s, leo %d, hw %d", self.name, self.leader_epoch,
-                 self.isr, self.log.log_end_offset, self.high_watermark)
+                 self.isr, self.log.log_end_offset, self.high_watermark, extra=self.log_fields())
         self._maybe_advance_hw()
 
     def _become_follower(self, record: PartitionRecord) -> None:
@@ -436,7 +440,8 @@ class Partition:
         self.needs_truncation = record.leader != NO_LEADER
         self._reset_role()  # after the fields: the NOT_LEADER error names the new leader
         log.info("%s: follower of %d at epoch %d, leo %d, hw %d", self.name, self.leader_id,
-                 self.leader_epoch, self.log.log_end_offset, self.high_watermark)
+                 self.leader_epoch, self.log.log_end_offset, self.high_watermark,
+                 extra=self.log_fields())
 
     def _stop(self) -> None:
         self.role = Role.NONE

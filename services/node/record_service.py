@@ -50,8 +50,10 @@ from brook.errors import (
     from_partition_error,
     from_rpc_error,
 )
+from brook.services.common.authz import check_call, check_produce_records
 from brook.services.common.rpc import handle_errors
 from brook.services.common.server import add_generic_service
+from brook.services.common.tls import peer_channel
 from brook.services.metadata.cache import MetadataCache
 from brook.services.metadata.configs import config_int
 from brook.services.metadata.model import NO_LEADER, TopicRecord
@@ -246,7 +248,8 @@ class PeerChannels:
                 self._evict(gone)
             while len(self._peers) >= self._max:
                 self._evict(next(iter(self._peers)))
-        peer = _Peer(grpc.aio.insecure_channel(address, options=self._options))
+        # TLS with this node's certificate when the cluster is secure (as replication).
+        peer = _Peer(peer_channel(address, self._options))
         self._peers[address] = peer
         return peer
 
@@ -797,6 +800,7 @@ class RecordService:
 
     @handle_errors
     async def produce_records(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        check_produce_records(context, data)  # authorization (issue 11)
         return await self.router.produce(data, context.time_remaining())
 
     @handle_errors
@@ -809,4 +813,5 @@ class RecordService:
         context: grpc.aio.ServicerContext,
     ) -> bytes:
         params = read_params(admit(request))
+        check_call(context, f"{SERVICE_NAME}/ReadRecords", topic=params.topic)  # issue 11
         return await self.router.read(params, context.time_remaining())

@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from brook.services.common.metrics import node_metrics
 from brook.services.metadata.model import PartitionRecord
 from brook.services.node.batches import BatchInfo, read_batch_info
-from brook.services.node.partition import Change, IsrProposal, Partition
+from brook.services.node.partition import Change, IsrProposal, Partition, Role
 from brook.services.node.storage_log import AppendRun, LogHandle
 from brook.services.node.waiters import OffsetWaiters
 from brook.storage import AppendBatch
@@ -84,6 +85,9 @@ class Replica:
     def apply_record(self, record: PartitionRecord, revision: int) -> Change:
         change = self.partition.apply_record(record, revision)
         self.settle()
+        role = _ROLE_OF_CHANGE.get(change)
+        if role is not None:
+            node_metrics().role_change(role)
         return change
 
     def fence(self) -> None:
@@ -131,6 +135,13 @@ class Replica:
         await self.log.restart_at_async(offset, why)
         self.partition.after_truncation()
         self.settle()
+
+
+_ROLE_OF_CHANGE = {
+    Change.BECAME_LEADER: Role.LEADER.value,
+    Change.BECAME_FOLLOWER: Role.FOLLOWER.value,
+    Change.STOPPED: Role.NONE.value,
+}
 
 
 def epoch_runs(

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 
 from brook.clock import Clock
 from brook.errors import BrookError
+from brook.services.common.metrics import node_metrics
 from brook.services.metadata.configs import config_int, log_config_for
 from brook.services.metadata.model import NO_LEADER, PartitionRecord, TopicRecord
 from brook.services.node.batches import STAMP_OVERHEAD_BYTES
@@ -215,6 +216,7 @@ class ReplicaManager:
         self._closed = False
         self._swept = False
         self.reconciled = asyncio.Event()
+        self.metrics = node_metrics()
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -583,6 +585,7 @@ class ReplicaManager:
         else:
             await loop.run_in_executor(self.executor, self.log_manager.delete_log, key[0], key[1])
         if not any(k.topic == key[0] for k in self.replicas):
+            self.metrics.forget_topic(key[0])  # its per-topic series go with it
             if key[0] not in self.cache.topics:
                 self.topic_ids.forget(key[0])
 
@@ -663,7 +666,11 @@ class ReplicaManager:
             if revision is not None:
                 log.info("%s: ISR %s -> %s (added %s, removed %s) at epoch %d",
                          partition.name, base.isr, proposal.isr, proposal.added,
-                         proposal.removed, base.leader_epoch)
+                         proposal.removed, base.leader_epoch, extra=partition.log_fields())
+                if proposal.removed:
+                    self.metrics.isr_shrinks.inc()
+                if proposal.added:
+                    self.metrics.isr_expands.inc()
                 replica.apply_record(new, revision)
                 return
             # Someone else wrote first (the coordinator): re-read, the core re-decides.
@@ -740,7 +747,9 @@ class ReplicaManager:
             if written is not None:
                 log.warning("%s: left the ISR %s -> %s%s: %s", key, record.isr, new.isr,
                             " and resigned as leader" if record.leader == self.node_id else "",
-                            why)
+                            why, extra={"topic": key.topic, "partition": key.partition,
+                                        "epoch": new.leader_epoch})
+                self.metrics.isr_shrinks.inc()
                 replica = self.replicas.get(key)
                 if replica is not None and replica.apply_record(new, written) in ROLE_CHANGES:
                     self.on_roles_changed([replica])

@@ -5,6 +5,14 @@ ReplicaFetch answers with a serialized `ReplicaFetchResponseWire` (stored payloa
 bytes, which the follower appends verbatim), built by `wire.encode_fetched_partition` as
 one join of the payloads and their tags: no message objects, one copy on the leader.
 
+Replication is between nodes only (issue 11). With an authorizer, a call must come from
+the node it names (principal `node:<replica_id>`, from its certificate; super users do not
+pass) and each partition asked about must have that node among its replicas, else
+PERMISSION_DENIED: a forged ReplicaFetch cannot move a follower's position, the ISR or the
+high watermark. Without an authorizer (no authentication either) the node still refuses a
+replica_id that is not a replica of the partition from touching the ISR or the high
+watermark (`Partition.follower_fetch`: NOT_LEADER_OR_FOLLOWER).
+
 Thread-safety: one event loop.
 """
 
@@ -16,6 +24,9 @@ from collections.abc import Sized
 import grpc
 
 from brook.errors import BrookError
+from brook.services.common.authz import ALLOW_ALL, Authorizer, Resource, ResourceType
+from brook.services.common.authz.model import Operation
+from brook.services.common.principal import Principal
 from brook.services.common.rpc import handle_errors
 from brook.services.common.server import add_generic_service
 from brook.services.node.config import NodeLimits
@@ -39,6 +50,9 @@ from brook.structs import TopicPartition
 from brook.v1 import storage_pb2
 
 SERVICE_NAME = "brook.v1.ReplicaService"
+# The RPCs, as the operations table names them.
+REPLICA_FETCH = SERVICE_NAME + "/ReplicaFetch"
+OFFSET_FOR_LEADER_EPOCH = SERVICE_NAME + "/OffsetForLeaderEpoch"
 
 
 def _already_serialized(response: bytes) -> bytes:
@@ -68,9 +82,35 @@ def _encode(pieces: list[bytes], read: FollowerRead) -> None:
 class ReplicaService:
     """brook.v1.ReplicaService over the node's data path."""
 
-    def __init__(self, data_path: DataPath, limits: NodeLimits) -> None:
+    def __init__(
+        self, data_path: DataPath, limits: NodeLimits, *, authz: Authorizer = ALLOW_ALL
+    ) -> None:
         self.data_path = data_path
         self.limits = limits
+        self.authz = authz
+
+    def _not_replicas(
+        self, context: grpc.aio.ServicerContext, method: str, principal: Principal,
+        node_id: int, keys: list[TopicPartition],
+    ) -> dict[TopicPartition, BrookError]:  # fmt: skip
+        """PERMISSION_DENIED for each partition hosted here that `node_id` is not a replica
+        of (with an authorizer only; partitions not hosted here answer their own error)."""
+        if not self.authz.enabled:
+            return {}
+        refused: dict[TopicPartition, BrookError] = {}
+        for key in keys:
+            try:
+                replicas = self.data_path.replicas.lookup(key).partition.replicas
+            except BrookError:
+                continue
+            if node_id not in replicas:
+                refused[key] = self.authz.deny(
+                    context, method, principal, Operation.CLUSTER_ACTION,
+                    Resource(ResourceType.TOPIC, key.topic), "not_a_replica",
+                    f"node {node_id} is not a replica of {key.topic}-{key.partition}"
+                    f" (replicas {list(replicas)})",
+                )  # fmt: skip
+        return refused
 
     def register(self, server: grpc.aio.Server) -> None:
         metadata_max = self.limits.request_metadata_max_bytes
@@ -117,9 +157,20 @@ class ReplicaService:
         max_bytes = max(1, min(request.max_bytes or limits.replica_fetch_max_bytes,
                                limits.replica_fetch_max_bytes))
         min_bytes = max(1, min(request.min_bytes, max_bytes))
-        reads = await self.data_path.replica_fetch(
-            request.replica_id, request.partitions, max_bytes, min_bytes, request.max_wait_ms
-        )
+        principal = self.authz.require_node(context, REPLICA_FETCH, request.replica_id)
+        keys = [TopicPartition.of(p) for p in request.partitions]
+        refused = self._not_replicas(context, REPLICA_FETCH, principal, request.replica_id, keys)
+        wanted = [p for p, key in zip(request.partitions, keys, strict=True)
+                  if key not in refused] if refused else request.partitions  # fmt: skip
+        reads: list[FollowerRead] = []
+        if wanted:
+            reads = await self.data_path.replica_fetch(
+                request.replica_id, wanted, max_bytes, min_bytes, request.max_wait_ms
+            )
+        if refused:
+            served = iter(reads)
+            reads = [FollowerRead(key, error=refused[key]) if key in refused else next(served)
+                     for key in keys]  # fmt: skip
         pieces: list[bytes] = []
         for index, read in enumerate(reads):
             await yield_every(index)
@@ -137,6 +188,10 @@ class ReplicaService:
         self._check_partitions(request.partitions,
                                lambda: [TopicPartition.of(p) for p in request.partitions])
         require_epochs("partitions", request.partitions, "current_leader_epoch", "leader_epoch")
+        principal = self.authz.require_node(context, OFFSET_FOR_LEADER_EPOCH, request.replica_id)
+        refused = self._not_replicas(context, OFFSET_FOR_LEADER_EPOCH, principal,
+                                     request.replica_id,
+                                     [TopicPartition.of(p) for p in request.partitions])
         answers = []
         for index, wanted in enumerate(request.partitions):
             if index % YIELD_EVERY_PARTITIONS == YIELD_EVERY_PARTITIONS - 1:
@@ -146,6 +201,8 @@ class ReplicaService:
             )
             answers.append(answer)
             try:
+                if refused and TopicPartition.of(wanted) in refused:
+                    raise refused[TopicPartition.of(wanted)]
                 answer.leader_epoch, answer.end_offset = await self.data_path.end_offset_for_epoch(
                     TopicPartition.of(wanted), wanted.leader_epoch, wanted.current_leader_epoch
                 )

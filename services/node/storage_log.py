@@ -23,12 +23,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TypeVar
 
 from brook.errors import BrookError
+from brook.services.common.metrics import node_metrics
 from brook.storage import (
     AppendBatch,
     BatchTooLargeError,
@@ -125,6 +127,7 @@ class LogHandle:
         # Called with the first damaged offset when a read finds stored data corrupt (the
         # owner stops leading that range and re-fetches it; see replica_manager).
         self.on_corruption: Callable[[int], None] = lambda offset: None
+        self._metrics = node_metrics()
 
     # -- LogPosition -------------------------------------------------------------------
     @property
@@ -158,13 +161,23 @@ class LogHandle:
     def read(self, start_offset: int, max_bytes: int, max_offset: int) -> tuple[list[bytes], int]:
         """(stored payloads, next offset): whole batches from the one holding start_offset,
         ending below max_offset, up to max_bytes (at least one when one is available)."""
+        payloads, next_offset, _ = self.read_counted(start_offset, max_bytes, max_offset)
+        return payloads, next_offset
+
+    def read_counted(
+        self, start_offset: int, max_bytes: int, max_offset: int
+    ) -> tuple[list[bytes], int, int]:
+        """`read`, with the number of records in the batches (from their storage headers:
+        per batch, nothing decoded), for the fetch metrics."""
         try:
             with storage_errors(self.name):
                 result = self.plog.read(start_offset, max_bytes, max_offset=max_offset)
         except BrookError:
             self._report_corruption()
             raise
-        return [batch.payload for batch in result.batches], result.next_offset
+        batches = result.batches
+        records = sum(batch.header.record_count for batch in batches)
+        return [batch.payload for batch in batches], result.next_offset, records
 
     def _report_corruption(self) -> None:
         corrupt_from = self.plog.corrupt_from
@@ -199,7 +212,9 @@ class LogHandle:
         if not runs:
             return
         size = sum(run.payload_bytes for run in runs)
+        started = time.perf_counter()
         await self.call(lambda: self.append(runs), inline=size <= self.inline_max_bytes)
+        self._metrics.append_duration.observe(time.perf_counter() - started)
         await self.flush_if_due(locked=True)
 
     async def truncate_to_async(self, offset: int, why: str) -> None:
@@ -239,8 +254,11 @@ class LogHandle:
     async def _maybe_flush(self) -> None:
         if self.plog.closed:
             return
+        started = time.perf_counter()
         with storage_errors(self.name):
-            await run_to_completion(self.executor, self.plog.maybe_flush)
+            flushed = await run_to_completion(self.executor, self.plog.maybe_flush)
+        if flushed:
+            self._metrics.flush_duration.observe(time.perf_counter() - started)
 
     async def run_locked_in_executor(self, action: Callable[[], T]) -> T:
         """Runs a blocking engine call (retention, close) in the executor under the lock."""

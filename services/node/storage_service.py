@@ -10,6 +10,12 @@ generated clients work unchanged):
 - Fetch and Subscribe answers are `FetchResponseWire` / `SubscribeResponseWire`: stored
   payloads go out as they are, and clients decode them as `RecordBatch`.
 
+Authorization (issue 11, the operations table in `brook.services.common.authz.table`):
+each call names its RPC to the `Authorizer` once parsed and bounded, before the data
+path sees it; a partition whose topic the caller may not write (Produce), read (Fetch,
+Subscribe) or describe (ListOffsets) answers PERMISSION_DENIED in its entry and is never
+passed on, while the others are served.
+
 Every failure of one partition is a `PartitionError` in that partition's entry (its
 `error_info` is the ErrorInfo a status would carry). Whole-call problems (bad arguments, too
 many requests on a connection) end the call with a status, and so does a Produce, Fetch or
@@ -23,14 +29,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sized
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence, Sized
+from typing import Protocol, TypeVar
 
 import grpc
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
 from brook.errors import FAILED_CALL_PARTITIONS_MAX, BrookError, every_partition_failed
 from brook.internal.v1 import wire_pb2
+from brook.services.common.authz import ALLOW_ALL, Authorizer
 from brook.services.common.rpc import handle_errors, handle_stream_errors
 from brook.services.common.server import add_generic_service
 from brook.services.node.acks import Acks
@@ -67,6 +74,44 @@ SERVICE_NAME = "brook.v1.StorageService"
 
 # A multi-partition response message (ProduceResponse, FetchResponse, ListOffsetsResponse).
 R = TypeVar("R")
+# A per-partition answer (ProduceOutcome, PartitionRead).
+A = TypeVar("A")
+# A requested partition (ProducePartitionView, FetchPartition).
+P = TypeVar("P", bound="_Named")
+
+# The RPCs, as the operations table names them.
+PRODUCE = SERVICE_NAME + "/Produce"
+FETCH = SERVICE_NAME + "/Fetch"
+SUBSCRIBE = SERVICE_NAME + "/Subscribe"
+LIST_OFFSETS = SERVICE_NAME + "/ListOffsets"
+
+
+class _Named(Protocol):
+    topic: str
+    partition: int
+
+
+def _allowed(partitions: Sequence[P], denied: dict[str, BrookError]) -> Sequence[P]:
+    """The partitions whose topic was not refused (all of them, unchanged, usually)."""
+    if not denied:
+        return partitions
+    return [p for p in partitions if p.topic not in denied]
+
+
+def _merged(
+    partitions: Sequence[_Named], denied: dict[str, BrookError], served: list[A],
+    refused: Callable[[TopicPartition, BrookError], A],
+) -> list[A]:  # fmt: skip
+    """One answer per requested partition, in request order: the refused ones, and the
+    served ones (answers to `_allowed(partitions, denied)`, in its order)."""
+    if not denied:
+        return served
+    rest = iter(served)
+    return [
+        refused(TopicPartition(p.topic, p.partition), denied[p.topic]) if p.topic in denied
+        else next(rest)
+        for p in partitions
+    ]  # fmt: skip
 
 _QUERIES = {
     storage_pb2.OFFSET_QUERY_EARLIEST: "earliest",
@@ -147,9 +192,12 @@ def _subscribe_encoder(budget: Budget) -> Callable[[list[PartitionRead]], Awaita
 class StorageService:
     """brook.v1.StorageService over the node's data path."""
 
-    def __init__(self, data_path: DataPath, limits: NodeLimits) -> None:
+    def __init__(
+        self, data_path: DataPath, limits: NodeLimits, *, authz: Authorizer = ALLOW_ALL
+    ) -> None:
         self.data_path = data_path
         self.limits = limits
+        self.authz = authz
         self._inflight_by_connection: dict[str, int] = {}
         self._streams = 0
         self._streams_by_peer: dict[str, int] = {}
@@ -247,18 +295,33 @@ class StorageService:
         acks = Acks.from_wire(request.acks)
         if request.timeout_ms < 0:
             raise BrookError("INVALID_REQUEST", f"timeout_ms {request.timeout_ms} < 0")
-        with self._connection_slot(context.peer() or "unknown"):
-            outcomes = await self.data_path.produce(acks, request.timeout_ms, request.partitions)
+        principal = self.authz.require(context, PRODUCE)
+        denied = self.authz.topic_errors(context, PRODUCE, principal,
+                                         (p.topic for p in request.partitions))
+        allowed = _allowed(request.partitions, denied)
+        outcomes: list[ProduceOutcome] = []
+        if allowed:
+            with self._connection_slot(context.peer() or "unknown"):
+                outcomes = await self.data_path.produce(acks, request.timeout_ms, allowed)
+        outcomes = _merged(request.partitions, denied, outcomes,
+                           lambda key, error: ProduceOutcome(key, error=error))
         if acks is Acks.NONE:
             # With acks=none the append has not happened: offsets and time are unknown (-1,
-            # as Kafka answers), never a plausible 0.
-            return storage_pb2.ProduceResponse(partitions=[
+            # as Kafka answers), never a plausible 0. A refused partition says so.
+            answers = [
                 storage_pb2.ProducePartitionResponse(
                     topic=outcome.key.topic, partition=outcome.key.partition,
                     base_offset=-1, last_offset=-1, log_append_time_ms=-1, log_start_offset=-1,
                 )
                 for outcome in outcomes
-            ])
+            ]
+            if denied:
+                for answer, outcome in zip(answers, outcomes, strict=True):
+                    if outcome.key.topic in denied and outcome.error is not None:
+                        answer.error.CopyFrom(outcome.error.to_partition_error())
+                return _unless_every_partition_failed(
+                    storage_pb2.ProduceResponse(partitions=answers))
+            return storage_pb2.ProduceResponse(partitions=answers)
         answers = []
         for index, outcome in enumerate(outcomes):
             await yield_every(index)
@@ -282,8 +345,16 @@ class StorageService:
         max_bytes = _clamp(request.max_bytes or limits.fetch_default_bytes, 1,
                            min(limits.fetch_max_bytes, budget.batch_bytes))
         min_bytes = _clamp(request.min_bytes, 1, max_bytes)
-        reads = await self.data_path.fetch(request.partitions, max_bytes, min_bytes,
-                                           request.max_wait_ms)
+        principal = self.authz.require(context, FETCH)
+        denied = self.authz.topic_errors(context, FETCH, principal,
+                                         (p.topic for p in request.partitions))
+        allowed = _allowed(request.partitions, denied)
+        reads: list[PartitionRead] = []
+        if allowed:  # nothing to wait for when every partition was refused
+            reads = await self.data_path.fetch(allowed, max_bytes, min_bytes,
+                                               request.max_wait_ms)
+        reads = _merged(request.partitions, denied, reads,
+                        lambda key, error: PartitionRead(key, error=error))
         await fit_fetch(reads, [p.fetch_offset for p in request.partitions], budget)
         if len(reads) <= FAILED_CALL_PARTITIONS_MAX and all(r.error is not None for r in reads):
             # Errors only, no batches: the public message costs nothing to build.
@@ -318,9 +389,25 @@ class StorageService:
                               len(request.partitions))
         max_bytes = _clamp(request.max_bytes_per_response or limits.subscribe_buffer_bytes, 1,
                            min(limits.subscribe_buffer_bytes, budget.batch_bytes))
+        principal = self.authz.require(context, SUBSCRIBE)
+        denied = self.authz.topic_errors(context, SUBSCRIBE, principal,
+                                         (p.topic for p in request.partitions))
+        allowed = _allowed(request.partitions, denied)
+        if not allowed:
+            raise next(iter(denied.values()))
         with self._stream_slot(context.peer() or "unknown"):
-            async for message in self.data_path.subscribe(request.partitions, max_bytes,
+            if denied:  # the refused partitions' part of the stream ends at once
+                refused = wire_pb2.SubscribeResponseWire()
+                for wanted in request.partitions:
+                    if wanted.topic in denied:
+                        _fill(refused.partitions.add(), PartitionRead(
+                            TopicPartition.of(wanted), error=denied[wanted.topic]))  # fmt: skip
+                yield refused.SerializeToString()
+            topics = {p.topic for p in allowed}
+            async for message in self.data_path.subscribe(allowed, max_bytes,
                                                           _subscribe_encoder(budget)):
+                # An ACL revoked while the stream is open ends it (decisions are cached).
+                self.authz.require_topics(context, SUBSCRIBE, principal, topics)
                 yield message
 
     @contextlib.contextmanager
@@ -364,6 +451,9 @@ class StorageService:
         request = admit(request)
         self._check_partitions("partitions", request.partitions,
                                lambda: [TopicPartition.of(p) for p in request.partitions])
+        principal = self.authz.require(context, LIST_OFFSETS)
+        denied = self.authz.topic_errors(context, LIST_OFFSETS, principal,
+                                         (p.topic for p in request.partitions))
         answers = []
         for index, query in enumerate(request.partitions):
             if index % YIELD_EVERY_PARTITIONS == YIELD_EVERY_PARTITIONS - 1:
@@ -372,6 +462,8 @@ class StorageService:
                                               offset=-1, timestamp_ms=-1, leader_epoch=-1)
             answers.append(answer)
             try:
+                if query.topic in denied:
+                    raise denied[query.topic]
                 kind = _QUERIES.get(query.query)
                 if kind is None:
                     raise BrookError(

@@ -71,6 +71,7 @@ class FakeClient:
                 member_id=self.member_id,
                 member_epoch=epoch,
                 instance_id=self.instance_id,
+                current_member_epoch=self.epoch,
             ),
             now_ms,
         )

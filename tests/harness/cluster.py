@@ -19,6 +19,13 @@ Which processes run is up to the test: add a coordinator, group manager or nodes
 
 The `local_cluster` fixture builds clusters and always stops them; it prints every
 process's log tail at teardown (pytest shows it only when the test failed).
+
+Secure mode (`LocalCluster(..., secure=True)`, or `local_cluster(secure=True)`): a CA made
+for the test in `<base_dir>/tls`, a certificate per process (CN node-<id> for nodes, the
+process name otherwise) and `--tls-cert/--tls-key/--tls-ca` (mTLS required) on every
+process; `cluster.client_security("user:alice")` issues a client certificate and returns
+`ClientCredentials` (`.kwargs` for brook.client, `.channel(address)` for raw stubs);
+`cluster.rotate(name)` replaces a process's certificate files. Plaintext is the default.
 """
 
 from __future__ import annotations
@@ -34,7 +41,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
+
+from brook.services.common.certs import CertAuthority, IssuedCert
+from brook.transport import ChannelSecurity
 
 COORDINATOR_MODULE = "brook.services.coordinator.main"
 GROUPS_MODULE = "brook.services.groups.main"
@@ -57,6 +68,8 @@ class ManagedProcess:
     log_path: Path
     ready_file: Path
     listen: str = "127.0.0.1:0"
+    # The CN of its certificate in a secure cluster (node-<id> for nodes: node:<id>).
+    common_name: str = ""
     process: subprocess.Popen[bytes] | None = None
     address: str = ""
     info: dict[str, Any] = field(default_factory=dict)
@@ -83,6 +96,9 @@ class LocalCluster:
         python: str = sys.executable,
         env: dict[str, str] | None = None,
         log_level: str = "INFO",
+        secure: bool = False,
+        security_args: Sequence[str] = (),
+        etcd_args: Sequence[str] = (),
     ) -> None:
         self.etcd = etcd
         self.base_dir = Path(base_dir)
@@ -92,6 +108,17 @@ class LocalCluster:
         self.log_level = log_level
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.processes: dict[str, ManagedProcess] = {}
+        # Secure mode: a CA of the test's own and a certificate per process (tls/), TLS +
+        # mTLS flags on every process; `security_args` are added to each (token files...).
+        self.secure = secure
+        self.security_args = list(security_args)
+        self.etcd_args = list(etcd_args)  # e.g. --etcd-ca/--etcd-cert/--etcd-key
+        self.tls_dir = self.base_dir / "tls"
+        self.ca: CertAuthority | None = None
+        self.ca_file: Path | None = None
+        if secure:
+            self.ca = CertAuthority.create(f"test CA {cluster_name}")
+            self.ca_file, _ = self.ca.write(self.tls_dir, "ca")
 
     # -- declaring processes -----------------------------------------------------------
     def add(self, name: str, module: str, args: Sequence[str] = ()) -> ManagedProcess:
@@ -104,6 +131,7 @@ class LocalCluster:
             args=list(args),
             log_path=self.base_dir / f"{name}.log",
             ready_file=self.base_dir / f"{name}.ready.json",
+            common_name=name,
         )
         self.processes[name] = managed
         return managed
@@ -123,7 +151,53 @@ class LocalCluster:
         extra = ["--node-id", str(node_id), "--data-dir", str(data_dir)]
         if rack:
             extra += ["--rack", rack]
-        return self.add(name or f"node-{node_id}", NODE_MODULE, [*extra, *args])
+        managed = self.add(name or f"node-{node_id}", NODE_MODULE, [*extra, *args])
+        managed.common_name = f"node-{node_id}"
+        return managed
+
+    # -- security (secure=True) ----------------------------------------------------------
+    def cert_paths(self, name: str) -> tuple[Path, Path]:
+        """The certificate and key files of process `name` (issued on first use)."""
+        cert, key = self.tls_dir / f"{name}.crt", self.tls_dir / f"{name}.key"
+        if not cert.exists():
+            self.issue(name, self.processes[name].common_name)
+        return cert, key
+
+    def issue(self, file_name: str, common_name: str, **kwargs: Any) -> IssuedCert:
+        """Issues a certificate from the cluster's CA into tls/<file_name>.crt/.key
+        (replacing what is there: a rotation when the process runs)."""
+        assert self.ca is not None, "not a secure cluster"
+        issued = self.ca.issue(common_name, **kwargs)
+        issued.write(self.tls_dir, file_name)
+        return issued
+
+    def rotate(self, name: str) -> int:
+        """Replaces process `name`'s certificate and key files with a new pair (new serial,
+        same CN); returns the new serial. The process re-reads them on new handshakes."""
+        return self.issue(name, self.processes[name].common_name).serial
+
+    def client_security(self, principal: str = "user:alice") -> ClientCredentials:
+        """Credentials of a client whose certificate maps to `principal` (DEFAULT rule:
+        user:NAME -> CN=NAME, node:ID -> CN=node-ID), from the cluster's CA."""
+        assert self.ca_file is not None, "not a secure cluster"
+        kind, _, name = principal.partition(":")
+        common_name = f"node-{name}" if kind == "node" else name
+        file_name = f"client-{kind}-{name}"
+        self.issue(file_name, common_name, server=False)
+        return ClientCredentials(
+            str(self.ca_file),
+            str(self.tls_dir / f"{file_name}.crt"),
+            str(self.tls_dir / f"{file_name}.key"),
+        )
+
+    def _security_flags(self, managed: ManagedProcess) -> list[str]:
+        flags = [*self.etcd_args]
+        if self.secure:
+            cert, key = self.cert_paths(managed.name)
+            flags += ["--tls-cert", str(cert), "--tls-key", str(key),
+                      "--tls-ca", str(self.ca_file)]  # fmt: skip
+            flags += self.security_args
+        return flags
 
     # -- running -----------------------------------------------------------------------
     def _command(self, managed: ManagedProcess) -> list[str]:
@@ -141,6 +215,7 @@ class LocalCluster:
             str(managed.ready_file),
             "--log-level",
             self.log_level,
+            *self._security_flags(managed),
             *managed.args,
         ]
 
@@ -296,6 +371,36 @@ class LocalCluster:
             f"===== {name} ({m.log_path}) =====\n{self.log_tail(name, lines)}"
             for name, m in self.processes.items()
         )
+
+
+@dataclass(frozen=True)
+class ClientCredentials:
+    """What a test client of a secure cluster needs: `kwargs` for brook.client classes
+    (Producer(bootstrap, **creds.kwargs)), `security` (a ChannelSecurity) and `channel`
+    (a grpc.aio channel factory for raw stubs)."""
+
+    tls_ca: str | None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    token: str | None = None
+
+    @property
+    def kwargs(self) -> dict[str, str | None]:
+        return {"tls_ca": self.tls_ca, "tls_cert": self.tls_cert, "tls_key": self.tls_key,
+                "token": self.token}  # fmt: skip
+
+    @property
+    def security(self) -> ChannelSecurity:
+        return ChannelSecurity(
+            ca_file=self.tls_ca, cert_file=self.tls_cert, key_file=self.tls_key,
+            token=self.token,
+        )  # fmt: skip
+
+    def with_token(self, token: str | None) -> ClientCredentials:
+        return ClientCredentials(self.tls_ca, self.tls_cert, self.tls_key, token)
+
+    def channel(self, address: str, options: Sequence[tuple[str, Any]] = ()) -> grpc.aio.Channel:
+        return self.security.channel(address, options)
 
 
 @pytest.fixture

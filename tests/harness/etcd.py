@@ -9,6 +9,11 @@ Fixtures:
 
 etcd runs in its own process group and is killed (SIGKILL to the group) at teardown, even
 when the test failed.
+
+TLS variant: `EtcdServer(base_dir, tls=EtcdTls(ca, cert, key, client_cert, client_key))`
+serves https on its client port (`--cert-file --key-file`, and with `client_cert_auth`
+`--trusted-ca-file --client-cert-auth`); Brook dials it with `--etcd-ca/--etcd-cert/
+--etcd-key` (tests/security/test_tls_etcd.py).
 """
 
 from __future__ import annotations
@@ -16,11 +21,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -34,12 +41,40 @@ ETCD_START_TIMEOUT_S = 20.0
 ETCD_START_ATTEMPTS = 3
 
 
-class EtcdServer:
-    """One etcd member on 127.0.0.1 with its own data dir and log file."""
+@dataclass(frozen=True)
+class EtcdTls:
+    """TLS of a test etcd: its serving pair, the CA of its clients, and whether it
+    demands client certificates (--client-cert-auth); `client_cert`/`client_key` are what
+    the harness itself presents to /health."""
 
-    def __init__(self, base_dir: Path, name: str = "etcd") -> None:
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    client_cert_auth: bool = True
+
+    def flags(self) -> list[str]:
+        flags = ["--cert-file", str(self.cert_file), "--key-file", str(self.key_file)]
+        if self.client_cert_auth:  # (etcd 3.4 asks every client for a certificate with a CA)
+            flags += ["--trusted-ca-file", str(self.ca_file), "--client-cert-auth"]
+        return flags
+
+    def ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        if self.client_cert is not None and self.client_key is not None:
+            context.load_cert_chain(str(self.client_cert), str(self.client_key))
+        return context
+
+
+class EtcdServer:
+    """One etcd member on 127.0.0.1 with its own data dir and log file (TLS on its client
+    port with `tls`: https URLs, Brook connects with --etcd-ca/--etcd-cert/--etcd-key)."""
+
+    def __init__(self, base_dir: Path, name: str = "etcd", tls: EtcdTls | None = None) -> None:
         self.base_dir = Path(base_dir)
         self.name = name
+        self.tls = tls
         self.data_dir = self.base_dir / f"{name}-data"
         self.log_path = self.base_dir / f"{name}.log"
         self.client_port = 0
@@ -68,7 +103,8 @@ class EtcdServer:
         raise RuntimeError(f"etcd did not start; log tail:\n{last_error}")
 
     def _try_start(self) -> bool:
-        client_url = f"http://127.0.0.1:{self.client_port}"
+        scheme = "https" if self.tls is not None else "http"
+        client_url = f"{scheme}://127.0.0.1:{self.client_port}"
         peer_url = f"http://127.0.0.1:{self.peer_port}"
         command = [
             ETCD_BINARY,
@@ -92,6 +128,7 @@ class EtcdServer:
             "zap",
             "--log-level",
             "warn",
+            *(self.tls.flags() if self.tls is not None else []),
         ]
         with open(self.log_path, "ab") as log_file:
             self.process = subprocess.Popen(
@@ -106,7 +143,10 @@ class EtcdServer:
             if self.process.poll() is not None:
                 return False
             try:
-                with urllib.request.urlopen(f"{client_url}/health", timeout=1.0) as reply:
+                context = self.tls.ssl_context() if self.tls is not None else None
+                with urllib.request.urlopen(
+                    f"{client_url}/health", timeout=1.0, context=context
+                ) as reply:
                     if b'"true"' in reply.read():
                         return True
             except OSError:

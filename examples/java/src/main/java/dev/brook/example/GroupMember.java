@@ -175,7 +175,8 @@ final class GroupMember {
     }
     try {
       service().heartbeat(HeartbeatRequest.newBuilder()
-          .setGroupId(group).setMemberId(memberId).setMemberEpoch(-1).build());
+          .setGroupId(group).setMemberId(memberId).setMemberEpoch(-1)
+          .setCurrentMemberEpoch(epoch).build());
       System.out.println("left");
     } catch (StatusRuntimeException e) {
       System.err.println("group: " + BrookException.fromCall("Heartbeat (leave)", e).getMessage());
