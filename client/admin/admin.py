@@ -226,6 +226,21 @@ class Admin:
 
     # -- access control lists (issue 11; build them with brook.client.admin.acls) -------
 
+    async def alter_client_quotas(
+        self, quotas: Iterable[admin_pb2.ClientQuota]
+    ) -> list[admin_pb2.ClientQuota]:
+        """Replaces each named principal's quotas whole (unset fields: unlimited; all
+        unset: the entry is removed); answers them as stored."""
+        request = admin_pb2.AlterClientQuotasRequest(quotas=list(quotas))
+        response = await self._call(lambda s: s.AlterClientQuotas, request)
+        return list(response.quotas)
+
+    async def describe_client_quotas(self, principal: str = "") -> list[admin_pb2.ClientQuota]:
+        """Every quota entry (or only `principal`'s; "<default>" for the default)."""
+        request = admin_pb2.DescribeClientQuotasRequest(principal=principal)
+        response = await self._call(lambda s: s.DescribeClientQuotas, request)
+        return list(response.quotas)
+
     async def create_acls(
         self, acls: Iterable[admin_pb2.AclBinding]
     ) -> list[admin_pb2.AclBinding]:

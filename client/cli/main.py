@@ -8,6 +8,7 @@
     brook cluster describe
     brook group list | describe G | reset-offsets G ... | delete G
     brook acl add|list|remove --allow-principal P --operation OP --topic T ... (acls.py)
+    brook quota set|list|remove --principal P|--default --produce-bytes-per-s N ... (quotas.py)
     brook perf produce|consume ...
 
 Each command module registers its subcommand with a `handler(args) -> Awaitable[int]`.
@@ -33,7 +34,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from brook.client import defaults
-from brook.client.cli import acls, consume, groups, perf, produce, topics
+from brook.client.cli import acls, consume, groups, perf, produce, quotas, topics
 from brook.client.cli.options import default_bootstrap, default_security
 from brook.errors import BrookError
 from brook.transport import ChannelSecurity, set_default_security
@@ -41,7 +42,7 @@ from brook.transport import ChannelSecurity, set_default_security
 Handler = Callable[[argparse.Namespace], Awaitable[int]]
 
 # The command modules, in the order `brook --help` lists them.
-COMMAND_MODULES = (topics, produce, consume, groups, acls, perf)
+COMMAND_MODULES = (topics, produce, consume, groups, acls, quotas, perf)
 
 
 def _version() -> str:

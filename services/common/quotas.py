@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Final
 
+import grpc
+
 from brook.clock import SYSTEM_CLOCK, Clock
 from brook.errors import BrookError, Reason
 from brook.services.common.principal import Principal
@@ -34,6 +36,8 @@ BURST_S: Final = 1.0
 # Never wait longer than this for one request, whatever the debt (bounded waits).
 WAIT_MAX_S: Final = 30.0
 THROTTLE_METADATA_KEY: Final = "brook-throttle-ms"
+# Of a call's deadline, what a throttled request keeps to be served and answered.
+ANSWER_MARGIN_S: Final = 1.0
 # Principals whose buckets are kept (bounded memory); the least recently used go first.
 BUCKETS_MAX: Final = 10_000
 
@@ -147,8 +151,9 @@ class Quotas:
         return self._configs.get(str(principal), self._default)
 
     # -- enforcement ---------------------------------------------------------------------
-    async def admit(self, principal: Principal, budget_s: float) -> float:
-        """Waits until `principal` owes nothing on any rate and charges one request;
+    async def admit(self, principal: Principal, budget_s: float, requests: int = 1) -> float:
+        """Waits until `principal` owes nothing on any rate and charges `requests` (a
+        stream's later messages charge none);
         answers the seconds waited (the throttle time to report). Raises THROTTLED with
         retry_after_ms when the wait would exceed `budget_s` (or WAIT_MAX_S)."""
         config = self.config_for(principal)
@@ -162,9 +167,9 @@ class Quotas:
                     raise _throttled(principal, wait)
                 await self._clock_sleep(wait)
                 waited += wait
-            if config.requests_per_s is not None:
+            if config.requests_per_s is not None and requests:
                 self._bucket(state, "requests_per_s", config.requests_per_s).charge(
-                    1, self._clock.monotonic_s()
+                    requests, self._clock.monotonic_s()
                 )
         return waited
 
@@ -243,3 +248,15 @@ def _throttled(principal: Principal, wait_s: float) -> BrookError:
         f"{principal} is over its quota; send again in {retry_after_ms} ms",
         {"principal": str(principal), "retry_after_ms": retry_after_ms},
     )
+
+
+async def throttle(
+    quotas: Quotas, context: grpc.aio.ServicerContext, principal: Principal, requests: int = 1
+) -> None:
+    """`quotas.admit` within the call's deadline (less a margin to answer in), reporting
+    the wait in the `brook-throttle-ms` trailing metadata: the delay hint."""
+    remaining = context.time_remaining()
+    budget_s = WAIT_MAX_S if remaining is None else max(0.0, remaining - ANSWER_MARGIN_S)
+    waited_s = await quotas.admit(principal, budget_s, requests)
+    if waited_s > 0:
+        context.set_trailing_metadata(((THROTTLE_METADATA_KEY, str(round(waited_s * 1000))),))

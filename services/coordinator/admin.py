@@ -11,7 +11,8 @@ interleave their read-decide-write steps.
 A standby coordinator answers every Admin call with NOT_COORDINATOR, whose metadata
 carries the active coordinator's address (`coordinator_address`, `coordinator_id`).
 
-The ACL calls (CreateAcls, DescribeAcls, DeleteAcls) are `acls.AclAdmin`'s.
+The ACL calls (CreateAcls, DescribeAcls, DeleteAcls) are `acls.AclAdmin`'s; the quota
+calls (AlterClientQuotas, DescribeClientQuotas) are `quotas.QuotaAdmin`'s.
 """
 
 from __future__ import annotations
@@ -51,11 +52,13 @@ from brook.services.coordinator.limits import (
     PARTITION_COUNT_MAX,
     REPLICAS_PER_NODE_MAX_DEFAULT,
 )
+from brook.services.coordinator.quotas import QuotaAdmin
 from brook.services.metadata import configs
 from brook.services.metadata.acls import AclCache
 from brook.services.metadata.cache import MetadataCache
 from brook.services.metadata.cas import compare_and_swap
 from brook.services.metadata.model import PartitionRecord, TopicRecord
+from brook.services.metadata.quotas import QuotaCache
 from brook.services.metadata.store import MetadataStore
 from brook.structs import TopicPartition
 from brook.v1 import admin_pb2, admin_pb2_grpc, common_pb2
@@ -126,12 +129,14 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         replicas_per_node_max: int = REPLICAS_PER_NODE_MAX_DEFAULT,
         authz: Authorizer = ALLOW_ALL,
         acls: AclCache | None = None,
+        quotas: QuotaCache | None = None,
     ) -> None:
         self.store = store
         self.cache = cache
         self.controller = controller
         self.authz = authz
         self.acl_admin = AclAdmin(acls if acls is not None else AclCache(store))
+        self.quota_admin = QuotaAdmin(quotas if quotas is not None else QuotaCache(store))
         self._clock = clock
         self.replicas_per_node_max = replicas_per_node_max
         self._lock = asyncio.Lock()
@@ -661,6 +666,23 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self._require_active()
         async with self._lock:
             return await self.acl_admin.delete(request)
+
+    @handle_errors
+    async def AlterClientQuotas(
+        self, request: admin_pb2.AlterClientQuotasRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.AlterClientQuotasResponse:
+        self.authz.require(context, _SERVICE + "AlterClientQuotas")
+        self._require_active()
+        async with self._lock:
+            return await self.quota_admin.alter(request)
+
+    @handle_errors
+    async def DescribeClientQuotas(
+        self, request: admin_pb2.DescribeClientQuotasRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.DescribeClientQuotasResponse:
+        self.authz.require(context, _SERVICE + "DescribeClientQuotas")
+        self._require_active()
+        return self.quota_admin.describe(request)
 
 
 def _wait_for_leaders_s(timeout_ms: int) -> float:

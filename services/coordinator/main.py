@@ -34,6 +34,7 @@ from brook.services.metadata.acls import AccessControl
 from brook.services.metadata.cache import MetadataCache
 from brook.services.metadata.keys import ROLE_COORDINATOR
 from brook.services.metadata.model import Endpoint
+from brook.services.metadata.quotas import QuotaCache
 from brook.services.metadata.role import CampaignBackoff, RoleHolder
 from brook.services.metadata.store import MetadataStore
 from brook.v1 import admin_pb2_grpc, metadata_pb2_grpc
@@ -82,6 +83,8 @@ class CoordinatorProcess:
         self.cache = MetadataCache(self.store)
         # Authorization (issue 11): the ACL cache also serves the ACL admin calls.
         self.access = AccessControl.from_args(args, self.store, cache_always=True)
+        # Client quotas, for AlterClientQuotas/DescribeClientQuotas (nodes enforce them).
+        self.quota_cache = QuotaCache(self.store)
         self.controller = Controller(
             self.store,
             self.cache,
@@ -98,6 +101,7 @@ class CoordinatorProcess:
         await self.store.connect()
         await self.cache.start()
         await self.access.start()
+        await self.quota_cache.start()
         admin = self.admin = AdminServicer(
             self.store,
             self.cache,
@@ -105,6 +109,7 @@ class CoordinatorProcess:
             replicas_per_node_max=self.args.replicas_per_node_max,
             authz=self.access.authorizer,
             acls=self.access.cache,
+            quotas=self.quota_cache,
         )
         metadata = MetadataServicer(self.cache, authz=self.access.authorizer)
         self.server.add_service(
@@ -142,6 +147,7 @@ class CoordinatorProcess:
             await self.role.stop()  # hand the role over now, not after the TTL
         await self.server.stop(limits.STOP_GRACE_S)
         await self.access.stop()
+        await self.quota_cache.stop()
         await self.cache.stop()
         await self.store.close()
 

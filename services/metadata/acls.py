@@ -10,11 +10,10 @@ one key written twice, and deleting one deletes its key. Writes are fenced on th
 coordinator role when the writer holds it (as topic writes are): a paused coordinator
 that lost its role cannot change ACLs.
 
-`AclCache` keeps every process's copy: it reads all ACL keys at one etcd revision R, then
-watches the prefix from R+1, so no change is missed or applied twice; when the watch
-breaks it reloads (capped back-off) and meanwhile keeps deciding with the last snapshot.
-Its `version` moves on every applied change, which is what the `Authorizer` watches to
-drop its cached decisions. No etcd call is ever made on a request path.
+`AclCache` keeps every process's copy (a `PrefixCache`: one snapshot at a revision, then
+a watch from the next; reloads when the watch breaks, deciding with the last snapshot
+meanwhile). Its `version` moves on every applied change, which is what the `Authorizer`
+watches to drop its cached decisions. No etcd call is ever made on a request path.
 
 Bounds: at most ACLS_MAX bindings in a cluster (every process keeps them all in memory,
 and the snapshot is one etcd range response), ACLS_PER_REQUEST_MAX per create.
@@ -24,11 +23,10 @@ Thread-safety: one event loop.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import aetcd.rpc
@@ -38,7 +36,7 @@ from brook.errors import BrookError, Reason
 from brook.services.common.authz.audit import configure_audit_log
 from brook.services.common.authz.enforce import Authorizer, install
 from brook.services.common.authz.model import AclBinding
-from brook.services.metadata.keys import prefix_range_end
+from brook.services.metadata.prefix_cache import PrefixCache, read_prefix
 from brook.services.metadata.store import MetadataStore
 from brook.services.metadata.txn import chunk_ops, ops_of, sized_op
 
@@ -50,9 +48,6 @@ ACLS_MAX = 5_000
 # Bindings one CreateAcls may carry, and filters one DeleteAcls.
 ACLS_PER_REQUEST_MAX = 1_000
 ACL_FILTERS_PER_REQUEST_MAX = 100
-# Back-off bounds between reload attempts while etcd is unreachable.
-RELOAD_BACKOFF_MIN_S = 0.1
-RELOAD_BACKOFF_MAX_S = 2.0
 
 
 def binding_to_json(binding: AclBinding, created_ms: int = 0) -> bytes:
@@ -79,10 +74,6 @@ def binding_from_json(data: bytes) -> AclBinding:
     )  # fmt: skip
 
 
-def _range(key: bytes, range_end: bytes) -> Any:
-    return aetcd.rpc.RequestOp(request_range=aetcd.rpc.RangeRequest(key=key, range_end=range_end))
-
-
 class AclStore:
     """The coordinator's ACL writes and fresh reads."""
 
@@ -99,15 +90,7 @@ class AclStore:
 
     async def read_all(self) -> tuple[int, list[tuple[bytes, AclBinding]]]:
         """(revision, every readable (key, binding)) at one etcd revision."""
-        prefix = self.keys.acls_prefix
-        response = await self.store.txn([], [_range(prefix, prefix_range_end(prefix))])
-        found = []
-        for kv in response.responses[0].response_range.kvs:
-            try:
-                found.append((bytes(kv.key), binding_from_json(bytes(kv.value))))
-            except (ValueError, KeyError, TypeError, BrookError) as error:
-                log.error("skipping unreadable ACL key %r: %s", bytes(kv.key), error)
-        return int(response.header.revision), found
+        return await read_prefix(self.store, self.keys.acls_prefix, binding_from_json, "ACL")
 
     async def create(self, bindings: Sequence[AclBinding], present: int) -> int:
         """Writes `bindings` (idempotent per binding); `present` is how many the cluster
@@ -153,131 +136,19 @@ class AclStore:
         return deleted, revision
 
 
-class AclCache:
-    """Every ACL of the cluster, fed by an etcd watch (see the module doc)."""
+class AclCache(PrefixCache[AclBinding]):
+    """Every ACL of the cluster, fed by an etcd watch (`PrefixCache`; the module doc)."""
 
     def __init__(self, store: MetadataStore, *, clock: Clock = SYSTEM_CLOCK) -> None:
-        self.store = store
+        super().__init__(store, store.keys.acls_prefix, binding_from_json, "ACL", clock=clock)
         self.acl_store = AclStore(store, clock=clock)
-        self._clock = clock
-        self.revision = 0
-        # Moves on every applied change or reload (the Authorizer drops its decisions).
-        self.version = 0
-        self._bindings: dict[bytes, AclBinding] = {}
-        self.loaded = asyncio.Event()
-        self._changed = asyncio.Event()
-        self._watch: Any = None
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
 
     def bindings(self) -> Iterable[AclBinding]:
-        return list(self._bindings.values())
+        return list(self.values.values())
 
     def items(self) -> list[tuple[bytes, AclBinding]]:
         """(key, binding) by key: the order DescribeAcls pages in."""
-        return sorted(self._bindings.items())
-
-    def __len__(self) -> int:
-        return len(self._bindings)
-
-    # -- lifecycle ---------------------------------------------------------------------
-    async def start(self) -> None:
-        """Loads the first snapshot and follows changes (raises if etcd is down)."""
-        await self._load()
-        self._task = asyncio.get_running_loop().create_task(self._follow(), name="acl-cache")
-
-    async def stop(self) -> None:
-        self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self._cancel_watch()
-
-    async def wait_for(self, predicate: Callable[[AclCache], bool], timeout_s: float) -> bool:
-        """Waits until predicate(cache) is true; False when timeout_s passes first."""
-        deadline = self._clock.monotonic_s() + timeout_s
-        while True:
-            if predicate(self):
-                return True
-            left = deadline - self._clock.monotonic_s()
-            if left <= 0:
-                return False
-            changed = self._changed
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), left)
-
-    # -- internals ---------------------------------------------------------------------
-    def _bump(self) -> None:
-        self.version += 1
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
-
-    async def _cancel_watch(self) -> None:
-        watch, self._watch = self._watch, None
-        if watch is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(watch.cancel(), 1.0)
-
-    async def _load(self) -> None:
-        revision, found = await self.acl_store.read_all()
-        await self._cancel_watch()
-        prefix = self.store.keys.acls_prefix
-        self._watch = await self.store.client.watch(
-            prefix, range_end=prefix_range_end(prefix), start_revision=revision + 1
-        )
-        # Swapped in once the watch exists: the view and its changes start together.
-        self._bindings = dict(found)
-        self.revision = revision
-        self.loaded.set()
-        self._bump()
-
-    async def _follow(self) -> None:
-        backoff_s = RELOAD_BACKOFF_MIN_S
-        while not self._stopping:
-            try:
-                watch = self._watch
-                if watch is not None:
-                    async for event in watch:
-                        self._apply(event)
-                        backoff_s = RELOAD_BACKOFF_MIN_S
-                if self._stopping:
-                    return
-                log.warning("ACL watch ended; reloading")
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                log.warning("ACL watch failed (%s); reloading", error)
-            while not self._stopping:
-                try:
-                    await self._load()
-                    log.info("ACLs reloaded at revision %d (%d ACLs)", self.revision,
-                             len(self._bindings))  # fmt: skip
-                    break
-                except asyncio.CancelledError:
-                    raise
-                except Exception as error:
-                    log.warning("ACL reload failed: %s", error)
-                    await asyncio.sleep(backoff_s)
-                    backoff_s = min(backoff_s * 2, RELOAD_BACKOFF_MAX_S)
-
-    def _apply(self, event: Any) -> None:
-        kv = event.kv
-        key = bytes(kv.key)
-        self.revision = max(self.revision, kv.mod_revision)
-        if event.kind == "DELETE":
-            if self._bindings.pop(key, None) is not None:
-                self._bump()
-            return
-        try:
-            binding = binding_from_json(bytes(kv.value))
-        except (ValueError, KeyError, TypeError, BrookError) as error:
-            log.error("skipping unreadable ACL key %r: %s", key, error)
-            return
-        if self._bindings.get(key) != binding:
-            self._bindings[key] = binding
-            self._bump()
+        return sorted(self.values.items())
 
 
 class AccessControl:

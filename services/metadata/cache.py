@@ -194,7 +194,7 @@ class MetadataCache:
         parsed = self.store.keys.parse(kv.key)
         self.revision = max(self.revision, kv.mod_revision)
         if parsed is None or parsed.kind in (keyspace.KIND_GROUP, keyspace.KIND_OFFSET,
-                                             keyspace.KIND_ACL):  # ACLs: acls.AclCache
+                                             keyspace.KIND_ACL, keyspace.KIND_QUOTA):  # own caches
             return
         deleted = event.kind == "DELETE"
         try:

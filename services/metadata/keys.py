@@ -9,6 +9,7 @@ Layout (every key of a cluster lives under one prefix, so clusters share an etcd
     /brook/<cluster>/partitions/<name>/<partition>       PartitionRecord JSON
     /brook/<cluster>/groups/<group_id>                   group record JSON
     /brook/<cluster>/offsets/<group_id>/<topic>/<p>      committed offset JSON
+    /brook/<cluster>/quotas/<principal>                  QuotaConfig JSON ("<default>": the default)
     /brook/<cluster>/acls/<type>/<pattern>/<name>/<principal>/<operation>/<permission>
                                                          AclBinding JSON (one key per ACL)
 
@@ -44,6 +45,7 @@ KIND_PARTITION = "partition"
 KIND_GROUP = "group"
 KIND_OFFSET = "offset"
 KIND_ACL = "acl"
+KIND_QUOTA = "quota"
 
 
 def _enc(segment: str) -> str:
@@ -157,6 +159,15 @@ class Keys:
                     permission)  # fmt: skip
         return f"{self._root}acls/{'/'.join(_enc(s) for s in segments)}".encode()
 
+    # -- client quotas (issue 11) -------------------------------------------------------
+    @property
+    def quotas_prefix(self) -> bytes:
+        return f"{self._root}quotas/".encode()
+
+    def quota(self, principal: str) -> bytes:
+        """The key of one principal's quotas (`QUOTA_DEFAULT` for the cluster default)."""
+        return f"{self._root}quotas/{_enc(principal)}".encode()
+
     # -- parsing -----------------------------------------------------------------------
     def parse(self, key: bytes) -> ParsedKey | None:
         """What a key of this cluster names, or None for keys this layout does not know.
@@ -179,6 +190,7 @@ class Keys:
             "groups": (KIND_GROUP, 1),
             "offsets": (KIND_OFFSET, 3),
             "acls": (KIND_ACL, 6),
+            "quotas": (KIND_QUOTA, 1),
         }.get(head)
         if expected is None or len(segments) != expected[1] or not all(segments):
             return None

@@ -43,6 +43,7 @@ from brook.services.common.tls import process_security
 from brook.services.metadata.acls import AccessControl
 from brook.services.metadata.cache import MetadataCache
 from brook.services.metadata.model import NodeInfo
+from brook.services.metadata.quotas import QuotaControl
 from brook.services.metadata.store import MetadataStore
 from brook.services.node import record_service, replica_service, storage_service
 from brook.services.node.config import NodeLimits, add_limit_arguments, limits_from_args
@@ -100,6 +101,8 @@ class StorageNode:
                                    security=self.security.etcd)
         self.cache = MetadataCache(self.store)
         self.access = AccessControl.from_args(args, self.store)  # authorization (issue 11)
+        # Client quotas, fed by an etcd watch (services/metadata/quotas.py).
+        self.quota_control = QuotaControl(self.store)
         # The registration lease, kept alive on its own thread (lease_keeper.py).
         self.lease = LeaseKeeper(args.etcd, args.cluster_name, self.security.etcd)
         # True until registered, and from a lost lease until registered again.
@@ -124,7 +127,8 @@ class StorageNode:
             security=self.security.server,
         )
         self.storage_service = StorageService(self.data_path, limits,
-                                              authz=self.access.authorizer)
+                                              authz=self.access.authorizer,
+                                              quotas=self.quota_control.quotas)
         self.replica_service = ReplicaService(self.data_path, limits,
                                               authz=self.access.authorizer)
         self.server.add_service(storage_service.SERVICE_NAME, self.storage_service.register)
@@ -145,7 +149,8 @@ class StorageNode:
             receive_limit_bytes=peer_receive_bytes,
             executor=self.record_executor,
         )
-        self.record_service = RecordService(self.record_router, limits)
+        self.record_service = RecordService(self.record_router, limits,
+                                            self.quota_control.quotas)
         self.server.add_service(record_service.SERVICE_NAME, self.record_service.register)
         self.address = ""
         self._lease_task: asyncio.Task[None] | None = None
@@ -165,6 +170,7 @@ class StorageNode:
         await self.store.connect()
         await self.cache.start()
         await self.access.start()
+        await self.quota_control.start()
         self.manager.start()
         self.data_path.start()
         await asyncio.wait_for(self.manager.reconciled.wait(), STARTUP_RECONCILE_TIMEOUT_S)
@@ -235,6 +241,7 @@ class StorageNode:
             await self.lease.revoke()
         await self.lease.stop()
         await self.access.stop()
+        await self.quota_control.stop()
         await self.cache.stop()
         await self.store.close()
         self.io_executor.shutdown(wait=True)

@@ -51,6 +51,7 @@ from brook.errors import (
     from_rpc_error,
 )
 from brook.services.common.authz import check_call, check_produce_records
+from brook.services.common.quotas import Quotas, throttle
 from brook.services.common.rpc import handle_errors
 from brook.services.common.server import add_generic_service
 from brook.services.common.tls import peer_channel
@@ -770,9 +771,13 @@ class RecordRouter:
 class RecordService:
     """brook.v1.RecordService: bounds the requests, calls the router, maps errors."""
 
-    def __init__(self, router: RecordRouter, limits: NodeLimits) -> None:
+    def __init__(
+        self, router: RecordRouter, limits: NodeLimits, quotas: Quotas | None = None
+    ) -> None:
         self.router = router
         self.limits = limits
+        # Enforced here, for the caller: the leader sees this node, not the client.
+        self.quotas = quotas or Quotas()
 
     def register(self, server: grpc.aio.Server) -> None:
         add_generic_service(
@@ -800,7 +805,9 @@ class RecordService:
 
     @handle_errors
     async def produce_records(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        check_produce_records(context, data)  # authorization (issue 11)
+        principal = check_produce_records(context, data)  # authorization (issue 11)
+        await throttle(self.quotas, context, principal)
+        self.quotas.charge(principal, "produce_bytes_per_s", len(data))
         return await self.router.produce(data, context.time_remaining())
 
     @handle_errors
@@ -813,5 +820,8 @@ class RecordService:
         context: grpc.aio.ServicerContext,
     ) -> bytes:
         params = read_params(admit(request))
-        check_call(context, f"{SERVICE_NAME}/ReadRecords", topic=params.topic)  # issue 11
-        return await self.router.read(params, context.time_remaining())
+        principal = check_call(context, f"{SERVICE_NAME}/ReadRecords", topic=params.topic)
+        await throttle(self.quotas, context, principal)
+        answer = await self.router.read(params, context.time_remaining())
+        self.quotas.charge(principal, "fetch_bytes_per_s", len(answer))
+        return answer

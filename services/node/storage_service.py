@@ -38,6 +38,7 @@ from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from brook.errors import FAILED_CALL_PARTITIONS_MAX, BrookError, every_partition_failed
 from brook.internal.v1 import wire_pb2
 from brook.services.common.authz import ALLOW_ALL, Authorizer
+from brook.services.common.quotas import WAIT_MAX_S, Quotas, throttle
 from brook.services.common.rpc import handle_errors, handle_stream_errors
 from brook.services.common.server import add_generic_service
 from brook.services.node.acks import Acks
@@ -193,11 +194,14 @@ class StorageService:
     """brook.v1.StorageService over the node's data path."""
 
     def __init__(
-        self, data_path: DataPath, limits: NodeLimits, *, authz: Authorizer = ALLOW_ALL
+        self, data_path: DataPath, limits: NodeLimits, *, authz: Authorizer = ALLOW_ALL,
+        quotas: Quotas | None = None,
     ) -> None:
         self.data_path = data_path
         self.limits = limits
         self.authz = authz
+        # Client quotas (services/common/quotas.py): none configured means no wait.
+        self.quotas = quotas or Quotas()
         self._inflight_by_connection: dict[str, int] = {}
         self._streams = 0
         self._streams_by_peer: dict[str, int] = {}
@@ -299,6 +303,9 @@ class StorageService:
         denied = self.authz.topic_errors(context, PRODUCE, principal,
                                          (p.topic for p in request.partitions))
         allowed = _allowed(request.partitions, denied)
+        # A principal over its quota waits here, before any work (back-pressure).
+        await throttle(self.quotas, context, principal)
+        self.quotas.charge(principal, "produce_bytes_per_s", len(data))
         outcomes: list[ProduceOutcome] = []
         if allowed:
             with self._connection_slot(context.peer() or "unknown"):
@@ -349,6 +356,7 @@ class StorageService:
         denied = self.authz.topic_errors(context, FETCH, principal,
                                          (p.topic for p in request.partitions))
         allowed = _allowed(request.partitions, denied)
+        await throttle(self.quotas, context, principal)
         reads: list[PartitionRead] = []
         if allowed:  # nothing to wait for when every partition was refused
             reads = await self.data_path.fetch(allowed, max_bytes, min_bytes,
@@ -366,6 +374,7 @@ class StorageService:
         if len(data) > budget.limit:  # errors made the entries larger than estimated
             budget.trim(response.partitions, len(data))
             data = response.SerializeToString()
+        self.quotas.charge(principal, "fetch_bytes_per_s", len(data))
         return data
 
     @handle_stream_errors
@@ -395,7 +404,8 @@ class StorageService:
         allowed = _allowed(request.partitions, denied)
         if not allowed:
             raise next(iter(denied.values()))
-        with self._stream_slot(context.peer() or "unknown"):
+        with self._stream_slot(context.peer() or "unknown"), self.quotas.stream(principal):
+            await throttle(self.quotas, context, principal)
             if denied:  # the refused partitions' part of the stream ends at once
                 refused = wire_pb2.SubscribeResponseWire()
                 for wanted in request.partitions:
@@ -408,6 +418,9 @@ class StorageService:
                                                           _subscribe_encoder(budget)):
                 # An ACL revoked while the stream is open ends it (decisions are cached).
                 self.authz.require_topics(context, SUBSCRIBE, principal, topics)
+                # Over its fetch rate, the stream waits before the next message.
+                await self.quotas.admit(principal, WAIT_MAX_S, requests=0)
+                self.quotas.charge(principal, "fetch_bytes_per_s", len(message))
                 yield message
 
     @contextlib.contextmanager

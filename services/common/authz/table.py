@@ -127,6 +127,8 @@ RPC_TABLE: dict[str, RpcRule] = {
     "brook.v1.AdminService/CreateAcls": RpcRule(call=(need((A, _C)),), audited=True),
     "brook.v1.AdminService/DescribeAcls": RpcRule(call=(need((DESC, _C)),)),
     "brook.v1.AdminService/DeleteAcls": RpcRule(call=(need((A, _C)),), audited=True),
+    "brook.v1.AdminService/AlterClientQuotas": RpcRule(call=(need((AC, _C)),), audited=True),
+    "brook.v1.AdminService/DescribeClientQuotas": RpcRule(call=(need((DC, _C)),)),
     # -- group manager ---------------------------------------------------------------------
     "brook.v1.GroupService/Heartbeat": RpcRule(
         call=(need((R, _G)),), topics=need((R, _T)), topics_denied=TopicsDenied.FAIL,
