@@ -18,7 +18,7 @@ from tests.harness.metadata import connected_store
 from tests.harness.rpc import LOOP_LAG_MS_MAX, RpcFailure, loop_lag_ms, rpc_failure
 from tests.harness.wait import eventually
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.integration, pytest.mark.timing, pytest.mark.timeout(60)]
 
 TOPIC = "bounded"
 ONE_MB = 1 << 20

@@ -20,7 +20,7 @@ from tests.harness.cluster import LocalCluster
 from tests.harness.rpc import LOOP_LAG_MS_MAX, RpcFailure, loop_lag_ms, rpc_failure
 from tests.harness.wait import eventually
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.integration, pytest.mark.timing, pytest.mark.timeout(60)]
 
 TOPIC = "events"
 REDOS_TOPIC = "a" * 28

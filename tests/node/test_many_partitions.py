@@ -32,7 +32,7 @@ from tests.harness.wait import eventually
 from tests.node.cluster_helpers import NodeClient
 from tests.node.helpers import make_batch
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timing]
 
 SMALL_PARTITIONS = 1_000
 # The full-size count (BROOK_FULL_SCALE_PARTITIONS overrides it, to find the limit).

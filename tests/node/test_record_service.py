@@ -2,7 +2,9 @@
 node processes on loopback, generated stubs, the Python client and grpcurl.
 
 Most tests share one cluster (module fixture; each test uses its own topics); the
-failover test kills a leader with SIGKILL, so it runs its own cluster.
+failover test kills a leader with SIGKILL, so it runs its own cluster, plaintext and
+secure (`security_mode`: TLS + mTLS, `--authorizer acl`, nodes forwarding and replicating
+with their node certificates, the client as user:alice with only the ACLs it needs).
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ from brook.client import Admin, Consumer, Producer
 from brook.client.records import TopicPartition
 from brook.errors import from_partition_error
 from brook.partitioner import partition_for_key
+from brook.transport import default_security
 from brook.v1 import record_service_pb2 as rs
 from brook.v1 import record_service_pb2_grpc as rs_grpc
 from brook.v1 import storage_pb2, storage_pb2_grpc
 from tests.harness.cluster import LocalCluster
 from tests.harness.grpcurl import GRPCURL, grpcurl, grpcurl_json
 from tests.harness.rpc import LOOP_LAG_MS_MAX, loop_lag_ms, rpc_failure
+from tests.harness.secure import client_acls, cluster_options, start_secured
 from tests.harness.wait import eventually
 from tests.node.cluster_helpers import FAST_NODE_ARGS
 
@@ -59,12 +63,13 @@ def cluster(etcd: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loc
 
 
 class Nodes:
-    """RecordService and StorageService stubs on every node, and an Admin client."""
+    """RecordService and StorageService stubs on every node, and an Admin client (as
+    the default client security says: plaintext, or the secure variant's principal)."""
 
     def __init__(self, cluster: LocalCluster) -> None:
         self.cluster = cluster
         self.channels = {
-            node_id: grpc.aio.insecure_channel(cluster.address(f"node-{node_id}"))
+            node_id: default_security().channel(cluster.address(f"node-{node_id}"))
             for node_id in (1, 2, 3)
         }
         self.admin = Admin(cluster.address("coordinator"))
@@ -460,6 +465,7 @@ async def test_bad_requests_fail_with_their_reason_and_write_nothing(nodes: Node
     assert await nodes.high_watermarks("strict") == before
 
 
+@pytest.mark.timing
 async def test_large_request_keeps_the_event_loop_free(nodes: Nodes) -> None:
     """10,000 records with 10 headers each (~100,000 header messages, ~11 MiB): the
     parsing, encoding and decoding run on the executor, the loop stays responsive."""
@@ -531,15 +537,15 @@ async def test_grpcurl_each_way_as_the_proto_says(nodes: Nodes) -> None:
 
 # -- failover --------------------------------------------------------------------------------
 async def test_produce_survives_a_leader_killed(
-    local_cluster: Callable[..., LocalCluster],
+    local_cluster: Callable[..., LocalCluster], security_mode: str
 ) -> None:
-    """SIGKILL the leader: ProduceRecords through another node succeeds once the
-    coordinator elected a new leader, within the request's timeout; nothing is lost."""
-    cluster = local_cluster()
+    """SIGKILL the leader: ProduceRecords (acks=all) through another node succeeds once
+    the coordinator elected a new leader, within the request's timeout; nothing is lost."""
+    cluster = local_cluster(**cluster_options(security_mode))
     cluster.add_coordinator(args=COORDINATOR_ARGS)
     for node_id in (1, 2, 3):
         cluster.add_node(node_id, args=FAST_NODE_ARGS)
-    cluster.start()
+    start_secured(cluster, client_acls(topics=["failover"], describe_cluster=True))
     nodes = Nodes(cluster)
     try:
         await nodes.create("failover", [[1, 2]])

@@ -22,7 +22,7 @@ from tests.harness.rpc import loop_lag_ms
 from tests.node.cluster_helpers import FAST_NODE_ARGS, NodeClient, create_topic, wait_until
 from tests.node.helpers import make_batch
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timing]
 
 PARTITIONS_MAX = 10_000  # NodeLimits.request_partitions_max (the default)
 LOOP_LAG_BUDGET_MS = 100.0

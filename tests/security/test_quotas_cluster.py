@@ -25,7 +25,7 @@ from tests.harness.wait import eventually
 from tests.node.cluster_helpers import FAST_NODE_ARGS
 from tests.node.helpers import make_batch
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timing]
 
 WAIT_S = 30.0
 RATE = 400_000  # alice's produce quota, bytes per second
