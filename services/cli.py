@@ -1,7 +1,8 @@
 """The `brook` console script: the server processes, and the client commands.
 
     brook node|coordinator|groups|dev ...      the server processes (their own --help)
-    brook topic|produce|consume|cluster|group|perf ...     the client (brook.client.cli)
+    brook topic|produce|consume|cluster|group|partitions|leaders|perf ...  the client
+    brook node list|decommission|recommission ...          the client too (brook.client.cli)
 
 Server commands run the service's `main(argv) -> int`; every other command line goes to
 the client CLI, which lists the server commands in `brook --help` too. A server's module
@@ -49,10 +50,18 @@ SERVER_COMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
 }
 
 
+def _client_node_action(arguments: Sequence[str]) -> bool:
+    """`brook node list|decommission|recommission` is the client's; other `brook node` runs
+    a storage node."""
+    from brook.client.cli.partitions import NODE_ACTIONS
+
+    return arguments[0] == "node" and len(arguments) > 1 and arguments[1] in NODE_ACTIONS
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs one `brook` command line; returns the exit status."""
     arguments = list(sys.argv[1:] if argv is None else argv)
-    if arguments and arguments[0] in SERVER_COMMANDS:
+    if arguments and arguments[0] in SERVER_COMMANDS and not _client_node_action(arguments):
         _, run = SERVER_COMMANDS[arguments[0]]
         return int(run(arguments[1:]) or 0)
     server_help = {name: help_text for name, (help_text, _) in SERVER_COMMANDS.items()}

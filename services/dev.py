@@ -17,6 +17,7 @@ theirs. Once every process is ready, D/cluster.json lists them:
 
     {"bootstrap": "127.0.0.1:P", "etcd": "127.0.0.1:P+100",
      "services": [{"name", "role", "address", "pid", "metrics_address"}, ...]}
+    (the coordinator's entry has "console_address" too: its web console, --console-port)
 
 Every child runs in its own process group with its output prefixed on the console
 (`[node-1] ...`). Ctrl-C or SIGTERM stops the Brook processes (SIGTERM, SIGKILL after
@@ -136,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="metrics ports at M, M+1, M+10+i (as the gRPC ports); 0: free ports",
     )
     parser.add_argument(
+        "--console-port", type=int, default=0,
+        help="the coordinator's web console on 127.0.0.1:PORT (0: a free port, listed in"
+        " cluster.json as console_address; -1: off)",
+    )  # fmt: skip
+    parser.add_argument(
         "--ready-timeout-s", type=float, default=READY_TIMEOUT_S, help="wait this long for startup"
     )
     return parser
@@ -230,7 +236,8 @@ class DevCluster:
             "--log-format", getattr(self.args, "log_format", "text"),
         ]  # fmt: skip
         self.services.append(
-            self._service("coordinator", "coordinator", COORDINATOR_MODULE, self.base_port, common)
+            self._service("coordinator", "coordinator", COORDINATOR_MODULE, self.base_port,
+                          [*common, *self._console_flags()])
         )
         if self.args.groups:
             if module_available(GROUPS_MODULE):
@@ -261,6 +268,11 @@ class DevCluster:
         ca = str(self.tls_dir / "ca.crt")
         return ["--cert-file", str(cert), "--key-file", str(key),
                 "--trusted-ca-file", ca, "--client-cert-auth"]  # fmt: skip
+
+    def _console_flags(self) -> list[str]:
+        """--console-listen for the coordinator: --console-port, 0 a free port, -1 off."""
+        port = getattr(self.args, "console_port", 0)
+        return [] if port < 0 else ["--console-listen", f"127.0.0.1:{port}"]
 
     def _metrics_flags(self, port: int) -> list[str]:
         """--metrics-listen for the process whose gRPC port is `port` (same offset)."""
@@ -392,7 +404,9 @@ class DevCluster:
             "services": [
                 {"name": c.name, "role": c.role, "address": c.address, "pid": c.pid,
                  **({"metrics_address": c.info["metrics_address"]}
-                    if c.info.get("metrics_address") else {})}
+                    if c.info.get("metrics_address") else {}),
+                 **({"console_address": c.info["console_address"]}
+                    if c.info.get("console_address") else {})}
                 for c in ([self.etcd] if self.etcd else []) + self.services
             ],
         }

@@ -224,6 +224,31 @@ class Admin:
         )
         return list(response.reassignments)
 
+    # -- nodes and balancing (issue 13) ------------------------------------------------
+    async def list_nodes(self) -> list[admin_pb2.NodeStatus]:
+        """Every node the cluster knows, with its state (active, decommissioning, ...)."""
+        response = await self._call(lambda s: s.ListNodes, admin_pb2.ListNodesRequest())
+        return list(response.nodes)
+
+    async def decommission_node(self, node_id: int) -> admin_pb2.NodeStatus:
+        """Marks a node as leaving: the balancer moves everything off it (idempotent)."""
+        request = admin_pb2.DecommissionNodeRequest(node_id=node_id)
+        response = await self._call(lambda s: s.DecommissionNode, request, mutating=True)
+        return response.node
+
+    async def recommission_node(self, node_id: int) -> admin_pb2.NodeStatus:
+        """Makes a decommissioned node active again (idempotent)."""
+        request = admin_pb2.RecommissionNodeRequest(node_id=node_id)
+        response = await self._call(lambda s: s.RecommissionNode, request, mutating=True)
+        return response.node
+
+    async def rebalance_partitions(
+        self, *, dry_run: bool = True, max_moves: int = 0
+    ) -> admin_pb2.RebalancePartitionsResponse:
+        """The balancer's plan; with dry_run=False its moves are started."""
+        request = admin_pb2.RebalancePartitionsRequest(dry_run=dry_run, max_moves=max_moves)
+        return await self._call(lambda s: s.RebalancePartitions, request, mutating=not dry_run)
+
     # -- access control lists (issue 11; build them with brook.client.admin.acls) -------
 
     async def alter_client_quotas(

@@ -6,6 +6,8 @@
         (--to-earliest | --to-latest | --to-datetime ISO | --to-offset N | --shift-by N)
         [--dry-run | --execute]
     brook group delete G
+    brook group lag G [--watch [--lag-interval-ms N]]   records and seconds behind
+    (list, describe and lag take --output json)
 
 `register(subparsers)` adds the `group` command to the CLI. Calls go through
 `brook.client.admin.GroupAdmin` (the active group manager, bounded retries).
@@ -15,12 +17,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TextIO, TypeVar
 
 from brook.client.admin import GROUP_STATES, GroupAdmin, group_state_name
-from brook.client.cli.options import parse_time_ms
+from brook.client.cli.options import add_output, message_json, parse_time_ms, print_json
 from brook.v1 import common_pb2, groups_pb2
 
 T = TypeVar("T")
@@ -126,6 +129,7 @@ def register(subparsers: Any) -> None:
 
     listing = actions.add_parser("list", help="list consumer groups")
     listing.add_argument("--state", choices=sorted(GROUP_STATES), action="append", default=[])
+    add_output(listing)
     listing.set_defaults(handler=cmd_list)
 
     describe = actions.add_parser("describe", help="members, assignment, offsets and lag")
@@ -135,7 +139,20 @@ def register(subparsers: Any) -> None:
         "--lag-interval-ms", type=int, default=5000, help="with --watch: refresh lag this often"
     )
     describe.add_argument("--max-updates", type=int, help=argparse.SUPPRESS)
+    add_output(describe)
     describe.set_defaults(handler=cmd_describe)
+
+    lag = actions.add_parser(
+        "lag", help="records and seconds each partition's committed offset is behind"
+    )
+    lag.add_argument("group")
+    lag.add_argument("--watch", action="store_true", help="print again as the lag moves")
+    lag.add_argument(
+        "--lag-interval-ms", type=int, default=5000, help="with --watch: refresh this often"
+    )
+    lag.add_argument("--max-updates", type=int, help=argparse.SUPPRESS)
+    add_output(lag)
+    lag.set_defaults(handler=cmd_lag)
 
     reset = actions.add_parser(
         "reset-offsets", help="move an inactive group's committed offsets (dry run by default)"
@@ -177,6 +194,9 @@ async def cmd_list(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     states = [GROUP_STATES[s] for s in args.state]
     groups = await _with_admin(args, lambda admin: admin.list_groups(states))
+    if getattr(args, "output", "text") == "json":
+        print_json({"groups": [message_json(g) for g in groups]}, out)
+        return 0
     table(
         ["GROUP", "STATE", "MEMBERS", "ASSIGNOR"],
         [[g.group_id, group_state_name(g.state), g.member_count, g.assignor] for g in groups],
@@ -189,16 +209,109 @@ async def cmd_describe(args: argparse.Namespace, out: TextIO | None = None) -> i
     out = out or sys.stdout
 
     async def run(admin: GroupAdmin) -> int:
+        as_json = getattr(args, "output", "text") == "json"
         if not args.watch:
-            print_description(await admin.describe(args.group), out)
+            group = await admin.describe(args.group)
+            if as_json:
+                print_json(message_json(group), out)
+            else:
+                print_description(group, out)
             return 0
         updates = 0
         async for group in admin.watch(args.group, args.lag_interval_ms):
-            if updates:
-                print(file=out)
-            stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S")
-            print(f"--- {stamp}", file=out)
-            print_description(group, out)
+            if as_json:  # one document per line per update
+                print(json.dumps(message_json(group), sort_keys=True), file=out)
+            else:
+                if updates:
+                    print(file=out)
+                stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S")
+                print(f"--- {stamp}", file=out)
+                print_description(group, out)
+            out.flush()
+            updates += 1
+            if args.max_updates is not None and updates >= args.max_updates:
+                break
+        return 0
+
+    return await _with_admin(args, run)
+
+
+def lag_document(group: groups_pb2.GroupDescription) -> dict[str, Any]:
+    """A group's lag for `brook group lag --output json`: per partition and in total;
+    unknown values are null (lag_seconds: no lag sample has measured it yet)."""
+    partitions = []
+    for o in group.offsets:
+        partitions.append(
+            {
+                "topic": o.topic,
+                "partition": o.partition,
+                "committed_offset": o.committed_offset if o.committed_offset >= 0 else None,
+                "log_end_offset": o.log_end_offset if o.log_end_offset >= 0 else None,
+                "lag": o.lag if o.lag >= 0 else None,
+                "lag_seconds": o.lag_ms / 1000 if o.HasField("lag_ms") else None,
+                "member_id": o.member_id or None,
+            }
+        )
+    known = [int(o.lag) for o in group.offsets if o.lag >= 0]
+    seconds = [o.lag_ms / 1000 for o in group.offsets if o.HasField("lag_ms")]
+    return {
+        "group_id": group.group_id,
+        "state": group_state_name(group.state),
+        "total_lag": sum(known) if known else None,
+        "max_lag_seconds": max(seconds) if seconds else None,
+        "partitions": partitions,
+    }
+
+
+def print_lag(group: groups_pb2.GroupDescription, out: TextIO) -> None:
+    document = lag_document(group)
+    total = document["total_lag"]
+    worst = document["max_lag_seconds"]
+    print(
+        f"Group: {group.group_id}  State: {document['state']}  TotalLag: "
+        f"{total if total is not None else '-'}  MaxLagSeconds: "
+        f"{f'{worst:.1f}' if worst is not None else '-'}",
+        file=out,
+    )
+    table(
+        ["TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "LAG-SECONDS"],
+        [
+            [
+                p["topic"],
+                p["partition"],
+                p["committed_offset"],
+                p["log_end_offset"],
+                p["lag"],
+                f"{p['lag_seconds']:.1f}" if p["lag_seconds"] is not None else None,
+            ]
+            for p in document["partitions"]
+        ],
+        out,
+    )
+
+
+async def cmd_lag(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    as_json = getattr(args, "output", "text") == "json"
+
+    async def run(admin: GroupAdmin) -> int:
+        if not args.watch:
+            group = await admin.describe(args.group)
+            if as_json:
+                print_json(lag_document(group), out)
+            else:
+                print_lag(group, out)
+            return 0
+        updates = 0
+        async for group in admin.watch(args.group, args.lag_interval_ms):
+            if as_json:  # one document per line per update
+                print(json.dumps(lag_document(group), sort_keys=True), file=out)
+            else:
+                if updates:
+                    print(file=out)
+                stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S")
+                print(f"--- {stamp}", file=out)
+                print_lag(group, out)
             out.flush()
             updates += 1
             if args.max_updates is not None and updates >= args.max_updates:

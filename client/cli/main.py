@@ -5,10 +5,16 @@
     brook produce TOPIC [--acks 0|1|all] [--key-separator SEP] [--partition P]
     brook consume TOPIC [--from-beginning | --offset N --partition P | --from-time T]
                         [--group G] [--max-records N] [--timeout-ms T] [--format F]
-    brook cluster describe
-    brook group list | describe G | reset-offsets G ... | delete G
+    brook cluster describe | health (exit 0 only when healthy)
+    brook topic describe [NAME] [--under-replicated | --offline]
+    brook group list | describe G | lag G [--watch] | reset-offsets G ... | delete G
+    brook config describe|alter --topic T ... (configs.py)
+    brook logs dirs [--node ID] [--topic T] (logs.py)
+    (read commands take --output json)
     brook acl add|list|remove --allow-principal P --operation OP --topic T ... (acls.py)
     brook quota set|list|remove --principal P|--default --produce-bytes-per-s N ... (quotas.py)
+    brook partitions reassign|rebalance ..., brook node list|decommission|recommission N,
+    brook leaders elect --preferred|--unclean (partitions.py)
     brook perf produce|consume ...
 
 Each command module registers its subcommand with a `handler(args) -> Awaitable[int]`.
@@ -34,7 +40,18 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from brook.client import defaults
-from brook.client.cli import acls, consume, groups, perf, produce, quotas, topics
+from brook.client.cli import (
+    acls,
+    configs,
+    consume,
+    groups,
+    logs,
+    partitions,
+    perf,
+    produce,
+    quotas,
+    topics,
+)
 from brook.client.cli.options import default_bootstrap, default_security
 from brook.errors import BrookError
 from brook.transport import ChannelSecurity, set_default_security
@@ -42,7 +59,7 @@ from brook.transport import ChannelSecurity, set_default_security
 Handler = Callable[[argparse.Namespace], Awaitable[int]]
 
 # The command modules, in the order `brook --help` lists them.
-COMMAND_MODULES = (topics, produce, consume, groups, acls, quotas, perf)
+COMMAND_MODULES = (topics, produce, consume, groups, configs, logs, acls, quotas, partitions, perf)
 
 
 def _version() -> str:
@@ -81,6 +98,8 @@ def build_parser(server_commands: Mapping[str, str] | None = None) -> argparse.A
     for module in COMMAND_MODULES:
         module.register(commands)
     for name, help_text in (server_commands or {}).items():
+        if name in commands.choices:  # `brook node list` is the client's, `brook node -..` not
+            continue
         commands.add_parser(name, help=help_text, add_help=False)
     return parser
 

@@ -8,6 +8,10 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, TextIO
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
 
 from brook.client import defaults
 from brook.transport import ENV_TLS_CA, ENV_TLS_CERT, ENV_TLS_KEY, ENV_TOKEN
@@ -99,3 +103,28 @@ def parse_time_ms(text: str, flag: str = "--from-time") -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.UTC)
     return int(moment.timestamp() * 1000)
+
+
+# -- --output json (every read command) ---------------------------------------------------
+OUTPUT_FORMATS = ("text", "json")
+
+
+def add_output(parser: Any) -> None:
+    """Adds `--output text|json` to a read command's parser (json: one document on stdout,
+    for scripts)."""
+    parser.add_argument(
+        "--output", "-o", choices=OUTPUT_FORMATS, default="text",
+        help="text (default) or json (one document, for scripts)",
+    )  # fmt: skip
+
+
+def message_json(message: Message) -> dict[str, Any]:
+    """A protobuf message as the Admin API's JSON (proto3's JSON mapping, as grpcurl shows
+    it: field names as in the .proto, enums by name, int64 values as strings, unset
+    fields left out)."""
+    return dict(json_format.MessageToDict(message, preserving_proto_field_name=True))
+
+
+def print_json(document: Any, out: TextIO) -> None:
+    """One JSON document and a newline."""
+    print(json.dumps(document, indent=2, sort_keys=True), file=out)

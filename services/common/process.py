@@ -63,15 +63,20 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, listen_default: str
     add_authorization_arguments(parser)
 
 
-def write_ready_file(path: str | Path, address: str, *, metrics_address: str = "") -> None:
-    """Writes {"address", "pid"} (and "metrics_address" when serving /metrics) atomically
-    (tmp + rename): readers never see half a file."""
+def write_ready_file(
+    path: str | Path, address: str, *, metrics_address: str = "", console_address: str = ""
+) -> None:
+    """Writes {"address", "pid"} (and "metrics_address" when serving /metrics,
+    "console_address" when serving the web console) atomically (tmp + rename): readers
+    never see half a file."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     info: dict[str, Any] = {"address": address, "pid": os.getpid()}
     if metrics_address:
         info["metrics_address"] = metrics_address
+    if console_address:
+        info["console_address"] = console_address
     tmp.write_text(json.dumps(info))
     os.replace(tmp, target)
 

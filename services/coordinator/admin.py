@@ -36,8 +36,16 @@ from brook.services.common.bounds import (
     quote,
 )
 from brook.services.common.rpc import handle_errors
-from brook.services.coordinator import election, placement, reassignment, validation, views
+from brook.services.coordinator import (
+    balance,
+    election,
+    placement,
+    reassignment,
+    validation,
+    views,
+)
 from brook.services.coordinator.acls import AclAdmin
+from brook.services.coordinator.balance_driver import BalanceDriver
 from brook.services.coordinator.controller import Controller
 from brook.services.coordinator.leader_probe import wait_for_leaders
 from brook.services.coordinator.limits import (
@@ -48,8 +56,10 @@ from brook.services.coordinator.limits import (
     CREATE_TOPIC_WAIT_MS_DEFAULT,
     CREATE_TOPIC_WAIT_MS_MAX,
     ELECT_PARTITIONS_MAX,
+    NODE_ID_MAX,
     PARTITION_COUNT_DEFAULT,
     PARTITION_COUNT_MAX,
+    REBALANCE_MOVES_MAX,
     REPLICAS_PER_NODE_MAX_DEFAULT,
 )
 from brook.services.coordinator.quotas import QuotaAdmin
@@ -57,7 +67,13 @@ from brook.services.metadata import configs
 from brook.services.metadata.acls import AclCache
 from brook.services.metadata.cache import MetadataCache
 from brook.services.metadata.cas import compare_and_swap
-from brook.services.metadata.model import PartitionRecord, TopicRecord
+from brook.services.metadata.model import (
+    NODE_STATE_DECOMMISSIONING,
+    NodeInfo,
+    NodeStateRecord,
+    PartitionRecord,
+    TopicRecord,
+)
 from brook.services.metadata.quotas import QuotaCache
 from brook.services.metadata.store import MetadataStore
 from brook.structs import TopicPartition
@@ -130,8 +146,13 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         authz: Authorizer = ALLOW_ALL,
         acls: AclCache | None = None,
         quotas: QuotaCache | None = None,
+        balancer: BalanceDriver | None = None,
     ) -> None:
         self.store = store
+        # The balancer's driver (issue 13); one that runs no automatic passes by default.
+        self.balancer = balancer if balancer is not None else BalanceDriver(
+            controller, enabled=False
+        )
         self.cache = cache
         self.controller = controller
         self.authz = authz
@@ -175,6 +196,11 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def _live(self) -> frozenset[int]:
         return frozenset(self.cache.nodes)
 
+    def _placeable_nodes(self) -> dict[int, NodeInfo]:
+        """Live nodes that take new replicas (not decommissioning)."""
+        leaving = balance.draining(self.cache.node_states)
+        return {n: info for n, info in self.cache.nodes.items() if n not in leaving}
+
     def _load(self) -> dict[int, placement.NodeLoad]:
         records = [p for p in self.cache.partitions.values() if p.topic in self.cache.topics]
         return placement.current_load([p.replicas for p in records], [p.leader for p in records])
@@ -196,7 +222,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         _check_replica_assignments("replica_assignments", request.replica_assignments)
         _check_configs(request.configs, ())
         wait_s = _wait_for_leaders_s(request.timeout_ms)
-        live_nodes = dict(self.cache.nodes)
+        live_nodes = self._placeable_nodes()
         assignments: dict[int, tuple[int, ...]] = {}
         for assignment in request.replica_assignments:
             if assignment.partition in assignments:
@@ -418,7 +444,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self.authz.require(context, _SERVICE + "CreatePartitions", topic=request.topic)
         self._require_active()
         validation.validate_partition_count(request.partition_count)
-        live_nodes = dict(self.cache.nodes)
+        live_nodes = self._placeable_nodes()
 
         def grown(topic: TopicRecord) -> tuple[TopicRecord, list[PartitionRecord]]:
             """The topic with the requested count, and the partitions to add (pure)."""
@@ -639,6 +665,110 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             if p.adding_replicas or p.removing_replicas
         ]
         return admin_pb2.ListReassignmentsResponse(reassignments=[_status(p) for p in moving])
+
+    # -- nodes and balancing (issue 13; balance.py, balance_driver.py) ----------------
+    def _records(self) -> list[PartitionRecord]:
+        return [p for name in sorted(self.cache.topics) for p in self.cache.topic_partitions(name)]
+
+    def _node_status(self, node_id: int) -> admin_pb2.NodeStatus:
+        for status in balance.node_statuses(
+            self.cache.nodes, self.cache.node_states, self._records()
+        ):
+            if status.node_id == node_id:
+                return views.node_status(status)
+        return views.node_status(balance.NodeStatus(node_id, balance.STATUS_OFFLINE, False))
+
+    @staticmethod
+    def _check_node_id(request: admin_pb2.DecommissionNodeRequest
+                       | admin_pb2.RecommissionNodeRequest) -> int:  # fmt: skip
+        if not request.HasField("node_id"):
+            raise BrookError("INVALID_REQUEST", "node_id is required", {"field": "node_id"})
+        check_range("node_id", request.node_id, 0, NODE_ID_MAX)
+        return int(request.node_id)
+
+    @handle_errors
+    async def ListNodes(
+        self, request: admin_pb2.ListNodesRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.ListNodesResponse:
+        self.authz.require(context, _SERVICE + "ListNodes")
+        self._require_active()
+        statuses = balance.node_statuses(self.cache.nodes, self.cache.node_states, self._records())
+        return admin_pb2.ListNodesResponse(nodes=[views.node_status(s) for s in statuses])
+
+    @handle_errors
+    async def DecommissionNode(
+        self, request: admin_pb2.DecommissionNodeRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.DecommissionNodeResponse:
+        self.authz.require(context, _SERVICE + "DecommissionNode")
+        self._require_active()
+        node_id = self._check_node_id(request)
+        known = {s.node_id for s in balance.node_statuses(
+            self.cache.nodes, self.cache.node_states, self._records())}  # fmt: skip
+        if node_id not in known:
+            raise BrookError(
+                "INVALID_REQUEST", f"node {node_id} is not known to the cluster",
+                {"node_id": node_id},
+            )  # fmt: skip
+        async with self._lock:
+            leaving = balance.draining(self.cache.node_states) | {node_id}
+            staying = [n for n in self.cache.nodes if n not in leaving]
+            factor = max((t.replication_factor for t in self.cache.topics.values()), default=0)
+            if len(staying) < factor:
+                raise BrookError(
+                    "INVALID_REQUEST",
+                    f"decommissioning node {node_id} would leave {len(staying)} active live"
+                    f" nodes, fewer than the largest replication factor ({factor})",
+                    {"node_id": node_id, "replication_factor": factor},
+                )
+            if node_id not in self.cache.node_states:
+                await self.store.put_node_state(
+                    NodeStateRecord(node_id, NODE_STATE_DECOMMISSIONING, self._clock.now_ms())
+                )
+                await self._catch_up(lambda cache: node_id in cache.node_states)
+                log.warning("node %d: decommissioning (replicas move off it)", node_id)
+        return admin_pb2.DecommissionNodeResponse(node=self._node_status(node_id))
+
+    @handle_errors
+    async def RecommissionNode(
+        self, request: admin_pb2.RecommissionNodeRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.RecommissionNodeResponse:
+        self.authz.require(context, _SERVICE + "RecommissionNode")
+        self._require_active()
+        node_id = self._check_node_id(request)
+        async with self._lock:
+            if node_id in self.cache.node_states:
+                await self.store.delete_node_state(node_id)
+                await self._catch_up(lambda cache: node_id not in cache.node_states)
+                log.warning("node %d: active again (recommissioned)", node_id)
+        return admin_pb2.RecommissionNodeResponse(node=self._node_status(node_id))
+
+    @handle_errors
+    async def RebalancePartitions(
+        self, request: admin_pb2.RebalancePartitionsRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.RebalancePartitionsResponse:
+        self.authz.require(context, _SERVICE + "RebalancePartitions")
+        self._require_active()
+        check_range("max_moves", request.max_moves, 0, REBALANCE_MOVES_MAX)
+        limit = request.max_moves or REBALANCE_MOVES_MAX
+        plan = await self.balancer.plan_async()
+        moves = list(plan.moves[:limit])
+        started: set[TopicPartition] = set()
+        if not request.dry_run:
+            async with self._lock:
+                startable = balance.moves_to_start(
+                    dataclasses.replace(plan, moves=tuple(moves)),
+                    self.balancer.records(),
+                    self._live(),
+                    max_in_flight=REBALANCE_MOVES_MAX,
+                )
+                for move in startable:
+                    if await self.balancer.start([move]):
+                        started.add(move.key)
+        return admin_pb2.RebalancePartitionsResponse(
+            moves=[views.planned_move(m, m.key in started) for m in moves],
+            bytes_to_copy=sum(m.bytes_to_copy for m in moves),
+            started_count=len(started),
+        )
 
     # -- access control lists (issue 11; acls.py) --------------------------------------
     @handle_errors

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from brook.errors import BrookError, Reason
@@ -46,6 +46,10 @@ SAMPLE_YIELD_EVERY = 256
 PartitionKey = TopicPartition
 
 
+async def _run(loop: Callable[[], Awaitable[None]]) -> None:
+    await loop()
+
+
 class Controller:
     """Reacts to node liveness changes while this process is the active coordinator."""
 
@@ -68,8 +72,18 @@ class Controller:
         self._preferred_due = asyncio.Event()
         self._changed = asyncio.Event()
         self._known_nodes: frozenset[int] = frozenset()
+        # More loops to run while active (the balancer's driver), cancelled with the rest.
+        self._background: list[Callable[[], Awaitable[None]]] = []
         self.metrics = coordinator_metrics()
         metrics.set_role_active("coordinator", False)
+
+    def add_background(self, loop: Callable[[], Awaitable[None]]) -> None:
+        """Runs `loop()` as a task whenever this process acts as the coordinator."""
+        self._background.append(loop)
+
+    def request_preferred_election(self) -> None:
+        """Runs a preferred-leader pass soon (after the balancer reordered replicas)."""
+        self._preferred_due.set()
 
     # -- running while active ----------------------------------------------------------
     async def run(self, lease: Lease) -> None:
@@ -86,6 +100,8 @@ class Controller:
         ]
         if self.preferred_election_interval_s > 0:
             tasks.append(asyncio.create_task(self._preferred_loop(), name="coordinator-preferred"))
+        for index, loop in enumerate(self._background):
+            tasks.append(asyncio.create_task(_run(loop), name=f"coordinator-background-{index}"))
         lost: asyncio.Task[object] = asyncio.create_task(lease.lost.wait())
         try:
             await asyncio.wait([lost, *tasks], return_when=asyncio.FIRST_COMPLETED)

@@ -75,3 +75,14 @@ METADATA_TOPIC_NAMES_CHARS_MAX = 1 << 20
 CONFIG_ENTRIES_PER_REQUEST_MAX = 100
 CONFIG_NAME_CHARS_MAX = 128
 CONFIG_VALUE_CHARS_MAX = 1024
+# Automatic balancing (issue 13, balance_driver.py): moves one pass may keep in flight
+# (`--balance-max-moves-in-flight`), the replica-count skew between live active nodes that
+# starts balancing (`--balance-skew-threshold`; a node that joins empty starts it too), and
+# how often the driver looks at least.
+BALANCE_MAX_MOVES_IN_FLIGHT_DEFAULT = 4
+BALANCE_SKEW_THRESHOLD_DEFAULT = 2
+BALANCE_INTERVAL_S = 5.0
+# The most moves one RebalancePartitions call may start or list.
+REBALANCE_MOVES_MAX = 100_000
+# Node ids an Admin request may name (Kafka's broker ids are int32 too).
+NODE_ID_MAX = 2**31 - 1

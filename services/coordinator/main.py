@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import uuid
+from pathlib import Path
 
 from brook.services.common.metrics import MetricsEndpoint, MetricsOptions
 from brook.services.common.process import (
@@ -28,6 +29,8 @@ from brook.services.common.server import GrpcServer
 from brook.services.common.tls import process_security
 from brook.services.coordinator import limits
 from brook.services.coordinator.admin import AdminServicer
+from brook.services.coordinator.balance_driver import BalanceDriver
+from brook.services.coordinator.console import Console
 from brook.services.coordinator.controller import Controller
 from brook.services.coordinator.metadata_service import MetadataServicer
 from brook.services.metadata.acls import AccessControl
@@ -67,7 +70,47 @@ def build_parser() -> argparse.ArgumentParser:
         help="partition replicas one storage node may carry; CreateTopic and CreatePartitions"
         " refuse a layout past it",
     )
+    parser.add_argument(
+        "--auto-balance",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="move replicas automatically when a node joins, a node is decommissioned, or"
+        " the replica skew passes --balance-skew-threshold (default on)",
+    )
+    parser.add_argument(
+        "--balance-max-moves-in-flight",
+        type=_positive_int,
+        default=limits.BALANCE_MAX_MOVES_IN_FLIGHT_DEFAULT,
+        help="partition moves automatic balancing keeps running at once",
+    )
+    parser.add_argument(
+        "--balance-skew-threshold",
+        type=_positive_int,
+        default=limits.BALANCE_SKEW_THRESHOLD_DEFAULT,
+        help="replica-count difference between live active nodes that starts balancing",
+    )
+    parser.add_argument(
+        "--console-listen",
+        default="",
+        metavar="HOST:PORT",
+        help="serve the read-only web console here (port 0: a free one, written to the ready"
+        " file as console_address); empty, the default: off. In a secure cluster it shows"
+        " what this coordinator's credentials may see: bind it to a trusted interface",
+    )
+    parser.add_argument(
+        "--console-token-file",
+        default="",
+        metavar="PATH",
+        help="a static bearer token the console requires (Authorization: Bearer TOKEN)",
+    )
     return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"{value} is outside 1..10000")
+    return value
 
 
 class CoordinatorProcess:
@@ -90,12 +133,24 @@ class CoordinatorProcess:
             self.cache,
             preferred_election_interval_s=args.preferred_election_interval_s,
         )
+        # Automatic balancing and decommissioning (issue 13): runs while active.
+        self.balancer = BalanceDriver(
+            self.controller,
+            enabled=args.auto_balance,
+            max_moves_in_flight=args.balance_max_moves_in_flight,
+            skew_threshold=args.balance_skew_threshold,
+        )
         self.server = GrpcServer(args.listen, security=self.security.server)
         self.endpoint: Endpoint | None = None
         self.role: RoleHolder | None = None
         self.admin: AdminServicer | None = None
         # Prometheus /metrics (--metrics-listen; services/common/metrics.py).
         self.metrics = MetricsEndpoint(MetricsOptions.from_args(args).listen, role="coordinator")
+        # The read-only web console (--console-listen; console.py), started after gRPC.
+        self.console: Console | None = None
+        self._console_token = (
+            Path(args.console_token_file).read_text().strip() if args.console_token_file else ""
+        )
 
     async def start(self) -> None:
         await self.store.connect()
@@ -110,6 +165,7 @@ class CoordinatorProcess:
             authz=self.access.authorizer,
             acls=self.access.cache,
             quotas=self.quota_cache,
+            balancer=self.balancer,
         )
         metadata = MetadataServicer(self.cache, authz=self.access.authorizer)
         self.server.add_service(
@@ -136,13 +192,26 @@ class CoordinatorProcess:
         self.role.start()
         self.metrics.add_sampler(self.controller.sample_metrics)
         metrics_address = self.metrics.start()
+        console_address = ""
+        if self.args.console_listen:
+            self.console = Console(
+                self.args.console_listen, lambda: address, token=self._console_token
+            )
+            console_address = await self.console.start()
         if self.args.ready_file:
-            write_ready_file(self.args.ready_file, address, metrics_address=metrics_address)
+            write_ready_file(
+                self.args.ready_file,
+                address,
+                metrics_address=metrics_address,
+                console_address=console_address,
+            )
         log.info("coordinator %s serving on %s", self.endpoint.id, address)
 
     async def stop(self) -> None:
         await self.server.set_serving(False)
         await self.metrics.stop()
+        if self.console is not None:
+            await self.console.stop()
         if self.role is not None:
             await self.role.stop()  # hand the role over now, not after the TTL
         await self.server.stop(limits.STOP_GRACE_S)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 
+from brook.services.coordinator import balance
+from brook.services.coordinator.balancer import Move
 from brook.services.metadata import configs
 from brook.services.metadata.model import (
     NO_LEADER,
@@ -106,3 +108,35 @@ def node_descriptions(
         )
         for node_id, info in sorted(nodes.items())
     ]
+
+
+_NODE_STATES = {
+    balance.STATUS_ACTIVE: admin_pb2.NODE_STATE_ACTIVE,
+    balance.STATUS_DECOMMISSIONING: admin_pb2.NODE_STATE_DECOMMISSIONING,
+    balance.STATUS_DRAINED: admin_pb2.NODE_STATE_DRAINED,
+    balance.STATUS_OFFLINE: admin_pb2.NODE_STATE_OFFLINE,
+}
+
+
+def node_status(status: balance.NodeStatus) -> admin_pb2.NodeStatus:
+    return admin_pb2.NodeStatus(
+        node_id=status.node_id,
+        address=status.address,
+        rack=status.rack,
+        state=_NODE_STATES[status.status],
+        live=status.live,
+        replica_count=status.replicas,
+        leader_count=status.leaders,
+        size_bytes=status.size_bytes,
+    )
+
+
+def planned_move(move: Move, started: bool) -> admin_pb2.PlannedMove:
+    return admin_pb2.PlannedMove(
+        topic=move.key.topic,
+        partition=move.key.partition,
+        old_replica_ids=list(move.old_replicas),
+        new_replica_ids=list(move.new_replicas),
+        bytes_to_copy=move.bytes_to_copy,
+        started=started,
+    )

@@ -145,7 +145,9 @@ class GroupsProcess:
         await self.store.connect()
         await self.cache.start()
         await self.access.start()
-        service = GroupService(self.manager, authz=self.access.authorizer)
+        service = GroupService(
+            self.manager, authz=self.access.authorizer, lag_monitor=self.lag
+        )
         self.server.add_service(
             "brook.v1.GroupService",
             lambda s: groups_pb2_grpc.add_GroupServiceServicer_to_server(service, s),

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import TypeVar
 
 import grpc
 
@@ -32,6 +33,7 @@ from brook.services.common.bounds import (
 )
 from brook.services.common.rpc import handle_errors, handle_stream_errors
 from brook.services.groups import limits
+from brook.services.groups.lag_monitor import LagMonitor, LagPoint
 from brook.services.groups.manager import GroupManager, PartitionLagInfo, ResetTarget
 from brook.services.groups.state import (
     NON_MEMBER_EPOCH,
@@ -58,6 +60,31 @@ DESCRIBE_GROUP = _SERVICE + "DescribeGroup"
 DELETE_GROUP = _SERVICE + "DeleteGroup"
 RESET_OFFSETS = _SERVICE + "ResetOffsets"
 WATCH_GROUP = _SERVICE + "WatchGroup"
+GET_LAG_HISTORY = _SERVICE + "GetLagHistory"
+
+T = TypeVar("T")
+
+# GetLagHistory's bounds: partitions per answer and points per partition.
+LAG_SERIES_DEFAULT = 100
+LAG_SERIES_MAX = 1000
+LAG_POINTS_DEFAULT = 240
+LAG_POINTS_MAX = 1000
+
+
+def _bounded(field: str, value: int, default: int, most: int) -> int:
+    if value < 0:
+        raise BrookError("INVALID_REQUEST", f"{field} must not be negative")
+    return min(value or default, most)
+
+
+def thin(points: Sequence[T], most: int) -> list[T]:
+    """At most `most` of `points`, evenly spaced, the last one always kept."""
+    if len(points) <= most:
+        return list(points)
+    if most == 1:
+        return [points[-1]]
+    step = (len(points) - 1) / (most - 1)
+    return [points[round(i * step)] for i in range(most)]
 
 
 def check_group_id(group_id: str) -> None:
@@ -152,10 +179,15 @@ def wanted_from_proto(items: Iterable[common_pb2.TopicPartitions]) -> list[tuple
 
 
 def describe(
-    group: Group, lag: list[PartitionLagInfo] | None, *, detail: bool = True
+    group: Group,
+    lag: list[PartitionLagInfo] | None,
+    *,
+    detail: bool = True,
+    time_lag: Mapping[TopicPartition, LagPoint] | None = None,
 ) -> groups_pb2.GroupDescription:
     """The group as the API describes it; without `detail` (the caller may only describe
-    the group) member ids, epochs and instance ids are left blank."""
+    the group) member ids, epochs and instance ids are left blank. `time_lag` (the lag
+    monitor's latest samples) fills each partition's lag_ms when measured."""
     description = groups_pb2.GroupDescription(
         group_id=group.group_id,
         state=group.state.value,  # type: ignore[arg-type]
@@ -206,6 +238,11 @@ def describe(
                     metadata=item.metadata,
                 )
             )
+    for position in description.offsets:
+        point = (time_lag or {}).get(TopicPartition(position.topic, position.partition))
+        if point is not None and point.lag_seconds is not None:
+            position.lag_ms = int(point.lag_seconds * 1000)
+            position.lag_sampled_at_ms = point.time_ms
     return description
 
 
@@ -231,10 +268,43 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
     def __init__(
         self, manager: GroupManager, *, clock: Clock = SYSTEM_CLOCK,
         authz: Authorizer = ALLOW_ALL,
+        lag_monitor: LagMonitor | None = None,
     ) -> None:  # fmt: skip
         self.manager = manager
         self._clock = clock
         self.authz = authz
+        # The lag monitor: its latest samples fill lag_ms, its history GetLagHistory.
+        self.lag_monitor = lag_monitor
+
+    def _time_lag(self, group_id: str) -> Mapping[TopicPartition, LagPoint]:
+        return self.lag_monitor.latest(group_id) if self.lag_monitor is not None else {}
+
+    @handle_errors
+    async def GetLagHistory(
+        self, request: groups_pb2.GetLagHistoryRequest, context: grpc.aio.ServicerContext
+    ) -> groups_pb2.GetLagHistoryResponse:
+        check_group_id(request.group_id)
+        self.authz.require(context, GET_LAG_HISTORY, group=request.group_id)
+        max_series = _bounded("max_series", request.max_series, LAG_SERIES_DEFAULT, LAG_SERIES_MAX)
+        max_points = _bounded("max_points", request.max_points, LAG_POINTS_DEFAULT, LAG_POINTS_MAX)
+        self.manager.get_group(request.group_id)  # NOT_COORDINATOR, GROUP_NOT_FOUND
+        monitor = self.lag_monitor
+        response = groups_pb2.GetLagHistoryResponse()
+        if monitor is None:
+            return response
+        response.interval_ms = int(monitor.interval_s * 1000)
+        history = monitor.history(request.group_id)
+        keys = sorted(history)
+        response.truncated = len(keys) > max_series
+        for index, tp in enumerate(keys[:max_series]):
+            if index % 50 == 49:
+                await asyncio.sleep(0)  # the lease keep-alive and others run meanwhile
+            series = response.series.add(topic=tp.topic, partition=tp.partition)
+            for point in thin(history[tp], max_points):
+                sample = series.points.add(time_ms=point.time_ms, lag_records=point.lag_records)
+                if point.lag_seconds is not None:
+                    sample.lag_ms = int(point.lag_seconds * 1000)
+        return response
 
     @handle_errors
     async def Heartbeat(
@@ -394,7 +464,9 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
         lag = await self.manager.lag(group)
         # Describe the group as it is now, after the lag lookups.
         group = self.manager.get_group(request.group_id)
-        return groups_pb2.DescribeGroupResponse(group=describe(group, lag, detail=detail))
+        return groups_pb2.DescribeGroupResponse(
+            group=describe(group, lag, detail=detail, time_lag=self._time_lag(group.group_id))
+        )
 
     @handle_errors
     async def DeleteGroup(
@@ -482,7 +554,10 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
                 # ACLs may change while the stream is open: each update is checked again.
                 principal = self.authz.require(context, WATCH_GROUP, group=group_id)
                 detail = self.authz.shows_detail(WATCH_GROUP, principal, group_id)
-                yield groups_pb2.WatchGroupResponse(group=describe(group, lag, detail=detail))
+                time_lag = self._time_lag(group_id)
+                yield groups_pb2.WatchGroupResponse(
+                    group=describe(group, lag, detail=detail, time_lag=time_lag)
+                )
                 await asyncio.sleep(limits.WATCH_COALESCE_MS / 1000)  # rate limit, not a sync
             left = max(0.0, next_lag_at - self._clock.monotonic_s())
             if manager.version(group_id) == sent_version:

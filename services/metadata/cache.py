@@ -24,7 +24,13 @@ from typing import Any
 from brook.clock import SYSTEM_CLOCK, Clock
 from brook.services.metadata import keys as keyspace
 from brook.services.metadata.keys import prefix_range_end
-from brook.services.metadata.model import Endpoint, NodeInfo, PartitionRecord, TopicRecord
+from brook.services.metadata.model import (
+    Endpoint,
+    NodeInfo,
+    NodeStateRecord,
+    PartitionRecord,
+    TopicRecord,
+)
 from brook.services.metadata.store import MetadataStore
 
 log = logging.getLogger("brook.metadata.cache")
@@ -43,6 +49,8 @@ class MetadataCache:
         self.revision = 0
         self.cluster_id = ""
         self.nodes: dict[int, NodeInfo] = {}
+        # Operator-set node states (decommission), live nodes or not; absent: active.
+        self.node_states: dict[int, NodeStateRecord] = {}
         self.topics: dict[str, TopicRecord] = {}
         self.partitions: dict[tuple[str, int], PartitionRecord] = {}
         self.partition_revisions: dict[tuple[str, int], int] = {}
@@ -116,6 +124,7 @@ class MetadataCache:
         """Replaces the whole view with a snapshot and opens a watch just after it."""
         revision, kvs = await self.store.read_snapshot()
         nodes: dict[int, NodeInfo] = {}
+        node_states: dict[int, NodeStateRecord] = {}
         topics: dict[str, TopicRecord] = {}
         topic_revisions: dict[str, int] = {}
         partitions: dict[tuple[str, int], PartitionRecord] = {}
@@ -130,6 +139,9 @@ class MetadataCache:
                 if parsed.kind == keyspace.KIND_NODE:
                     node = NodeInfo.from_json(value)
                     nodes[node.node_id] = node
+                elif parsed.kind == keyspace.KIND_NODE_STATE:
+                    state = NodeStateRecord.from_json(value)
+                    node_states[state.node_id] = state
                 elif parsed.kind == keyspace.KIND_TOPIC:
                     topics[parsed.parts[0]] = TopicRecord.from_json(value)
                     topic_revisions[parsed.parts[0]] = kv.mod_revision
@@ -151,6 +163,7 @@ class MetadataCache:
         # Swap in the new view only once the watch exists, so the view and the stream of
         # changes to it start at the same revision.
         self.nodes = nodes
+        self.node_states = node_states
         self.topics = topics
         self.topic_revisions = topic_revisions
         self.partitions = partitions
@@ -204,6 +217,12 @@ class MetadataCache:
                     self.nodes.pop(node_id, None)
                 else:
                     self.nodes[node_id] = NodeInfo.from_json(kv.value)
+            elif parsed.kind == keyspace.KIND_NODE_STATE:
+                node_id = int(parsed.parts[0])
+                if deleted:
+                    self.node_states.pop(node_id, None)
+                else:
+                    self.node_states[node_id] = NodeStateRecord.from_json(kv.value)
             elif parsed.kind == keyspace.KIND_TOPIC:
                 name = parsed.parts[0]
                 if deleted:

@@ -4,6 +4,7 @@ Layout (every key of a cluster lives under one prefix, so clusters share an etcd
 
     /brook/<cluster>/cluster_id                          cluster id (create-if-absent)
     /brook/<cluster>/nodes/<node_id>                     NodeInfo JSON, under the node's lease
+    /brook/<cluster>/node_states/<node_id>               NodeStateRecord JSON (decommission)
     /brook/<cluster>/roles/<role>                        Endpoint JSON, under the holder's lease
     /brook/<cluster>/topics/<name>                       TopicRecord JSON
     /brook/<cluster>/partitions/<name>/<partition>       PartitionRecord JSON
@@ -39,6 +40,7 @@ ROLES = (ROLE_COORDINATOR, ROLE_GROUPS)
 # Kinds of key, as `ParsedKey.kind` reports them.
 KIND_CLUSTER_ID = "cluster_id"
 KIND_NODE = "node"
+KIND_NODE_STATE = "node_state"
 KIND_ROLE = "role"
 KIND_TOPIC = "topic"
 KIND_PARTITION = "partition"
@@ -96,6 +98,14 @@ class Keys:
 
     def node(self, node_id: int) -> bytes:
         return f"{self._root}nodes/{int(node_id)}".encode()
+
+    @property
+    def node_states_prefix(self) -> bytes:
+        """Operator-set node states (issue 13): absent means active."""
+        return f"{self._root}node_states/".encode()
+
+    def node_state(self, node_id: int) -> bytes:
+        return f"{self._root}node_states/{int(node_id)}".encode()
 
     @property
     def roles_prefix(self) -> bytes:
@@ -184,6 +194,7 @@ class Keys:
         segments = tuple(unquote(s) for s in tail.split("/")) if tail else ()
         expected = {
             "nodes": (KIND_NODE, 1),
+            "node_states": (KIND_NODE_STATE, 1),
             "roles": (KIND_ROLE, 1),
             "topics": (KIND_TOPIC, 1),
             "partitions": (KIND_PARTITION, 2),

@@ -34,6 +34,29 @@ class NodeInfo:
         return cls(**_known(cls, json.loads(data)))
 
 
+# Operator-set node states (issue 13). A node with no state record is active.
+NODE_STATE_ACTIVE = "active"
+NODE_STATE_DECOMMISSIONING = "decommissioning"
+NODE_STATES = (NODE_STATE_ACTIVE, NODE_STATE_DECOMMISSIONING)
+
+
+@dataclass(frozen=True)
+class NodeStateRecord:
+    """An operator's decision about a node, kept whether or not the node is live: a
+    decommissioning node takes no new replicas and is emptied by the balancer."""
+
+    node_id: int
+    state: str = NODE_STATE_ACTIVE
+    changed_ms: int = 0
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> NodeStateRecord:
+        return cls(**_known(cls, json.loads(data)))
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """A coordinator or group-manager process (id unique per process start)."""

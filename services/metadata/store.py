@@ -47,7 +47,13 @@ from brook.services.common.tls import PLAINTEXT_ETCD, EtcdSecurity
 from brook.services.metadata.cas import compare_and_swap
 from brook.services.metadata.etcd_client import make_client
 from brook.services.metadata.keys import Keys, prefix_range_end
-from brook.services.metadata.model import Endpoint, NodeInfo, PartitionRecord, TopicRecord
+from brook.services.metadata.model import (
+    Endpoint,
+    NodeInfo,
+    NodeStateRecord,
+    PartitionRecord,
+    TopicRecord,
+)
 from brook.services.metadata.txn import chunk_ops, ops_of, sized_op
 
 log = logging.getLogger("brook.metadata")
@@ -552,6 +558,15 @@ class MetadataStore:
         )
         return sorted((NodeInfo.from_json(kv.value) for kv in found), key=lambda n: n.node_id)
 
+    async def put_node_state(self, record: NodeStateRecord) -> None:
+        """Stores an operator's node state (fenced on the coordinator role)."""
+        key = self.keys.node_state(record.node_id)
+        await self._write_txn([], [_op_put(key, record.to_json())])
+
+    async def delete_node_state(self, node_id: int) -> None:
+        """Forgets a node's state (it is active again)."""
+        await self._write_txn([], [_op_delete(self.keys.node_state(node_id))])
+
     # -- topics and partitions ---------------------------------------------------------
     async def create_topic(self, topic: TopicRecord, partitions: list[PartitionRecord]) -> None:
         """Creates a topic and its partitions; TOPIC_ALREADY_EXISTS if the name is taken.
@@ -671,8 +686,8 @@ class MetadataStore:
     async def read_snapshot(self) -> tuple[int, list[Any]]:
         """(revision, key-values) of everything the cache holds, read at one revision.
 
-        Covers cluster_id, nodes/, and the contiguous range partitions/ .. topics/ (which
-        holds partitions, roles and topics); groups and offsets are left to the group
+        Covers cluster_id, nodes/, node_states/, and the contiguous range partitions/ ..
+        topics/ (which holds partitions, roles and topics); groups and offsets are left to the group
         manager.
         """
         keys = self.keys
@@ -681,6 +696,7 @@ class MetadataStore:
             [
                 _op_range(keys.cluster_id),
                 _op_range(keys.nodes_prefix, prefix_range_end(keys.nodes_prefix)),
+                _op_range(keys.node_states_prefix, prefix_range_end(keys.node_states_prefix)),
                 _op_range(keys.all_partitions_prefix, prefix_range_end(keys.topics_prefix)),
             ],
         )

@@ -128,7 +128,10 @@ class StorageNode:
         )
         self.storage_service = StorageService(self.data_path, limits,
                                               authz=self.access.authorizer,
-                                              quotas=self.quota_control.quotas)
+                                              quotas=self.quota_control.quotas,
+                                              replicas=lambda: self.manager.replicas,
+                                              data_dir=str(args.data_dir),
+                                              node_id=self.node_id)
         self.replica_service = ReplicaService(self.data_path, limits,
                                               authz=self.access.authorizer)
         self.server.add_service(storage_service.SERVICE_NAME, self.storage_service.register)

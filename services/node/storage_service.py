@@ -29,8 +29,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence, Sized
-from typing import Protocol, TypeVar
+import os
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Mapping,
+    Sequence,
+    Sized,
+)
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import grpc
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
@@ -50,6 +59,7 @@ from brook.services.node.data_path import (
     ProduceOutcome,
     yield_every,
 )
+from brook.services.node.partition import Role
 from brook.services.node.receive_limit import (
     Budget,
     batch_budget,
@@ -71,6 +81,9 @@ from brook.structs import TopicPartition
 from brook.v1 import storage_pb2
 from brook.wire import MalformedWire
 
+if TYPE_CHECKING:
+    from brook.services.node.replica import Replica
+
 SERVICE_NAME = "brook.v1.StorageService"
 
 # A multi-partition response message (ProduceResponse, FetchResponse, ListOffsetsResponse).
@@ -85,6 +98,7 @@ PRODUCE = SERVICE_NAME + "/Produce"
 FETCH = SERVICE_NAME + "/Fetch"
 SUBSCRIBE = SERVICE_NAME + "/Subscribe"
 LIST_OFFSETS = SERVICE_NAME + "/ListOffsets"
+DESCRIBE_LOG_DIRS = SERVICE_NAME + "/DescribeLogDirs"
 
 
 class _Named(Protocol):
@@ -196,10 +210,17 @@ class StorageService:
     def __init__(
         self, data_path: DataPath, limits: NodeLimits, *, authz: Authorizer = ALLOW_ALL,
         quotas: Quotas | None = None,
+        replicas: Callable[[], Mapping[TopicPartition, Replica]] | None = None,
+        data_dir: str = "",
+        node_id: int = -1,
     ) -> None:
         self.data_path = data_path
         self.limits = limits
         self.authz = authz
+        # DescribeLogDirs: the node's replicas (the ReplicaManager's) and data directory.
+        self._replicas = replicas or dict
+        self.data_dir = data_dir
+        self.node_id = node_id
         # Client quotas (services/common/quotas.py): none configured means no wait.
         self.quotas = quotas or Quotas()
         self._inflight_by_connection: dict[str, int] = {}
@@ -237,6 +258,13 @@ class StorageService:
                 request_deserializer=bounded_parser(storage_pb2.ListOffsetsRequest.FromString,
                                                     metadata_max, "ListOffsets"),
                 response_serializer=storage_pb2.ListOffsetsResponse.SerializeToString,
+            ),
+            "DescribeLogDirs": grpc.unary_unary_rpc_method_handler(
+                self.describe_log_dirs,
+                request_deserializer=bounded_parser(
+                    storage_pb2.DescribeLogDirsRequest.FromString, metadata_max,
+                    "DescribeLogDirs"),
+                response_serializer=storage_pb2.DescribeLogDirsResponse.SerializeToString,
             ),
         })
 
@@ -491,3 +519,60 @@ class StorageService:
             except BrookError as error:
                 answer.error.CopyFrom(error.to_partition_error())
         return _unless_every_partition_failed(storage_pb2.ListOffsetsResponse(partitions=answers))
+
+    @handle_errors
+    async def describe_log_dirs(
+        self,
+        request: storage_pb2.DescribeLogDirsRequest
+        | OversizedRequest[storage_pb2.DescribeLogDirsRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> storage_pb2.DescribeLogDirsResponse:
+        """The data directory's filesystem and each replica's log size, sorted by topic
+        and partition, at most max_partitions of them (the node's partition bound)."""
+        request = admit(request)
+        self.authz.require(context, DESCRIBE_LOG_DIRS)
+        bound = self.limits.request_partitions_max
+        if request.max_partitions < 0:
+            raise BrookError("INVALID_REQUEST", "max_partitions must not be negative")
+        wanted = min(request.max_partitions or bound, bound)
+        replicas = self._replicas()
+        keys = sorted(k for k in replicas if not request.topic or k.topic == request.topic)
+        response = storage_pb2.DescribeLogDirsResponse(
+            node_id=self.node_id, data_dir=self.data_dir, total_bytes=-1, free_bytes=-1,
+            replica_count=len(replicas), truncated=len(keys) > wanted,
+        )
+        try:
+            stats = os.statvfs(self.data_dir) if self.data_dir else None
+        except OSError:
+            stats = None
+        if stats is not None:
+            response.total_bytes = stats.f_blocks * stats.f_frsize
+            response.free_bytes = stats.f_bavail * stats.f_frsize
+        total = 0
+        for index, key in enumerate(keys[:wanted]):
+            await yield_every(index)  # the lease keep-alive and others run meanwhile
+            replica = replicas.get(key)
+            if replica is None:  # removed while we yielded
+                continue
+            plog = replica.log.plog
+            entry = response.replicas.add(
+                topic=key.topic, partition=key.partition, size_bytes=-1, segments=-1,
+                is_leader=replica.partition.role is Role.LEADER, offline=plog.closed,
+            )
+            try:
+                entry.log_start_offset = plog.log_start_offset
+                entry.log_end_offset = plog.log_end_offset
+                if not plog.closed and not replica.log.lock.locked():
+                    entry.size_bytes = plog.size_bytes
+                    entry.segments = len(plog.segment_base_offsets)
+                    total += entry.size_bytes
+            except (RuntimeError, OSError, ValueError):
+                pass  # offline or changing under us: unknown (-1)
+        for index, key in enumerate(keys[wanted:]):  # the total covers those left out too
+            await yield_every(index)
+            replica = replicas.get(key)
+            if replica is not None and not replica.log.lock.locked():
+                with contextlib.suppress(RuntimeError, OSError, ValueError):
+                    total += replica.log.plog.size_bytes
+        response.size_bytes = total
+        return response

@@ -1,19 +1,25 @@
 """End-to-end: the Python client and the `brook` CLI against a real local cluster
-(real etcd, a coordinator and three storage nodes as processes, gRPC on loopback)."""
+(real etcd, a coordinator and three storage nodes as processes, gRPC on loopback).
+
+Each test runs twice (`security_mode`): plaintext, and secure (TLS + mTLS everywhere,
+`--authorizer acl`, nodes replicating with their node certificates, the clients as
+`user:alice` holding only the ACLs the test needs; tests/harness/secure.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 
 from brook.client import Admin, Consumer, Producer
 from brook.client.records import ConsumerRecord, TopicPartition
 from brook.partitioner import partition_for_key
-from tests.harness.cluster import LocalCluster
+from tests.harness.cluster import ClientCredentials, LocalCluster
+from tests.harness.secure import Acl, client_acls, cluster_options, start_secured
 
 pytestmark = pytest.mark.integration
 
@@ -27,13 +33,16 @@ WAIT_S = 60.0
 NODE_ARGS = ["--lease-ttl-s", "2", "--replica-fetch-wait-ms", "200", "--drain-timeout-s", "2"]
 
 
-def start_cluster(local_cluster: Callable[..., LocalCluster], nodes: int = 3) -> LocalCluster:
-    cluster = local_cluster()
+def start_cluster(
+    local_cluster: Callable[..., LocalCluster], mode: str, acls: Sequence[Acl], nodes: int = 3
+) -> tuple[LocalCluster, ClientCredentials | None]:
+    """The started cluster and, when secure, the credentials of the test's client (also
+    the default of brook.client objects built without options)."""
+    cluster = local_cluster(**cluster_options(mode))
     cluster.add_coordinator()
     for node_id in range(1, nodes + 1):
         cluster.add_node(node_id, args=NODE_ARGS)
-    cluster.start()
-    return cluster
+    return cluster, start_secured(cluster, acls)
 
 
 async def wait_for_nodes(bootstrap: str, count: int) -> None:
@@ -57,11 +66,15 @@ async def read_all(bootstrap: str, topic: str, expected: int) -> list[ConsumerRe
     return records
 
 
-async def test_produce_consume_restart_consume(local_cluster: Callable[..., LocalCluster]) -> None:
+async def test_produce_consume_restart_consume(
+    local_cluster: Callable[..., LocalCluster], security_mode: str
+) -> None:
     """Proves 100,000 keyed records (acks=all, RF 3) are all consumed once, in offset order
     per partition, each on the partition murmur2 picks for its key; and that after the whole
     cluster is stopped and started again, a new consumer reads exactly the same records."""
-    cluster = start_cluster(local_cluster)
+    cluster, _ = start_cluster(
+        local_cluster, security_mode, client_acls(topics=["e2e"], describe_cluster=True)
+    )
     bootstrap = cluster.address("coordinator")
     await wait_for_nodes(bootstrap, 3)
     async with Admin(bootstrap) as admin:
@@ -100,10 +113,20 @@ async def test_produce_consume_restart_consume(local_cluster: Callable[..., Loca
     ]
 
 
-def test_cli_produce_then_consume(local_cluster: Callable[..., LocalCluster]) -> None:
+def test_cli_produce_then_consume(
+    local_cluster: Callable[..., LocalCluster], security_mode: str
+) -> None:
     """Proves `brook topic create`, `brook produce` (stdin lines, exit 0 once all are
-    acknowledged) and `brook consume --from-beginning --max-records` work as processes."""
-    cluster = start_cluster(local_cluster, nodes=1)
+    acknowledged) and `brook consume --from-beginning --max-records` work as processes.
+    (Secure: the CLI's credentials come from $BROOK_TLS_*; the client may write
+    no-such-topic, so producing to it fails for not existing, not for an ACL.)"""
+    cluster, creds = start_cluster(
+        local_cluster,
+        security_mode,
+        client_acls(topics=["lines", "no-such-topic"], describe_cluster=True),
+        nodes=1,
+    )
+    env = {**os.environ, **(creds.env if creds else {})}
     brook = [
         sys.executable,
         "-m",
@@ -117,6 +140,7 @@ def test_cli_produce_then_consume(local_cluster: Callable[..., LocalCluster]) ->
         capture_output=True,
         text=True,
         timeout=60,
+        env=env,
     )
     assert created.returncode == 0, created.stderr
     lines = [f"line {i}" for i in range(100)]
@@ -126,6 +150,7 @@ def test_cli_produce_then_consume(local_cluster: Callable[..., LocalCluster]) ->
         capture_output=True,
         text=True,
         timeout=60,
+        env=env,
     )
     assert produced.returncode == 0, produced.stderr
     consumed = subprocess.run(
@@ -142,6 +167,7 @@ def test_cli_produce_then_consume(local_cluster: Callable[..., LocalCluster]) ->
         capture_output=True,
         text=True,
         timeout=60,
+        env=env,
     )
     assert consumed.returncode == 0, consumed.stderr
     assert consumed.stdout.splitlines() == lines
@@ -151,5 +177,6 @@ def test_cli_produce_then_consume(local_cluster: Callable[..., LocalCluster]) ->
         capture_output=True,
         text=True,
         timeout=60,
+        env=env,
     )
     assert missing.returncode != 0 and "TOPIC_NOT_FOUND" in missing.stderr

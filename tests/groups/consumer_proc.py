@@ -11,6 +11,7 @@ inside on_partitions_revoked, i.e. before the member reports the revocation, so 
 precedes the "assigned" line of the partition's next owner.
 
 SIGTERM closes the consumer (commit, revoke, leave) and exits 0; SIGKILL is a crash.
+In a secure cluster the credentials come from $BROOK_TLS_CA/$BROOK_TLS_CERT/$BROOK_TLS_KEY.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 import time
@@ -25,6 +27,7 @@ from typing import Any
 
 from brook.client.groups import GroupConsumer
 from brook.client.records import TopicPartition
+from brook.transport import ChannelSecurity
 
 
 def emit(event: str, consumer: GroupConsumer | None, **fields: Any) -> None:
@@ -70,6 +73,11 @@ async def run(args: argparse.Namespace) -> None:
         auto_commit_interval_ms=args.auto_commit_interval_ms,
         session_timeout_ms=args.session_timeout_ms,
         listener=listener,
+        security=ChannelSecurity(
+            ca_file=os.environ.get("BROOK_TLS_CA"),
+            cert_file=os.environ.get("BROOK_TLS_CERT"),
+            key_file=os.environ.get("BROOK_TLS_KEY"),
+        ),
     )
     listener.consumer = consumer
     await consumer.start()

@@ -1,5 +1,7 @@
 """Integration on a real cluster (etcd, coordinator, storage node, two group managers):
-consumer groups over real data."""
+consumer groups over real data. Runs plaintext and secure (`security_mode`: TLS + mTLS,
+`--authorizer acl`, the clients as user:alice with read/write/create on the topic and
+read on the group; tests/harness/secure.py)."""
 
 from __future__ import annotations
 
@@ -22,22 +24,28 @@ from brook.client.producer import Producer
 from brook.client.records import ConsumerRecord
 from brook.services.metadata import MetadataStore
 from tests.harness.cluster import LocalCluster
+from tests.harness.secure import client_acls, cluster_options, start_secured
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 TOPIC = "orders"
+GROUP = "billing"
 PARTITIONS = 12
 WAIT_S = 30.0
+# The client's ACLs in the secure variant: exactly what the test's calls need.
+CLIENT_ACLS = client_acls(topics=[TOPIC], groups=[GROUP])
 
 
 @pytest.fixture
-def cluster(local_cluster: Callable[..., LocalCluster]) -> Iterator[LocalCluster]:
-    cluster = local_cluster()
+def cluster(
+    local_cluster: Callable[..., LocalCluster], security_mode: str
+) -> Iterator[LocalCluster]:
+    cluster = local_cluster(**cluster_options(security_mode))
     cluster.add_coordinator()
     cluster.add_node(1)
     for name in ("groups-a", "groups-b"):
         cluster.add_groups(name, ["--lease-ttl-s", "2", "--heartbeat-interval-ms", "200"])
-    cluster.start()
+    start_secured(cluster, CLIENT_ACLS)
     yield cluster
 
 
@@ -81,7 +89,7 @@ async def test_group_consumes_every_record_once_across_manager_failover(
     members = [
         GroupConsumer(
             bootstrap,
-            "billing",
+            GROUP,
             topics=[TOPIC],
             auto_offset_reset="earliest",
             auto_commit_interval_ms=200,
@@ -136,7 +144,7 @@ async def test_group_consumes_every_record_once_across_manager_failover(
 
     out = io.StringIO()
     await cli_groups.cmd_describe(
-        argparse.Namespace(bootstrap=bootstrap, group="billing", watch=False), out
+        argparse.Namespace(bootstrap=bootstrap, group=GROUP, watch=False), out
     )
     rows = re.findall(rf"^{TOPIC}\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", out.getvalue(), re.M)
     assert len(rows) == PARTITIONS, out.getvalue()
@@ -144,7 +152,7 @@ async def test_group_consumes_every_record_once_across_manager_failover(
     assert sum(int(end) for _, _, end, _ in rows) == 1800
 
     async with GroupConsumer(
-        bootstrap, "billing", topics=[TOPIC], auto_offset_reset="earliest"
+        bootstrap, GROUP, topics=[TOPIC], auto_offset_reset="earliest"
     ) as late:
         deadline = time.monotonic() + WAIT_S
         while len(late.assignment()) < PARTITIONS:

@@ -4,6 +4,10 @@ GetMetadata), real etcd, and GroupConsumers in their own processes.
 Storage nodes are not needed for membership: topics are written to etcd directly, so
 partitions have no leader and consumers fetch nothing; what is checked is who owns which
 partition when, from the consumers' own rebalance callbacks.
+
+The membership tests also run secure (`@secure_too`: the module's cluster with TLS + mTLS
+and `--authorizer acl`, the consumers as user:alice holding read on the topic and on
+their groups only; tests/harness/secure.py).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from brook.errors import BrookError, from_partition_error, from_rpc_error
 from brook.services.metadata import MetadataStore, NodeInfo, PartitionRecord, TopicRecord
 from brook.v1 import common_pb2, groups_pb2, groups_pb2_grpc, storage_pb2, storage_pb2_grpc
 from tests.harness.cluster import LocalCluster
+from tests.harness.secure import CLIENT, SECURITY_MODES, cluster_options, start_secured
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -43,12 +48,35 @@ REPO = Path(__file__).resolve().parents[2]
 
 TP = tuple[str, int]
 
+# The groups of the tests that also run secure, and what their consumers may do there.
+SECURE_GROUPS = ("exclusive", "zombie", "static", "survivors")
+CLIENT_ACLS = [("read", "topic", TOPIC), *(("read", "group", g) for g in SECURE_GROUPS)]
+
+
+def secure_too(test: Callable[..., Any]) -> Callable[..., Any]:
+    """Runs the test on the secure cluster too (pytest_generate_tests, below)."""
+    test.secure_too = True  # type: ignore[attr-defined]
+    return test
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """The module's cluster as an indirect parameter: every test runs on the plaintext
+    one, `secure_too` tests on the secure one as well (one cluster per mode)."""
+    if "cluster" in metafunc.fixturenames:
+        secure = getattr(metafunc.function, "secure_too", False)
+        metafunc.parametrize("cluster", SECURITY_MODES if secure else ["plaintext"],
+                             indirect=True)  # fmt: skip
+
 
 # -- the cluster (shared by the module: tests use distinct group ids) --------------------
 @pytest.fixture(scope="module")
-def cluster(etcd: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+def cluster(
+    etcd: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[LocalCluster]:
     name = f"g{uuid.uuid4().hex[:10]}"
-    cluster = LocalCluster(etcd, tmp_path_factory.mktemp("groups-cluster"), name)
+    mode = str(request.param)
+    cluster = LocalCluster(etcd, tmp_path_factory.mktemp(f"groups-{mode}"), name,
+                           **cluster_options(mode))  # fmt: skip
     cluster.add_coordinator()
     cluster.add_groups("groups-a", GROUP_ARGS)
     cluster.add_groups("groups-b", GROUP_ARGS)
@@ -68,7 +96,7 @@ def cluster(etcd: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loc
 
     try:
         asyncio.run(create_topics())
-        cluster.start()
+        start_secured(cluster, CLIENT_ACLS, as_default=False)
         yield cluster
     finally:
         cluster.stop()
@@ -162,9 +190,10 @@ class ConsumerProc:
 
 
 class Consumers:
-    def __init__(self, bootstrap: str, group: str) -> None:
+    def __init__(self, bootstrap: str, group: str, env: dict[str, str]) -> None:
         self.bootstrap = bootstrap
         self.group = group
+        self.env = env  # the consumers' credentials in a secure cluster ($BROOK_TLS_*)
         self.procs: dict[str, ConsumerProc] = {}
         self.retired: list[ConsumerProc] = []
 
@@ -182,7 +211,7 @@ class Consumers:
             *extra,
             stdout=asyncio.subprocess.PIPE,
             cwd=REPO,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
             start_new_session=True,
         )
         proc = ConsumerProc(name, process)
@@ -272,9 +301,10 @@ def id_of(proc: ConsumerProc) -> str:
 @pytest.fixture
 async def consumers(cluster: LocalCluster) -> AsyncIterator[Callable[[str], Consumers]]:
     made: list[Consumers] = []
+    env = cluster.client_security(CLIENT).env if cluster.secure else {}
 
     def make(group: str) -> Consumers:
-        group_consumers = Consumers(cluster.address("coordinator"), group)
+        group_consumers = Consumers(cluster.address("coordinator"), group, env)
         made.append(group_consumers)
         return group_consumers
 
@@ -430,6 +460,7 @@ async def test_standby_takes_over_with_members_and_offsets_intact(
         cluster.restart(killed, keep_address=False)
 
 
+@secure_too
 async def test_consumers_share_partitions_exclusively(
     cluster: LocalCluster, consumers: Callable[[str], Consumers]
 ) -> None:
@@ -468,6 +499,7 @@ async def test_consumers_share_partitions_exclusively(
     assert all(p.count("lost") == 0 for p in group.live())
 
 
+@secure_too
 async def test_paused_consumer_is_fenced_and_rejoins(
     cluster: LocalCluster, consumers: Callable[[str], Consumers]
 ) -> None:
@@ -496,6 +528,7 @@ async def test_paused_consumer_is_fenced_and_rejoins(
     await group.wait(lambda: group.balanced(2), "2 consumers balanced again")
 
 
+@secure_too
 async def test_static_member_restart_keeps_its_partitions(
     cluster: LocalCluster, consumers: Callable[[str], Consumers]
 ) -> None:
@@ -520,6 +553,7 @@ async def test_static_member_restart_keeps_its_partitions(
     group.check_exclusive()
 
 
+@secure_too
 async def test_members_continue_across_manager_failover(
     cluster: LocalCluster, consumers: Callable[[str], Consumers]
 ) -> None:

@@ -390,6 +390,13 @@ class ClientCredentials:
                 "token": self.token}  # fmt: skip
 
     @property
+    def env(self) -> dict[str, str]:
+        """The same credentials for a `brook` CLI (or tests.groups.consumer_proc) process."""
+        named = {"BROOK_TLS_CA": self.tls_ca, "BROOK_TLS_CERT": self.tls_cert,
+                 "BROOK_TLS_KEY": self.tls_key, "BROOK_TOKEN": self.token}  # fmt: skip
+        return {k: v for k, v in named.items() if v}
+
+    @property
     def security(self) -> ChannelSecurity:
         return ChannelSecurity(
             ca_file=self.tls_ca, cert_file=self.tls_cert, key_file=self.tls_key,

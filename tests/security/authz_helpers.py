@@ -1,5 +1,7 @@
 """Helpers of the authorization tests: a secure cluster (mTLS, tests/harness secure mode)
-with `--authorizer acl`, principals as client certificates, and audit-log reading."""
+with `--authorizer acl`, principals as client certificates, and audit-log reading.
+(ADMIN and AUTHZ_ARGS are tests/harness/secure.py's, shared with the secure variants of
+the end-to-end, fault and group tests.)"""
 
 from __future__ import annotations
 
@@ -14,11 +16,11 @@ from brook.client.admin import Admin, acl_binding
 from brook.errors import BrookError, Reason, from_partition_error, partitioned
 from brook.v1 import storage_pb2, storage_pb2_grpc
 from tests.harness.cluster import ClientCredentials, LocalCluster
+from tests.harness.secure import ADMIN as ADMIN  # re-exported: the tests import it here
+from tests.harness.secure import AUTHZ_ARGS
 from tests.node.cluster_helpers import FAST_NODE_ARGS
 from tests.node.helpers import make_batch
 
-ADMIN = "user:admin"
-AUTHZ_ARGS = ["--authorizer", "acl", "--super-users", ADMIN]
 # Brook's own service identities in the harness (certificate CN = process name): they
 # call the nodes (leader probes, lag and reset lookups) and get cluster_action for it.
 SERVICE_PRINCIPALS = ("user:coordinator", "user:groups")

@@ -96,6 +96,8 @@ RPC_TABLE: dict[str, RpcRule] = {
              " all denied: the call fails"),
     "brook.v1.StorageService/ListOffsets": RpcRule(
         topics=need((DESC, _T), _FORWARDED), note="per partition"),
+    "brook.v1.StorageService/DescribeLogDirs": RpcRule(
+        call=(need((DESC, _C)),), note="sizes of every replica on the node"),
     "brook.v1.ReplicaService/ReplicaFetch": RpcRule(
         call=(need((CA, _C)),), node_identity=True,
         note="caller must be node:<replica_id> and a replica of each partition"),
@@ -129,6 +131,11 @@ RPC_TABLE: dict[str, RpcRule] = {
     "brook.v1.AdminService/DeleteAcls": RpcRule(call=(need((A, _C)),), audited=True),
     "brook.v1.AdminService/AlterClientQuotas": RpcRule(call=(need((AC, _C)),), audited=True),
     "brook.v1.AdminService/DescribeClientQuotas": RpcRule(call=(need((DC, _C)),)),
+    "brook.v1.AdminService/ListNodes": RpcRule(call=(need((DESC, _C)),)),
+    "brook.v1.AdminService/DecommissionNode": RpcRule(call=(need((A, _C)),), audited=True),
+    "brook.v1.AdminService/RecommissionNode": RpcRule(call=(need((A, _C)),), audited=True),
+    "brook.v1.AdminService/RebalancePartitions": RpcRule(
+        call=(need((A, _C)),), audited=True, note="a dry run needs alter too: it plans"),
     # -- group manager ---------------------------------------------------------------------
     "brook.v1.GroupService/Heartbeat": RpcRule(
         call=(need((R, _G)),), topics=need((R, _T)), topics_denied=TopicsDenied.FAIL,
@@ -146,6 +153,7 @@ RPC_TABLE: dict[str, RpcRule] = {
     "brook.v1.GroupService/WatchGroup": RpcRule(
         call=(need((DESC, _G)),), detail=need((A, _G)),
         note="member ids and epochs need alter on the group"),
+    "brook.v1.GroupService/GetLagHistory": RpcRule(call=(need((DESC, _G)),)),
     "brook.v1.GroupService/DeleteGroup": RpcRule(call=(need((D, _G)),), audited=True),
     "brook.v1.GroupService/ResetOffsets": RpcRule(
         call=(need((A, _G)),), topics=need((R, _T)), topics_denied=TopicsDenied.FAIL,

@@ -1,0 +1,291 @@
+"""`brook partitions reassign|rebalance`, `brook node list|decommission|recommission` and
+`brook leaders elect`: moving replicas in Kafka's habits (issue 13).
+
+    brook partitions reassign --plan [--topic T ...]      the balancer's proposal, as a plan file
+    brook partitions reassign --execute FILE              start the moves of a plan file
+    brook partitions reassign --status [FILE]             moves in progress (and FILE's state)
+    brook partitions reassign --cancel FILE               revert the running moves of FILE
+    brook partitions rebalance [--execute] [--max-moves N]
+    brook node list | decommission N | recommission N
+    brook leaders elect --preferred|--unclean [--topic T [--partition P]]
+
+A plan file is kafka-reassign-partitions' JSON:
+{"version": 1, "partitions": [{"topic": "t", "partition": 0, "replicas": [1, 2]}]}.
+(`brook node --node-id N ...`, with no action, runs a storage node: `brook.services.cli`.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from brook.client.admin import Admin
+from brook.v1 import admin_pb2, errors_pb2
+
+# The node actions the client answers (any other `brook node ...` runs a storage node).
+NODE_ACTIONS = ("list", "decommission", "recommission")
+# A plan file larger than this is refused before it is parsed.
+PLAN_FILE_BYTES_MAX = 16 << 20
+PLAN_VERSION = 1
+
+_STATE_NAMES = {
+    admin_pb2.NODE_STATE_ACTIVE: "active",
+    admin_pb2.NODE_STATE_DECOMMISSIONING: "decommissioning",
+    admin_pb2.NODE_STATE_DRAINED: "drained",
+    admin_pb2.NODE_STATE_OFFLINE: "offline",
+}
+
+
+def register(commands: Any) -> None:
+    """Adds `partitions`, `node` and `leaders` to the CLI's subcommands."""
+    partitions = commands.add_parser("partitions", help="reassign and rebalance replicas")
+    partitions.set_defaults(handler=lambda args: cmd_partitions(args, sys.stdout))
+    actions = partitions.add_subparsers(dest="partitions_command", metavar="ACTION")
+    actions.required = True
+    reassign = actions.add_parser(
+        "reassign", help="plan, execute, follow or cancel moves (kafka-reassign-partitions)"
+    )
+    mode = reassign.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--plan", action="store_true", help="print the balancer's proposal")
+    mode.add_argument("--execute", metavar="FILE", help="start the moves of a plan file")
+    mode.add_argument(
+        "--status", nargs="?", const="", metavar="FILE", help="moves in progress (of FILE)"
+    )
+    mode.add_argument("--cancel", metavar="FILE", help="revert the running moves of FILE")
+    reassign.add_argument(
+        "--topic", action="append", default=[], help="with --plan: only these topics"
+    )
+    rebalance = actions.add_parser(
+        "rebalance", help="print the balancer's plan; --execute starts it"
+    )
+    rebalance.add_argument("--execute", action="store_true", help="start the planned moves")
+    rebalance.add_argument(
+        "--max-moves", type=int, default=0, help="at most this many moves (0: the whole plan)"
+    )
+
+    node = commands.add_parser(
+        "node",
+        help="storage nodes: list, decommission, recommission (with --node-id: run a node)",
+    )
+    node.set_defaults(handler=lambda args: cmd_node(args, sys.stdout))
+    node_actions = node.add_subparsers(dest="node_command", metavar="ACTION")
+    node_actions.required = True
+    node_actions.add_parser("list", help="nodes with state, replicas, leaders and bytes")
+    for name, help_text in (
+        ("decommission", "move every replica off a node, so it can be removed"),
+        ("recommission", "make a decommissioned node active again"),
+    ):
+        action = node_actions.add_parser(name, help=help_text)
+        action.add_argument("node_id", type=int)
+
+    leaders = commands.add_parser("leaders", help="leader elections")
+    leaders.set_defaults(handler=lambda args: cmd_leaders(args, sys.stdout))
+    leader_actions = leaders.add_subparsers(dest="leaders_command", metavar="ACTION")
+    leader_actions.required = True
+    elect = leader_actions.add_parser("elect", help="run preferred or unclean elections")
+    kind = elect.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--preferred", action="store_true", help="leadership to the first replica")
+    kind.add_argument(
+        "--unclean", action="store_true", help="any live replica leads offline partitions"
+    )
+    elect.add_argument("--topic", help="only this topic (default: every partition)")
+    elect.add_argument("--partition", type=int, help="only this partition of --topic")
+
+
+# -- plan files ----------------------------------------------------------------------------
+def read_plan(path: str) -> dict[tuple[str, int], tuple[int, ...]]:
+    """A plan file's target replicas by (topic, partition); ValueError when malformed."""
+    file = Path(path)
+    if file.stat().st_size > PLAN_FILE_BYTES_MAX:
+        raise ValueError(f"{path}: larger than {PLAN_FILE_BYTES_MAX} bytes")
+    try:
+        document = json.loads(file.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not JSON ({error})") from error
+    if not isinstance(document, dict) or document.get("version") != PLAN_VERSION:
+        raise ValueError(f'{path}: expected {{"version": {PLAN_VERSION}, "partitions": [...]}}')
+    entries = document.get("partitions")
+    if not isinstance(entries, list):
+        raise ValueError(f'{path}: "partitions" must be a list')
+    plan: dict[tuple[str, int], tuple[int, ...]] = {}
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise ValueError(f"{path}: each partition must be an object")
+        topic, partition, replicas = entry.get("topic"), entry.get("partition"), entry.get(
+            "replicas", []
+        )
+        if not isinstance(topic, str) or not isinstance(partition, int) or partition < 0:
+            raise ValueError(f"{path}: each partition needs a topic and a partition number")
+        if not isinstance(replicas, list) or not all(isinstance(r, int) for r in replicas):
+            raise ValueError(f"{path}: {topic}-{partition}: replicas must be node ids")
+        if (topic, partition) in plan:
+            raise ValueError(f"{path}: {topic}-{partition} is named twice")
+        plan[(topic, partition)] = tuple(replicas)
+    return plan
+
+
+def plan_document(entries: Iterable[tuple[str, int, Sequence[int]]]) -> dict[str, Any]:
+    return {
+        "version": PLAN_VERSION,
+        "partitions": [
+            {"topic": t, "partition": p, "replicas": list(r)} for t, p, r in sorted(entries)
+        ],
+    }
+
+
+def _by_topic(
+    plan: Mapping[tuple[str, int], Sequence[int]],
+) -> dict[str, dict[int, Sequence[int]]]:
+    topics: dict[str, dict[int, Sequence[int]]] = defaultdict(dict)
+    for (topic, partition), replicas in plan.items():
+        topics[topic][partition] = replicas
+    return dict(topics)
+
+
+def _ids(ids: Iterable[int]) -> str:
+    return "[" + ",".join(str(i) for i in ids) + "]"
+
+
+def _status_line(status: admin_pb2.ReassignmentStatus) -> str:
+    return (
+        f"{status.topic}-{status.partition}: replicas {_ids(status.replica_ids)}"
+        f" adding {_ids(status.adding_replica_ids)} removing {_ids(status.removing_replica_ids)}"
+    )
+
+
+# -- commands ------------------------------------------------------------------------------
+async def cmd_partitions(args: argparse.Namespace, out: TextIO) -> int:
+    async with Admin(args.bootstrap) as admin:
+        if args.partitions_command == "rebalance":
+            return await _rebalance(admin, args, out)
+        return await _reassign(admin, args, out)
+
+
+async def _rebalance(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
+    response = await admin.rebalance_partitions(
+        dry_run=not args.execute, max_moves=args.max_moves
+    )
+    for move in response.moves:
+        verb = "started" if move.started else ("planned" if not args.execute else "waiting")
+        print(
+            f"{move.topic}-{move.partition}: {_ids(move.old_replica_ids)} ->"
+            f" {_ids(move.new_replica_ids)} ({move.bytes_to_copy} bytes) {verb}",
+            file=out,
+        )
+    print(
+        f"{len(response.moves)} moves, {response.bytes_to_copy} bytes to copy,"
+        f" {response.started_count} started",
+        file=out,
+    )
+    return 0
+
+
+async def _reassign(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
+    if args.plan:
+        response = await admin.rebalance_partitions(dry_run=True)
+        wanted = set(args.topic)
+        moves = [m for m in response.moves if not wanted or m.topic in wanted]
+        current = plan_document((m.topic, m.partition, m.old_replica_ids) for m in moves)
+        proposed = plan_document((m.topic, m.partition, m.new_replica_ids) for m in moves)
+        print("Current partition replica assignment", file=out)
+        print(json.dumps(current), file=out)
+        print("Proposed partition reassignment configuration", file=out)
+        print(json.dumps(proposed), file=out)
+        return 0
+    if args.execute:
+        for topic, targets in _by_topic(read_plan(args.execute)).items():
+            if any(not r for r in targets.values()):
+                raise ValueError(f"{topic}: every partition of --execute needs replicas")
+            for status in await admin.reassign_partitions(topic, targets):
+                print(f"started {_status_line(status)}", file=out)
+        return 0
+    if args.cancel:
+        for topic, targets in _by_topic(read_plan(args.cancel)).items():
+            running = {
+                s.partition for s in await admin.list_reassignments() if s.topic == topic
+            }
+            cancel = {p: () for p in targets if p in running}
+            if cancel:
+                for status in await admin.reassign_partitions(topic, cancel):
+                    print(f"cancelled {status.topic}-{status.partition}", file=out)
+        return 0
+    moving = await admin.list_reassignments()
+    if not args.status:
+        for status in moving:
+            print(_status_line(status), file=out)
+        if not moving:
+            print("no reassignment in progress", file=out)
+        return 0
+    in_progress = {(s.topic, s.partition) for s in moving}
+    done = True
+    for (topic, partition), target in sorted(read_plan(args.status).items()):
+        if (topic, partition) in in_progress:
+            state, done = "in progress", False
+        else:
+            described = await admin.describe_topic(topic)
+            actual = next(
+                (tuple(p.replica_ids) for p in described.partitions if p.partition == partition),
+                (),
+            )
+            state = "complete" if actual == tuple(target) else f"not applied ({_ids(actual)})"
+        print(f"Reassignment of partition {topic}-{partition} is {state}.", file=out)
+    return 0 if done else 3
+
+
+async def cmd_node(args: argparse.Namespace, out: TextIO) -> int:
+    async with Admin(args.bootstrap) as admin:
+        if args.node_command == "list":
+            print("ID\tSTATE\tLIVE\tADDRESS\tRACK\tREPLICAS\tLEADERS\tBYTES", file=out)
+            for node in await admin.list_nodes():
+                print(_node_line(node), file=out)
+            return 0
+        if args.node_command == "decommission":
+            node = await admin.decommission_node(args.node_id)
+        else:
+            node = await admin.recommission_node(args.node_id)
+        print(f"node {node.node_id}: {_STATE_NAMES.get(node.state, 'unknown')}", file=out)
+        return 0
+
+
+def _node_line(node: admin_pb2.NodeStatus) -> str:
+    return "\t".join(
+        str(v)
+        for v in (
+            node.node_id, _STATE_NAMES.get(node.state, "unknown"), "yes" if node.live else "no",
+            node.address or "-", node.rack or "-", node.replica_count, node.leader_count,
+            node.size_bytes,
+        )
+    )  # fmt: skip
+
+
+async def cmd_leaders(args: argparse.Namespace, out: TextIO) -> int:
+    if args.partition is not None and not args.topic:
+        raise ValueError("--partition needs --topic")
+    async with Admin(args.bootstrap) as admin:
+        partitions: list[tuple[str, int]] | None = None
+        if args.topic:
+            if args.partition is not None:
+                partitions = [(args.topic, args.partition)]
+            else:
+                described = await admin.describe_topic(args.topic)
+                partitions = [(args.topic, p.partition) for p in described.partitions]
+        results = await admin.elect_leaders(
+            partitions, election_type="unclean" if args.unclean else "preferred"
+        )
+        for result in results:
+            print(_election_line(result), file=out)
+    return 0
+
+
+def _election_line(result: admin_pb2.ElectionResult) -> str:
+    where = f"{result.topic}-{result.partition}: leader {result.leader_id}"
+    where += f" (epoch {result.leader_epoch})"
+    if result.HasField("error") and result.error.reason:
+        reason = errors_pb2.ErrorReason.Name(result.error.reason).removeprefix("ERROR_REASON_")
+        return f"{where}, not elected: {reason}"
+    return f"{where}, elected"
