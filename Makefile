@@ -28,7 +28,7 @@ DATA ?= ./data
 NODES ?= 3
 DURATION ?= 300
 
-.PHONY: all setup proto proto-release typecheck lint test test-fast run bench bench-storage bench-cluster bench-tls bench-kafka chaos clean etcd fmt
+.PHONY: all setup proto proto-release typecheck lint test test-fast run bench bench-storage bench-cluster bench-tls bench-kafka chaos clean etcd chromium fmt
 
 all: test
 
@@ -92,6 +92,16 @@ etcd:
 	    echo "etcd is missing: run 'sudo apt-get install -y etcd-server etcd-client'"; exit 1; \
 	  fi; }
 
+# Chromium, for the web console's real-browser test (tests/coordinator/test_console_browser.py).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    echo "installing chromium from the system packages"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; \
+	  else \
+	    echo "chromium is missing (the console test will skip): sudo apt-get install -y chromium"; \
+	  fi; }
+
 # Python sources ruff checks: Brook's own code, not the generated brook/v1 and brook/internal.
 RUFF_PATHS := $(filter-out brook/v1 brook/internal,$(wildcard brook/*)) storage services client tests bench scripts
 # The released v1 API that `buf breaking` compares against (refresh with `make proto-release`
@@ -120,7 +130,7 @@ fmt: $(VENV)/.installed
 # One worker: every test starts real processes whose leases and loop-lag bounds assume
 # the two cores are theirs (two workers starved leases: measured). The tests that measure
 # event-loop lag or rates run last, after the processes of the others are gone.
-test: setup $(PROMTOOL) lint
+test: setup $(PROMTOOL) chromium lint
 	$(PY) -m pytest -q -p no:cacheprovider -m "not timing"
 	$(PY) -m pytest -q -p no:cacheprovider -m timing
 
