@@ -205,28 +205,34 @@ async def cmd_list(args: argparse.Namespace, out: TextIO | None = None) -> int:
     return 0
 
 
-async def cmd_describe(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    out = out or sys.stdout
+async def _show_group(
+    args: argparse.Namespace,
+    out: TextIO,
+    document: Callable[[groups_pb2.GroupDescription], Any],
+    printer: Callable[[groups_pb2.GroupDescription, TextIO], None],
+) -> int:
+    """One answer, or with --watch one per update: text via `printer`, or with
+    --output json the `document` of each (one per line when watching)."""
+    as_json = getattr(args, "output", "text") == "json"
 
     async def run(admin: GroupAdmin) -> int:
-        as_json = getattr(args, "output", "text") == "json"
         if not args.watch:
             group = await admin.describe(args.group)
             if as_json:
-                print_json(message_json(group), out)
+                print_json(document(group), out)
             else:
-                print_description(group, out)
+                printer(group, out)
             return 0
         updates = 0
         async for group in admin.watch(args.group, args.lag_interval_ms):
             if as_json:  # one document per line per update
-                print(json.dumps(message_json(group), sort_keys=True), file=out)
+                print(json.dumps(document(group), sort_keys=True), file=out)
             else:
                 if updates:
                     print(file=out)
                 stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S")
                 print(f"--- {stamp}", file=out)
-                print_description(group, out)
+                printer(group, out)
             out.flush()
             updates += 1
             if args.max_updates is not None and updates >= args.max_updates:
@@ -234,6 +240,10 @@ async def cmd_describe(args: argparse.Namespace, out: TextIO | None = None) -> i
         return 0
 
     return await _with_admin(args, run)
+
+
+async def cmd_describe(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    return await _show_group(args, out or sys.stdout, message_json, print_description)
 
 
 def lag_document(group: groups_pb2.GroupDescription) -> dict[str, Any]:
@@ -291,34 +301,7 @@ def print_lag(group: groups_pb2.GroupDescription, out: TextIO) -> None:
 
 
 async def cmd_lag(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    out = out or sys.stdout
-    as_json = getattr(args, "output", "text") == "json"
-
-    async def run(admin: GroupAdmin) -> int:
-        if not args.watch:
-            group = await admin.describe(args.group)
-            if as_json:
-                print_json(lag_document(group), out)
-            else:
-                print_lag(group, out)
-            return 0
-        updates = 0
-        async for group in admin.watch(args.group, args.lag_interval_ms):
-            if as_json:  # one document per line per update
-                print(json.dumps(lag_document(group), sort_keys=True), file=out)
-            else:
-                if updates:
-                    print(file=out)
-                stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S")
-                print(f"--- {stamp}", file=out)
-                print_lag(group, out)
-            out.flush()
-            updates += 1
-            if args.max_updates is not None and updates >= args.max_updates:
-                break
-        return 0
-
-    return await _with_admin(args, run)
+    return await _show_group(args, out or sys.stdout, lag_document, print_lag)
 
 
 async def cmd_reset_offsets(args: argparse.Namespace, out: TextIO | None = None) -> int:

@@ -32,11 +32,18 @@ RATE = 400_000  # alice's produce quota, bytes per second
 RECORD = 50_000
 
 
-def start(local_cluster: Callable[..., LocalCluster]) -> LocalCluster:
+async def start(local_cluster: Callable[..., LocalCluster]) -> LocalCluster:
+    """A secure cluster (one node) with the topic "flood", created as user:admin."""
     cluster = local_cluster(secure=True)
     cluster.add_coordinator()
     cluster.add_node(1, args=FAST_NODE_ARGS)
     cluster.start()
+    creds = cluster.client_security("user:admin")
+    async with Admin(cluster.address("coordinator"), **creds.kwargs) as admin:
+        await eventually(lambda: _nodes(admin, 1), timeout_s=WAIT_S, what="node registered")
+        await admin.create_topic("flood", partitions=1, replication_factor=1,
+                                 configs={"max_batch_bytes": str(4 << 20)},
+                                 wait_for_leaders=True)  # fmt: skip
     return cluster
 
 
@@ -65,16 +72,12 @@ async def quota_seen(
 async def test_a_flooding_producer_is_held_near_its_quota(
     local_cluster: Callable[..., LocalCluster],
 ) -> None:
-    cluster = start(local_cluster)
+    cluster = await start(local_cluster)
     admin_creds = cluster.client_security("user:admin")
     alice = cluster.client_security("user:alice")
     bob = cluster.client_security("user:bob")
     bootstrap = cluster.address("coordinator")
     async with Admin(bootstrap, **admin_creds.kwargs) as admin:
-        await eventually(lambda: _nodes(admin, 1), timeout_s=WAIT_S, what="node registered")
-        await admin.create_topic("flood", partitions=1, replication_factor=1,
-                                 configs={"max_batch_bytes": str(4 << 20)},
-                                 wait_for_leaders=True)  # fmt: skip
         stored = await admin.alter_client_quotas(
             [admin_pb2.ClientQuota(principal="user:alice", produce_bytes_per_s=RATE)]
         )
@@ -127,15 +130,10 @@ async def test_a_flooding_producer_is_held_near_its_quota(
 async def test_a_wait_beyond_the_deadline_is_throttled_and_the_cli_manages_quotas(
     local_cluster: Callable[..., LocalCluster],
 ) -> None:
-    cluster = start(local_cluster)
+    cluster = await start(local_cluster)
     admin_creds = cluster.client_security("user:admin")
     carol = cluster.client_security("user:carol")
     bootstrap = cluster.address("coordinator")
-    async with Admin(bootstrap, **admin_creds.kwargs) as admin:
-        await eventually(lambda: _nodes(admin, 1), timeout_s=WAIT_S, what="node registered")
-        await admin.create_topic("flood", partitions=1, replication_factor=1,
-                                 configs={"max_batch_bytes": str(4 << 20)},
-                                 wait_for_leaders=True)  # fmt: skip
     previous = default_security()
     set_default_security(admin_creds.security)  # what the CLI's --tls-* flags do
     try:
