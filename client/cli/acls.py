@@ -29,6 +29,7 @@ from brook.client.admin.acls import (
     acl_filter,
     format_acl,
 )
+from brook.client.cli.options import add_output, message_json, print_json
 from brook.v1 import admin_pb2
 
 
@@ -62,6 +63,7 @@ def register(commands: Any) -> None:
     add = acl_commands.add_parser("add", help="allow or deny operations on resources")
     _change_flags(add, operation_required=True)
     listing = acl_commands.add_parser("list", help="list ACLs")
+    add_output(listing)
     listing.add_argument("--principal", default="", help="only ACLs naming this principal")
     _resource_flags(listing)
     listing.add_argument(
@@ -111,12 +113,18 @@ async def cmd_acl(args: argparse.Namespace, out: TextIO) -> int:
                 for kind, name in resources
             ] or [acl_filter(principal=args.principal, pattern_type=pattern)]  # fmt: skip
             seen: set[bytes] = set()
+            found = []
             for selected in filters:
                 for binding in await admin.describe_acls(selected):
                     key = binding.SerializeToString(deterministic=True)
                     if key not in seen:
                         seen.add(key)
-                        print(format_acl(binding), file=out)
+                        found.append(binding)
+            if getattr(args, "output", "text") == "json":
+                print_json({"acls": [message_json(binding) for binding in found]}, out)
+            else:
+                for binding in found:
+                    print(format_acl(binding), file=out)
         else:
             who: list[tuple[str, str]] = _principals(args) or [("", "")]
             operations = args.operation or [""]

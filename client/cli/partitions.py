@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from brook.client.admin import Admin
+from brook.client.cli.options import add_output, message_json, print_json
 from brook.v1 import admin_pb2, errors_pb2
 
 # The node actions the client answers (any other `brook node ...` runs a storage node).
@@ -75,7 +76,8 @@ def register(commands: Any) -> None:
     node.set_defaults(handler=lambda args: cmd_node(args, sys.stdout))
     node_actions = node.add_subparsers(dest="node_command", metavar="ACTION")
     node_actions.required = True
-    node_actions.add_parser("list", help="nodes with state, replicas, leaders and bytes")
+    listing = node_actions.add_parser("list", help="nodes with state, replicas, leaders, bytes")
+    add_output(listing)
     for name, help_text in (
         ("decommission", "move every replica off a node, so it can be removed"),
         ("recommission", "make a decommissioned node active again"),
@@ -240,8 +242,12 @@ async def _reassign(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
 async def cmd_node(args: argparse.Namespace, out: TextIO) -> int:
     async with Admin(args.bootstrap) as admin:
         if args.node_command == "list":
+            nodes = await admin.list_nodes()
+            if getattr(args, "output", "text") == "json":
+                print_json({"nodes": [message_json(node) for node in nodes]}, out)
+                return 0
             print("ID\tSTATE\tLIVE\tADDRESS\tRACK\tREPLICAS\tLEADERS\tBYTES", file=out)
-            for node in await admin.list_nodes():
+            for node in nodes:
                 print(_node_line(node), file=out)
             return 0
         if args.node_command == "decommission":

@@ -18,6 +18,7 @@ import sys
 from typing import Any, TextIO
 
 from brook.client.admin import Admin
+from brook.client.cli.options import add_output, message_json, print_json
 from brook.v1 import admin_pb2
 
 DEFAULT = "<default>"
@@ -42,6 +43,7 @@ def register(commands: Any) -> None:
     setting.add_argument("--streams-max", type=int, default=None)
     listing = quota_commands.add_parser("list", help="list quotas")
     _who(listing, required=False)
+    add_output(listing)
     removing = quota_commands.add_parser("remove", help="remove a principal's quotas")
     _who(removing, required=True)
 
@@ -56,7 +58,11 @@ async def cmd_quota(args: argparse.Namespace, out: TextIO) -> int:
     principal = DEFAULT if args.default else args.principal
     async with Admin(args.bootstrap) as admin:
         if args.quota_command == "list":
-            for entry in await admin.describe_client_quotas(principal):
+            entries = await admin.describe_client_quotas(principal)
+            if getattr(args, "output", "text") == "json":
+                print_json({"quotas": [message_json(entry) for entry in entries]}, out)
+                return 0
+            for entry in entries:
                 print(format_quota(entry), file=out)
             return 0
         entry = admin_pb2.ClientQuota(principal=principal)

@@ -178,6 +178,9 @@ async def test_a_new_node_gets_its_share_and_a_decommissioned_one_leaves_cleanly
     # The CLI, in Kafka's habits, on the same cluster.
     out = await brook(capsys, bootstrap, "node", "list")
     assert "4\tdrained\tno" in out and "1\tactive\tyes" in out
+    listed = json.loads(await brook(capsys, bootstrap, "node", "list", "--output", "json"))
+    states = {n["node_id"]: n["state"] for n in listed["nodes"]}
+    assert states[4].endswith("DRAINED") and states[1].endswith("ACTIVE"), states
     out = await brook(capsys, bootstrap, "partitions", "rebalance")
     assert out.strip().endswith("0 started")
     first = topic.partitions[0]

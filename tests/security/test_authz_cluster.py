@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -402,6 +403,9 @@ async def test_acl_admin_api_and_cli(cluster: LocalCluster, topics: list[str]) -
         assert "permission=deny" in out and "pattern=prefixed" in out
         out = await _cli(base, ["list", "--principal", "user:gina"])
         assert len(out.splitlines()) == 5
+        listed = json.loads(await _cli(base, ["list", "--principal", "user:gina", "-o", "json"]))
+        assert len(listed["acls"]) == 5
+        assert {a["principal"] for a in listed["acls"]} == {"user:gina"}
         out = await _cli(base, ["list", "--topic", "t1"])
         assert len(out.splitlines()) == 2
         out = await _cli(base, ["remove", "--allow-principal", "user:gina", "--operation",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import statistics
 import time
 from collections.abc import Callable
@@ -142,6 +143,9 @@ async def test_a_wait_beyond_the_deadline_is_throttled_and_the_cli_manages_quota
                                 "--produce-bytes-per-s", "100000", "--streams-max", "1"])
         assert "user:carol\tproduce_bytes_per_s=100000 streams_max=1" in out
         assert "user:carol" in await _cli(base, ["list"])
+        listed = json.loads(await _cli(base, ["list", "--output", "json"]))
+        assert listed == {"quotas": [{"principal": "user:carol",
+                                      "produce_bytes_per_s": 100000.0, "streams_max": 1}]}
         await quota_seen(cluster, carol, "user:carol", 100_000)
         async with carol.channel(cluster.address("node-1")) as channel:
             stub = storage_pb2_grpc.StorageServiceStub(channel)
