@@ -27,12 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cluster_bench import free_base_port
-
-BROOK = [sys.executable, "-m", "brook.services.cli"]
-START_TIMEOUT_S = 120.0
-STOP_TIMEOUT_S = 15.0
-RUN_TIMEOUT_S = 600.0
+# The launcher command and the bounds of a cluster's start, stop and perf run are the
+# cluster bench's: both benches drive `brook dev` and `brook perf` the same way.
+from cluster_bench import BROOK, RUN_TIMEOUT_S, START_TIMEOUT_S, STOP_TIMEOUT_S, free_base_port
 
 # (label, partitions, record size, records, acks)
 CASES = [
