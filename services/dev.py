@@ -16,8 +16,10 @@ restart with the same data dir keeps everything: etcd restarts on its data, node
 theirs. Once every process is ready, D/cluster.json lists them:
 
     {"bootstrap": "127.0.0.1:P", "etcd": "127.0.0.1:P+100",
-     "services": [{"name", "role", "address", "pid", "metrics_address"}, ...]}
-    (the coordinator's entry has "console_address" too: its web console, --console-port)
+     "services": [{"name", "role", "address", "pid", "metrics_address", "metrics_url"},
+                  ...]}
+    (the coordinator's entry has "console_address" and "console_url" too: its web console,
+    --console-port; with --secure both URLs are https and want the admin certificate)
 
 Every child runs in its own process group with its output prefixed on the console
 (`[node-1] ...`). Ctrl-C or SIGTERM stops the Brook processes (SIGTERM, SIGKILL after
@@ -396,6 +398,8 @@ class DevCluster:
         )
 
     def _write_cluster_file(self) -> None:
+        # A secure cluster's HTTP listeners speak HTTPS and want the admin certificate.
+        scheme = "https" if self.secure else "http"
         description = {
             "bootstrap": next(c.address for c in self.services if c.role == "coordinator"),
             "etcd": self.etcd_address,
@@ -403,9 +407,11 @@ class DevCluster:
             **({"tls": self._client_tls()} if self.secure else {}),
             "services": [
                 {"name": c.name, "role": c.role, "address": c.address, "pid": c.pid,
-                 **({"metrics_address": c.info["metrics_address"]}
+                 **({"metrics_address": c.info["metrics_address"],
+                     "metrics_url": f"{scheme}://{c.info['metrics_address']}/metrics"}
                     if c.info.get("metrics_address") else {}),
-                 **({"console_address": c.info["console_address"]}
+                 **({"console_address": c.info["console_address"],
+                     "console_url": f"{scheme}://{c.info['console_address']}/"}
                     if c.info.get("console_address") else {})}
                 for c in ([self.etcd] if self.etcd else []) + self.services
             ],

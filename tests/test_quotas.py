@@ -95,3 +95,38 @@ def test_configs_are_checked() -> None:
         assert caught.value.reason == "INVALID_CONFIG"
     config = QuotaConfig(fetch_bytes_per_s=5.0, streams_max=3)
     assert QuotaConfig.from_mapping(config.to_mapping()) == config
+
+
+async def test_new_connections_are_held_to_their_rate_known_ones_are_free() -> None:
+    """connections_per_s 2: calls on connections already seen cost nothing; 11 new client
+    addresses (one TCP connection each) take about 4 s of waiting after the 1 s burst."""
+    quotas, clock, slept = make({"user:alice": QuotaConfig(connections_per_s=2)})
+    for _ in range(50):
+        await quotas.admit(ALICE, budget_s=30, requests=1, peer=lambda: "ipv4:10.0.0.1:4000")
+    assert slept == []
+    start = clock.monotonic_s()
+    for port in range(5000, 5011):
+        await quotas.admit(ALICE, budget_s=30, peer=lambda p=port: f"ipv4:10.0.0.1:{p}")  # type: ignore[misc]
+    waited_s = clock.monotonic_s() - start
+    assert 3.4 <= waited_s <= 4.6, waited_s
+    # Bob has no connection quota: his new connections never wait.
+    for port in range(6000, 6100):
+        assert await quotas.admit(BOB, budget_s=1, peer=lambda p=port: f"ipv4:10.0.0.2:{p}") == 0  # type: ignore[misc]
+
+
+def test_connection_quota_is_checked_like_the_rates() -> None:
+    assert QuotaConfig.from_mapping({"connections_per_s": "5"}).connections_per_s == 5.0
+    with pytest.raises(BrookError):
+        QuotaConfig.from_mapping({"connections_per_s": 0})
+
+
+async def test_a_change_to_another_principal_keeps_this_ones_debt() -> None:
+    quotas, _, _ = make({"user:alice": QuotaConfig(produce_bytes_per_s=1000),
+                         "user:bob": QuotaConfig(produce_bytes_per_s=1000)})  # fmt: skip
+    quotas.charge(ALICE, "produce_bytes_per_s", 6000)
+    quotas.charge(BOB, "produce_bytes_per_s", 6000)
+    quotas.set_configs({"user:alice": QuotaConfig(produce_bytes_per_s=1000),
+                        "user:bob": QuotaConfig(produce_bytes_per_s=2000)}, QuotaConfig())
+    with pytest.raises(BrookError):  # alice's 5 s of debt stands
+        await quotas.admit(ALICE, budget_s=2)
+    assert await quotas.admit(BOB, budget_s=2) == 0.0  # bob's rate changed: restarts full

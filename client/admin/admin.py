@@ -205,8 +205,12 @@ class Admin:
         return list(response.results)
 
     async def reassign_partitions(
-        self, topic: str, reassignments: Mapping[int, Sequence[int]], *, validate_only: bool = False
-    ) -> list[admin_pb2.ReassignmentStatus]:
+        self, topic: str, reassignments: Mapping[int, Sequence[int]], *,
+        validate_only: bool = False, throttle_bytes_per_s: int | None = None,
+    ) -> list[admin_pb2.ReassignmentStatus]:  # fmt: skip
+        """Starts (or, with an empty replica list, cancels) moves of `topic`'s partitions.
+        `throttle_bytes_per_s` first sets the cluster-wide replication throttle (0
+        removes it)."""
         request = admin_pb2.ReassignPartitionsRequest(
             topic=topic,
             reassignments=[
@@ -215,14 +219,52 @@ class Admin:
             ],
             validate_only=validate_only,
         )
+        if throttle_bytes_per_s is not None:
+            request.throttle_bytes_per_second = throttle_bytes_per_s
         response = await self._call(lambda s: s.ReassignPartitions, request, mutating=True)
         return list(response.reassignments)
 
-    async def list_reassignments(self) -> list[admin_pb2.ReassignmentStatus]:
-        response = await self._call(
-            lambda s: s.ListReassignments, admin_pb2.ListReassignmentsRequest()
+    async def list_reassignments(self, topic: str = "") -> list[admin_pb2.ReassignmentStatus]:
+        """Every move in progress (all pages), with each adding replica's progress."""
+        return (await self.list_reassignments_with_throttle(topic))[0]
+
+    async def list_reassignments_with_throttle(
+        self, topic: str = "", *, page_size: int = 0
+    ) -> tuple[list[admin_pb2.ReassignmentStatus], admin_pb2.ReplicationThrottle]:
+        """(every move in progress, all pages; the throttle in force)."""
+        found: list[admin_pb2.ReassignmentStatus] = []
+        token = ""
+        throttle = admin_pb2.ReplicationThrottle()
+        while True:
+            request = admin_pb2.ListReassignmentsRequest(
+                page_size=page_size, page_token=token, topic=topic
+            )
+            response = await self._call(lambda s: s.ListReassignments, request)
+            found.extend(response.reassignments)
+            throttle = response.throttle
+            token = response.next_page_token
+            if not token:
+                return found, throttle
+
+    async def alter_replication_throttle(
+        self, rate_bytes_per_s: int, *, node_id: int | None = None
+    ) -> admin_pb2.ReplicationThrottle:
+        """Sets the cluster-wide reassignment replication throttle (or `node_id`'s own
+        rate); 0 removes it. Answers every rate after the change."""
+        request = admin_pb2.AlterReplicationThrottleRequest(
+            rate_bytes_per_second=rate_bytes_per_s
         )
-        return list(response.reassignments)
+        if node_id is not None:
+            request.node_id = node_id
+        response = await self._call(lambda s: s.AlterReplicationThrottle, request)
+        return response.throttle
+
+    async def describe_replication_throttle(self) -> admin_pb2.ReplicationThrottle:
+        """The reassignment replication throttle's rates."""
+        response = await self._call(
+            lambda s: s.DescribeReplicationThrottle, admin_pb2.DescribeReplicationThrottleRequest()
+        )
+        return response.throttle
 
     # -- nodes and balancing (issue 13) ------------------------------------------------
     async def list_nodes(self) -> list[admin_pb2.NodeStatus]:
@@ -243,10 +285,14 @@ class Admin:
         return response.node
 
     async def rebalance_partitions(
-        self, *, dry_run: bool = True, max_moves: int = 0
-    ) -> admin_pb2.RebalancePartitionsResponse:
-        """The balancer's plan; with dry_run=False its moves are started."""
+        self, *, dry_run: bool = True, max_moves: int = 0,
+        throttle_bytes_per_s: int | None = None,
+    ) -> admin_pb2.RebalancePartitionsResponse:  # fmt: skip
+        """The balancer's plan; with dry_run=False its moves are started (after
+        `throttle_bytes_per_s`, when given, is set as the cluster-wide throttle)."""
         request = admin_pb2.RebalancePartitionsRequest(dry_run=dry_run, max_moves=max_moves)
+        if throttle_bytes_per_s is not None:
+            request.throttle_bytes_per_second = throttle_bytes_per_s
         return await self._call(lambda s: s.RebalancePartitions, request, mutating=not dry_run)
 
     # -- access control lists (issue 11; build them with brook.client.admin.acls) -------

@@ -2,21 +2,29 @@
 `brook leaders elect`: moving replicas in Kafka's habits (issue 13).
 
     brook partitions reassign --plan [--topic T ...]      the balancer's proposal, as a plan file
-    brook partitions reassign --execute FILE              start the moves of a plan file
-    brook partitions reassign --status [FILE]             moves in progress (and FILE's state)
+    brook partitions reassign --execute FILE [--throttle-bytes N]   start a plan file's moves
+    brook partitions reassign --status [FILE] [--output json]       progress (and FILE's state)
     brook partitions reassign --cancel FILE               revert the running moves of FILE
-    brook partitions rebalance [--execute] [--max-moves N]
+    brook partitions rebalance [--execute] [--max-moves N] [--throttle-bytes N]
+    brook partitions throttle [--bytes N] [--node ID] [--remove] [--output json]
     brook node list | decommission N | recommission N
     brook leaders elect --preferred|--unclean [--topic T [--partition P]]
 
 A plan file is kafka-reassign-partitions' JSON:
 {"version": 1, "partitions": [{"topic": "t", "partition": 0, "replicas": [1, 2]}]}.
+
+The replication throttle (Kafka's --throttle) bounds the bytes per second each node
+receives as a replica being added, and serves as a leader to such replicas; other
+replication is never throttled. `--status FILE`, once every move of FILE is complete,
+and `--cancel`, once no move is left, remove the cluster-wide throttle (as
+kafka-reassign-partitions --verify and --cancel do) unless --preserve-throttle is given.
 (`brook node --node-id N ...`, with no action, runs a storage node: `brook.services.cli`.)
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from collections import defaultdict
@@ -33,6 +41,8 @@ NODE_ACTIONS = ("list", "decommission", "recommission")
 # A plan file larger than this is refused before it is parsed.
 PLAN_FILE_BYTES_MAX = 16 << 20
 PLAN_VERSION = 1
+# A first --status asks again after this long, so the coordinator can measure rates.
+STATUS_RATE_SAMPLE_S = 1.0
 
 _STATE_NAMES = {
     admin_pb2.NODE_STATE_ACTIVE: "active",
@@ -61,6 +71,15 @@ def register(commands: Any) -> None:
     reassign.add_argument(
         "--topic", action="append", default=[], help="with --plan: only these topics"
     )
+    reassign.add_argument(
+        "--throttle-bytes", type=int, metavar="N",
+        help="with --execute: set the replication throttle to N bytes/s per node first",
+    )  # fmt: skip
+    reassign.add_argument(
+        "--preserve-throttle", action="store_true",
+        help="with --status FILE or --cancel: keep the throttle when no move is left",
+    )  # fmt: skip
+    add_output(reassign)
     rebalance = actions.add_parser(
         "rebalance", help="print the balancer's plan; --execute starts it"
     )
@@ -68,6 +87,20 @@ def register(commands: Any) -> None:
     rebalance.add_argument(
         "--max-moves", type=int, default=0, help="at most this many moves (0: the whole plan)"
     )
+    rebalance.add_argument(
+        "--throttle-bytes", type=int, metavar="N",
+        help="with --execute: set the replication throttle to N bytes/s per node first",
+    )  # fmt: skip
+    add_output(rebalance)
+    throttle = actions.add_parser(
+        "throttle", help="show, set or remove the reassignment replication throttle"
+    )
+    throttle.add_argument("--bytes", type=int, metavar="N", help="set the rate to N bytes/s")
+    throttle.add_argument("--node", type=int, metavar="ID", help="only this node's own rate")
+    throttle.add_argument(
+        "--remove", action="store_true", help="remove the rate (the node's own, with --node)"
+    )
+    add_output(throttle)
 
     node = commands.add_parser(
         "node",
@@ -160,18 +193,104 @@ def _status_line(status: admin_pb2.ReassignmentStatus) -> str:
     )
 
 
+def format_bytes(count: float) -> str:
+    """1536 -> "1.5 KiB" (binary units, as `brook logs dirs`)."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"  # pragma: no cover
+
+
+def format_seconds(seconds: float) -> str:
+    """75 -> "1m15s"; 3700 -> "1h01m"."""
+    total = round(seconds)
+    if total < 60:
+        return f"{total}s"
+    if total < 3600:
+        return f"{total // 60}m{total % 60:02d}s"
+    return f"{total // 3600}h{total % 3600 // 60:02d}m"
+
+
+def _progress_line(progress: admin_pb2.ReplicaCopyProgress) -> str:
+    """One adding replica: copied, remaining, rate and ETA ("?" where unknown)."""
+    def known(field: str, show: Any) -> str:
+        return show(getattr(progress, field)) if progress.HasField(field) else "?"  # type: ignore[arg-type]
+
+    return (
+        f"  node {progress.node_id}: copied {known('copied_bytes', format_bytes)}"
+        f" ({known('copied_records', str)} records), remaining"
+        f" {known('remaining_bytes', format_bytes)} ({known('remaining_records', str)} records),"
+        f" rate {known('rate_bytes_per_second', lambda r: format_bytes(r) + '/s')},"
+        f" ETA {known('estimated_remaining_seconds', format_seconds)}"
+    )
+
+
+def _throttle_line(throttle: admin_pb2.ReplicationThrottle) -> str:
+    rate = throttle.cluster_bytes_per_second
+    line = "replication throttle: " + (f"{format_bytes(rate)}/s ({rate} bytes/s) per node"
+                                       if rate else "none")  # fmt: skip
+    for node in throttle.nodes:
+        line += f"; node {node.node_id}: {format_bytes(node.bytes_per_second)}/s"
+    return line
+
+
+def _rates_missing(moving: Sequence[admin_pb2.ReassignmentStatus]) -> bool:
+    return any(p.HasField("copied_bytes") and not p.HasField("rate_bytes_per_second")
+               and p.remaining_bytes > 0 for s in moving for p in s.progress)  # fmt: skip
+
+
+async def _moves_with_rates(
+    admin: Admin,
+) -> tuple[list[admin_pb2.ReassignmentStatus], admin_pb2.ReplicationThrottle]:
+    """The moves in progress; asked twice a second apart when the coordinator had no
+    earlier sample to measure a rate from (a first --status)."""
+    moving, throttle = await admin.list_reassignments_with_throttle()
+    if _rates_missing(moving):
+        await asyncio.sleep(STATUS_RATE_SAMPLE_S)
+        moving, throttle = await admin.list_reassignments_with_throttle()
+    return moving, throttle
+
+
 # -- commands ------------------------------------------------------------------------------
 async def cmd_partitions(args: argparse.Namespace, out: TextIO) -> int:
     async with Admin(args.bootstrap) as admin:
         if args.partitions_command == "rebalance":
             return await _rebalance(admin, args, out)
+        if args.partitions_command == "throttle":
+            return await _throttle(admin, args, out)
         return await _reassign(admin, args, out)
 
 
+async def _throttle(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
+    if args.remove and args.bytes is not None:
+        raise ValueError("give --bytes N or --remove, not both")
+    if args.bytes is not None and args.bytes <= 0:
+        raise ValueError("--bytes must be positive (--remove removes the throttle)")
+    if args.remove or args.bytes is not None:
+        throttle = await admin.alter_replication_throttle(
+            0 if args.remove else args.bytes, node_id=args.node
+        )
+    else:
+        throttle = await admin.describe_replication_throttle()
+    if getattr(args, "output", "text") == "json":
+        print_json({"throttle": message_json(throttle)}, out)
+        return 0
+    print(_throttle_line(throttle), file=out)
+    return 0
+
+
 async def _rebalance(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
+    if args.throttle_bytes is not None and not args.execute:
+        raise ValueError("--throttle-bytes goes with --execute")
     response = await admin.rebalance_partitions(
-        dry_run=not args.execute, max_moves=args.max_moves
-    )
+        dry_run=not args.execute, max_moves=args.max_moves,
+        throttle_bytes_per_s=args.throttle_bytes,
+    )  # fmt: skip
+    if getattr(args, "output", "text") == "json":
+        print_json(message_json(response), out)
+        return 0
     for move in response.moves:
         verb = "started" if move.started else ("planned" if not args.execute else "waiting")
         print(
@@ -199,12 +318,22 @@ async def _reassign(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
         print("Proposed partition reassignment configuration", file=out)
         print(json.dumps(proposed), file=out)
         return 0
+    if args.throttle_bytes is not None and not args.execute:
+        raise ValueError("--throttle-bytes goes with --execute (or use `partitions throttle`)")
     if args.execute:
+        throttle = args.throttle_bytes
+        if throttle is not None and throttle < 0:
+            raise ValueError("--throttle-bytes must be >= 0 (0 removes the throttle)")
         for topic, targets in _by_topic(read_plan(args.execute)).items():
             if any(not r for r in targets.values()):
                 raise ValueError(f"{topic}: every partition of --execute needs replicas")
-            for status in await admin.reassign_partitions(topic, targets):
+            for status in await admin.reassign_partitions(
+                topic, targets, throttle_bytes_per_s=throttle
+            ):
                 print(f"started {_status_line(status)}", file=out)
+            throttle = None  # set once, with the first topic's moves
+        if args.throttle_bytes:
+            print(f"replication throttle: {args.throttle_bytes} bytes/s per node", file=out)
         return 0
     if args.cancel:
         for topic, targets in _by_topic(read_plan(args.cancel)).items():
@@ -215,18 +344,32 @@ async def _reassign(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
             if cancel:
                 for status in await admin.reassign_partitions(topic, cancel):
                     print(f"cancelled {status.topic}-{status.partition}", file=out)
+        # As kafka-reassign-partitions --cancel: no move left, no throttle left.
+        moving, throttle = await admin.list_reassignments_with_throttle()
+        if not moving and throttle.cluster_bytes_per_second and not args.preserve_throttle:
+            await admin.alter_replication_throttle(0)
+            print("Throttle was removed.", file=out)
         return 0
-    moving = await admin.list_reassignments()
+    moving, throttle = await _moves_with_rates(admin)
+    as_json = getattr(args, "output", "text") == "json"
     if not args.status:
+        if as_json:
+            print_json({"reassignments": [message_json(s) for s in moving],
+                        "throttle": message_json(throttle)}, out)  # fmt: skip
+            return 0
         for status in moving:
             print(_status_line(status), file=out)
+            for progress in status.progress:
+                print(_progress_line(progress), file=out)
         if not moving:
             print("no reassignment in progress", file=out)
+        print(_throttle_line(throttle), file=out)
         return 0
-    in_progress = {(s.topic, s.partition) for s in moving}
+    by_key = {(s.topic, s.partition): s for s in moving}
     done = True
+    states = []
     for (topic, partition), target in sorted(read_plan(args.status).items()):
-        if (topic, partition) in in_progress:
+        if (topic, partition) in by_key:
             state, done = "in progress", False
         else:
             described = await admin.describe_topic(topic)
@@ -235,7 +378,26 @@ async def _reassign(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
                 (),
             )
             state = "complete" if actual == tuple(target) else f"not applied ({_ids(actual)})"
+        states.append((topic, partition, state))
+    removed = False
+    if done and throttle.cluster_bytes_per_second and not args.preserve_throttle:
+        throttle = await admin.alter_replication_throttle(0)
+        removed = True
+    if as_json:
+        print_json({
+            "partitions": [
+                {"topic": t, "partition": p, "state": state,
+                 **({"status": message_json(by_key[(t, p)])} if (t, p) in by_key else {})}
+                for t, p, state in states
+            ],
+            "complete": done, "throttle_removed": removed, "throttle": message_json(throttle),
+        }, out)  # fmt: skip
+        return 0 if done else 3
+    for topic, partition, state in states:
         print(f"Reassignment of partition {topic}-{partition} is {state}.", file=out)
+        for progress in by_key[(topic, partition)].progress if (topic, partition) in by_key else ():
+            print(_progress_line(progress), file=out)
+    print("Throttle was removed." if removed else _throttle_line(throttle), file=out)
     return 0 if done else 3
 
 

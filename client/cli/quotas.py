@@ -2,7 +2,8 @@
 habits (`--entity-type users`), as rates a principal is slowed to, not refused at.
 
     brook quota set --principal user:alice --produce-bytes-per-s 1048576 \\
-                    --fetch-bytes-per-s 4194304 --requests-per-s 200 --streams-max 10
+                    --fetch-bytes-per-s 4194304 --requests-per-s 200 --streams-max 10 \\
+                    --connections-per-s 20
     brook quota set --default --produce-bytes-per-s 10485760
     brook quota list [--principal user:alice | --default]
     brook quota remove --principal user:alice
@@ -22,7 +23,7 @@ from brook.client.cli.options import add_output, message_json, print_json
 from brook.v1 import admin_pb2
 
 DEFAULT = "<default>"
-RATES = ("produce_bytes_per_s", "fetch_bytes_per_s", "requests_per_s")
+RATES = ("produce_bytes_per_s", "fetch_bytes_per_s", "requests_per_s", "connections_per_s")
 
 
 def _who(parser: argparse.ArgumentParser, *, required: bool) -> None:

@@ -8,8 +8,9 @@ The context fields are the ones operators filter on (`FIELDS`): process, node, t
 partition, epoch, group, member, principal. A log site passes them with `extra=`
 (`log.info("...", extra=fields(topic=t, partition=p, epoch=e))`), or a caller binds them
 for everything logged inside a block with `context(group=g, member=m)` (a contextvar, so
-it follows the asyncio task). Unknown keys are ignored in `fields`; None values are left
-out, so a site can pass what it has.
+it follows the asyncio task); `bind(...)` binds them for the rest of the task (the
+authenticated principal of every call, bound before its handler runs). Unknown keys are
+ignored in `fields`; None values are left out, so a site can pass what it has.
 
 In JSON an exception's traceback is the `exc` field (escaped: still one line). Text lines
 stay exactly as before (the fields are for machines; the messages already name what they
@@ -59,6 +60,13 @@ def context(**values: object) -> Iterator[None]:
         yield
     finally:
         _context.reset(token)
+
+
+def bind(**values: object) -> None:
+    """Binds context fields for the rest of the current task (an RPC's handler runs in its
+    own task, with its own copy of the context: the server's authentication binds the
+    call's principal here, so every line the handler logs names who asked)."""
+    _context.set({**(_context.get() or {}), **fields(**values)})
 
 
 def current_context() -> dict[str, object]:

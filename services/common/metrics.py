@@ -21,7 +21,8 @@
   `brook_metrics_partition_series_dropped_total` counts what was left out.
   `--no-metrics-partition-series` turns them off.
 - `MetricsEndpoint`: the HTTP server (`--metrics-listen HOST:PORT`, empty = off, port 0 =
-  a free port) in a daemon thread of prometheus_client; its address goes into the ready
+  a free port) in daemon threads (`metrics_http.py`): over TLS, authenticated and
+  authorized in a secure process (`http_security.py`); its address goes into the ready
   file as `metrics_address`.
 
 Thread-safety: event metrics are single-writer families (`Family`: written by the event
@@ -49,11 +50,13 @@ from prometheus_client import (
     PLATFORM_COLLECTOR,
     PROCESS_COLLECTOR,
     CollectorRegistry,
-    start_http_server,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
+
+from brook.services.common.http_security import PLAINTEXT_HTTP, HttpSecurity
+from brook.services.common.metrics_http import serve_metrics
 
 log = logging.getLogger("brook.metrics")
 
@@ -189,6 +192,13 @@ _SPECS = [
           "one fsync of a partition log", buckets=DISK_BUCKETS),
     _spec("brook_node_follower_fetch_errors_total", "counter", "reason", "node",
           "failed fetches from leaders as follower (transport code or partition reason)"),
+    _spec("brook_node_replication_throttle_rate_bytes", "gauge", "direction", "node",
+          "the reassignment replication throttle in force on this node, bytes per second in"
+          " (as adding replica) and out (as leader); 0 when unthrottled"),
+    _spec("brook_node_replication_throttled_bytes_total", "counter", "direction", "node",
+          "reassignment replication bytes charged to the throttle, in and out"),
+    _spec("brook_node_replication_throttle_holds_total", "counter", "direction", "node",
+          "fetch rounds in which throttled partitions were held back (budget in debt)"),
     # -- storage node, per partition (bounded by --metrics-partition-series-max) -----------
     _spec("brook_partition_log_size_bytes", "gauge", "topic partition", "node",
           "bytes of the partition log's segment files", sampled=True),
@@ -673,6 +683,8 @@ class MetricsEndpoint:
 
     listen: str
     role: str
+    # TLS and who may scrape (http_security.py); plaintext and open by default.
+    security: HttpSecurity = PLAINTEXT_HTTP
     address: str = ""
     _server: Any = None
     _thread: threading.Thread | None = None
@@ -696,11 +708,16 @@ class MetricsEndpoint:
         _add_standard_collectors()
         host, _, port = self.listen.rpartition(":")
         host = host.strip("[]") or "0.0.0.0"
-        self._server, self._thread = start_http_server(int(port), host, registry=REGISTRY)
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        self._server, self._thread = serve_metrics(host, int(port), REGISTRY, self.security,
+                                                   loop)  # fmt: skip
         bound_port = self._server.server_port
         shown = f"[{host}]" if ":" in host else host
         self.address = f"{shown}:{bound_port}"
-        log.info("serving metrics on http://%s/metrics", self.address)
+        log.info("serving metrics on %s://%s/metrics", self.security.scheme, self.address)
         return self.address
 
     async def stop(self) -> None:

@@ -309,6 +309,27 @@ class TransportAuthenticator:
             raise unauthenticated("the call has no client certificate and no bearer token")
         return ANONYMOUS
 
+    def authenticate_http(
+        self, authorization: str | None, peer_certificate_der: bytes | None
+    ) -> Principal:
+        """The same decision for an HTTP request (/metrics, the console): its
+        Authorization header, else the client certificate TLS verified, else anonymous
+        or UNAUTHENTICATED as for a call."""
+        if authorization is not None:
+            token = bearer_token((("authorization", authorization),))
+            if token is not None:
+                if self.tokens is None:
+                    raise unauthenticated("this server accepts no bearer tokens")
+                return self.tokens.verify(token)
+        if peer_certificate_der:
+            principal = self._map(certificate_auth_context(peer_certificate_der))
+            if principal is None:
+                raise unauthenticated("no principal mapping rule matched the client certificate")
+            return principal
+        if self.require_authentication:
+            raise unauthenticated("the request has no client certificate and no bearer token")
+        return ANONYMOUS
+
     def _map(self, auth: Mapping[str, Sequence[bytes]]) -> Principal | None:
         subject = auth.get("x509_subject", [b""])[0]
         common_name = (auth.get("x509_common_name") or [b""])[0]
@@ -332,6 +353,30 @@ class TransportAuthenticator:
             self._mapped.clear()
         self._mapped[cache_key] = principal
         return principal
+
+
+def certificate_auth_context(der: bytes) -> dict[str, list[bytes]]:
+    """A certificate's identity in the shape of gRPC's auth context (x509_subject as RFC
+    4514 writes it, x509_common_name, peer_dns/uri/email/ip), so HTTP listeners map it
+    with the same rules as calls."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    cert = x509.load_der_x509_certificate(der)
+    auth: dict[str, list[bytes]] = {"x509_subject": [cert.subject.rfc4514_string().encode()]}
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if names:
+        auth["x509_common_name"] = [str(names[0].value).encode()]
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return auth
+    for prop, kind in (("peer_dns", x509.DNSName), ("peer_uri", x509.UniformResourceIdentifier),
+                       ("peer_email", x509.RFC822Name), ("peer_ip", x509.IPAddress)):  # fmt: skip
+        values = [str(v).encode() for v in sans.get_values_for_type(kind)]  # type: ignore[attr-defined]
+        if values:
+            auth[prop] = values
+    return auth
 
 
 def bearer_token(metadata: Iterable[tuple[str, Any]]) -> str | None:

@@ -1,5 +1,6 @@
 """Client quotas per principal (issue 11), Kafka's model: produce and fetch bytes per
-second, requests per second, and open streams (Subscribe, WatchGroup, ...).
+second, requests per second, new connections per second, and open streams (Subscribe,
+WatchGroup, ...).
 
 Throttling is back-pressure, not an error storm. Each principal has one bucket per rate;
 a request is admitted once its principal's debt is paid (`admit` waits), then charged what
@@ -9,6 +10,12 @@ flood. The wait is bounded by the request's own deadline budget: a principal so 
 debt that the wait would exceed it is answered THROTTLED (RESOURCE_EXHAUSTED, retriable)
 with `retry_after_ms`, the delay hint; a throttled answer carries the same hint in the
 `brook-throttle-ms` trailing metadata.
+
+Connections (Kafka's `connection_creation_rate`, KIP-612): gRPC hides connection events
+from a Python server, so a connection is counted when a call first arrives from a client
+address (`context.peer()`, host and port: one TCP connection) this process has not seen
+among its last PEERS_KNOWN_MAX; a principal opening connections faster than its
+`connections_per_s` then waits before its calls like any principal in debt.
 
 The rates are configured per principal, with a cluster default (`QuotaConfig`, stored in
 etcd by the metadata layer); unset means unlimited.
@@ -41,7 +48,11 @@ ANSWER_MARGIN_S: Final = 1.0
 # Principals whose buckets are kept (bounded memory); the least recently used go first.
 BUCKETS_MAX: Final = 10_000
 
-RATES: Final = ("produce_bytes_per_s", "fetch_bytes_per_s", "requests_per_s")
+# Client addresses (connections) remembered, least recently used first out.
+PEERS_KNOWN_MAX: Final = 65_536
+
+RATES: Final = ("produce_bytes_per_s", "fetch_bytes_per_s", "requests_per_s",
+                "connections_per_s")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +63,7 @@ class QuotaConfig:
     fetch_bytes_per_s: float | None = None
     requests_per_s: float | None = None
     streams_max: int | None = None
+    connections_per_s: float | None = None
 
     def rate(self, name: str) -> float | None:
         value: float | None = getattr(self, name)
@@ -138,22 +150,30 @@ class Quotas:
         self._configs: dict[str, QuotaConfig] = {}
         self._default = UNLIMITED
         self._states: dict[str, _PrincipalState] = {}
+        self._peers: dict[str, None] = {}  # insertion order: least recently seen first
 
     # -- configuration (fed by the metadata layer's watch) ----------------------------
     def set_configs(self, configs: Mapping[str, QuotaConfig], default: QuotaConfig) -> None:
-        """Replaces every quota; buckets of changed rates restart full."""
+        """Replaces every quota; the buckets of principals whose quotas changed restart
+        full, the others keep their debt (a reload after an etcd hiccup forgives none)."""
+        before = {key: self._configs.get(key, self._default) for key in self._states}
         self._configs = dict(configs)
         self._default = default
-        for state in self._states.values():
-            state.buckets.clear()
+        for key, state in self._states.items():
+            if self._configs.get(key, self._default) != before[key]:
+                state.buckets.clear()
 
     def config_for(self, principal: Principal) -> QuotaConfig:
         return self._configs.get(str(principal), self._default)
 
     # -- enforcement ---------------------------------------------------------------------
-    async def admit(self, principal: Principal, budget_s: float, requests: int = 1) -> float:
+    async def admit(
+        self, principal: Principal, budget_s: float, requests: int = 1,
+        peer: Callable[[], str] | None = None,
+    ) -> float:  # fmt: skip
         """Waits until `principal` owes nothing on any rate and charges `requests` (a
-        stream's later messages charge none);
+        stream's later messages charge none) and, when `peer` (the call's client address)
+        is a connection not seen before, one connection;
         answers the seconds waited (the throttle time to report). Raises THROTTLED with
         retry_after_ms when the wait would exceed `budget_s` (or WAIT_MAX_S)."""
         config = self.config_for(principal)
@@ -171,7 +191,25 @@ class Quotas:
                 self._bucket(state, "requests_per_s", config.requests_per_s).charge(
                     requests, self._clock.monotonic_s()
                 )
+            if config.connections_per_s is not None and peer is not None and self._new_peer(
+                peer()
+            ):
+                self._bucket(state, "connections_per_s", config.connections_per_s).charge(
+                    1, self._clock.monotonic_s()
+                )
         return waited
+
+    def _new_peer(self, address: str) -> bool:
+        """True the first time `address` is seen (of the last PEERS_KNOWN_MAX)."""
+        if not address:
+            return False
+        known = address in self._peers
+        if known:
+            del self._peers[address]  # move to most recently seen
+        elif len(self._peers) >= PEERS_KNOWN_MAX:
+            del self._peers[next(iter(self._peers))]
+        self._peers[address] = None
+        return not known
 
     def charge(self, principal: Principal, rate_name: str, amount: int) -> None:
         """Records `amount` bytes of produce or fetch against the principal's rate: the
@@ -255,8 +293,10 @@ async def throttle(
 ) -> None:
     """`quotas.admit` within the call's deadline (less a margin to answer in), reporting
     the wait in the `brook-throttle-ms` trailing metadata: the delay hint."""
+    if quotas.config_for(principal) == UNLIMITED:
+        return  # the common case: no quota, no deadline to read
     remaining = context.time_remaining()
     budget_s = WAIT_MAX_S if remaining is None else max(0.0, remaining - ANSWER_MARGIN_S)
-    waited_s = await quotas.admit(principal, budget_s, requests)
+    waited_s = await quotas.admit(principal, budget_s, requests, peer=context.peer)
     if waited_s > 0:
         context.set_trailing_metadata(((THROTTLE_METADATA_KEY, str(round(waited_s * 1000))),))

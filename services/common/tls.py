@@ -46,7 +46,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from brook.errors import BrookError
+from brook.services.common import logs
 from brook.services.common import principal as principals
+from brook.services.common.http_security import PLAINTEXT_HTTP, HttpSecurity, ReloadingSslContext
 from brook.services.common.principal import (
     DEFAULT_MAPPING,
     Authenticator,
@@ -89,6 +91,10 @@ def add_security_arguments(parser: argparse.ArgumentParser) -> None:
     add("--health-listen", default="",
         help="HOST:PORT of a plaintext listener serving only grpc.health.v1, for probes that "
              "cannot speak TLS (Kubernetes' grpc probe); with --tls-cert only")
+    add("--http-tls", action=argparse.BooleanOptionalAction, default=None,
+        help="serve /metrics and the console over TLS with --tls-cert, authenticating and "
+             "authorizing requests as calls are (default: on with --tls-cert); "
+             "--no-http-tls keeps them plaintext and open (a local scrape sidecar)")
     add("--etcd-ca", default="", help="CA bundle that verifies etcd (turns on TLS to etcd)")
     add("--etcd-cert", default="", help="client certificate for etcd (PEM)")
     add("--etcd-key", default="", help="key of --etcd-cert")
@@ -233,6 +239,7 @@ async def _authenticate(authenticator: Authenticator, context: grpc.aio.Servicer
         await context.abort_with_status(error.to_status())
         raise  # unreachable: abort raises
     principals.remember_principal(context, principal)
+    logs.bind(principal=str(principal))  # every line the handler logs names the caller
 
 
 async def _deserialize(
@@ -385,6 +392,8 @@ class ProcessSecurity:
     server: ServerSecurity
     peer: ChannelSecurity
     etcd: EtcdSecurity
+    # The HTTP listeners' (/metrics, console): http_security.py.
+    http: HttpSecurity = PLAINTEXT_HTTP
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ProcessSecurity:
@@ -449,7 +458,7 @@ class ProcessSecurity:
         )
         if bool(etcd.cert_file) != bool(etcd.key_file):
             raise _config_error("--etcd-cert and --etcd-key go together")
-        return cls(server, peer, etcd)
+        return cls(server, peer, etcd, _http_security(args, server, mode))
 
     def install(self) -> ProcessSecurity:
         """Makes this the process's security: `principal_of` and `peer_channel` use it."""
@@ -457,6 +466,30 @@ class ProcessSecurity:
             principals.set_authenticator(self.server.authenticator)
         set_peer_security(self.peer)
         return self
+
+
+def _http_security(
+    args: argparse.Namespace, server: ServerSecurity, mode: str
+) -> HttpSecurity:
+    """TLS and authentication of the HTTP listeners: those of the gRPC listener, unless
+    `--no-http-tls` (or no --tls-cert)."""
+    wanted = getattr(args, "http_tls", None)
+    certificate = server.certificate
+    if certificate is None:
+        if wanted:
+            raise _config_error("--http-tls needs --tls-cert")
+        return PLAINTEXT_HTTP
+    if wanted is False:
+        return PLAINTEXT_HTTP
+    try:
+        context = ReloadingSslContext(
+            certificate.cert_file, certificate.key_file, certificate.ca_file or "", mode
+        )
+    except (OSError, ValueError) as error:
+        raise _config_error(f"cannot serve HTTP over TLS: {error}") from None
+    authenticator = server.authenticator
+    assert authenticator is None or isinstance(authenticator, principals.TransportAuthenticator)
+    return HttpSecurity(context, authenticator)
 
 
 def process_security(args: argparse.Namespace) -> ProcessSecurity:

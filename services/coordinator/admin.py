@@ -13,6 +13,13 @@ carries the active coordinator's address (`coordinator_address`, `coordinator_id
 
 The ACL calls (CreateAcls, DescribeAcls, DeleteAcls) are `acls.AclAdmin`'s; the quota
 calls (AlterClientQuotas, DescribeClientQuotas) are `quotas.QuotaAdmin`'s.
+
+Reassignment as a long-running operation (issue 13): the replication throttle's rates
+live in etcd (services/metadata/replication_throttle.py; AlterReplicationThrottle,
+DescribeReplicationThrottle, and the throttle_bytes_per_second of ReassignPartitions and
+RebalancePartitions), read and written here directly (admin calls, not a data path;
+the nodes enforce them from their watch). ListReassignments is paged and reports each
+adding replica's progress from the nodes' DescribeLogDirs (reassign_progress.py).
 """
 
 from __future__ import annotations
@@ -63,6 +70,13 @@ from brook.services.coordinator.limits import (
     REPLICAS_PER_NODE_MAX_DEFAULT,
 )
 from brook.services.coordinator.quotas import QuotaAdmin
+from brook.services.coordinator.reassign_progress import (
+    LogDir,
+    RateTracker,
+    ReplicaProgress,
+    gather_log_dirs,
+    replica_progress,
+)
 from brook.services.metadata import configs
 from brook.services.metadata.acls import AclCache
 from brook.services.metadata.cache import MetadataCache
@@ -75,6 +89,12 @@ from brook.services.metadata.model import (
     TopicRecord,
 )
 from brook.services.metadata.quotas import QuotaCache
+from brook.services.metadata.replication_throttle import (
+    ThrottleRates,
+    check_rate,
+    read_rates,
+    write_rate,
+)
 from brook.services.metadata.store import MetadataStore
 from brook.structs import TopicPartition
 from brook.v1 import admin_pb2, admin_pb2_grpc, common_pb2
@@ -83,6 +103,10 @@ log = logging.getLogger("brook.coordinator.admin")
 
 # The RPCs, as the operations table names them.
 _SERVICE = "brook.v1.AdminService/"
+
+# ListReassignments pages (partitions per page).
+REASSIGN_PAGE_SIZE_DEFAULT = 100
+REASSIGN_PAGE_SIZE_MAX = 1000
 
 ELECTION_TYPES = (
     admin_pb2.ELECTION_TYPE_UNSPECIFIED,
@@ -115,6 +139,37 @@ def _status(record: PartitionRecord) -> admin_pb2.ReassignmentStatus:
         adding_replica_ids=list(record.adding_replicas),
         removing_replica_ids=list(record.removing_replicas),
     )
+
+
+def _progress(progress: ReplicaProgress) -> admin_pb2.ReplicaCopyProgress:
+    answer = admin_pb2.ReplicaCopyProgress(node_id=progress.node_id)
+    if progress.copied_bytes is not None:
+        answer.copied_bytes = progress.copied_bytes
+    if progress.remaining_bytes is not None:
+        answer.remaining_bytes = progress.remaining_bytes
+    if progress.copied_records is not None:
+        answer.copied_records = progress.copied_records
+    if progress.remaining_records is not None:
+        answer.remaining_records = progress.remaining_records
+    if progress.rate_bytes_per_s is not None:
+        answer.rate_bytes_per_second = progress.rate_bytes_per_s
+    if progress.eta_s is not None:
+        answer.estimated_remaining_seconds = progress.eta_s
+    return answer
+
+
+def _throttle(rates: ThrottleRates) -> admin_pb2.ReplicationThrottle:
+    return admin_pb2.ReplicationThrottle(
+        cluster_bytes_per_second=rates.cluster_bytes_per_s,
+        nodes=[admin_pb2.NodeReplicationThrottle(node_id=n, bytes_per_second=rate)
+               for n, rate in sorted(rates.nodes.items())],
+    )  # fmt: skip
+
+
+def _reassignment_token(record: PartitionRecord) -> str:
+    """A sort key of (topic, partition) as a string: ' ' sorts before every character
+    a topic name may hold, and the partition is zero-padded."""
+    return f"{record.topic} {record.partition:010d}"
 
 
 def _topic_not_found(name: str) -> BrookError:
@@ -161,6 +216,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self._clock = clock
         self.replicas_per_node_max = replicas_per_node_max
         self._lock = asyncio.Lock()
+        # Copy rates of adding replicas, from ListReassignments' samples (in memory).
+        self.copy_rates = RateTracker(clock)
         # This process's Endpoint id (set once serving): a role key naming ourselves while
         # we are not active is stale (our lease was lost), not a pointer to another process.
         self.endpoint_id = ""
@@ -592,6 +649,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             if target:
                 validation.validate_assignments({index: target}, [index], live)
             plans[index] = target
+        throttle = None
+        if request.HasField("throttle_bytes_per_second"):
+            throttle = check_rate("throttle_bytes_per_second", request.throttle_bytes_per_second)
 
         def outcome_for(record: PartitionRecord, target: tuple[int, ...]) -> election.Outcome:
             if not target:
@@ -613,6 +673,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                 )
         statuses = []
         async with self._lock:
+            if throttle is not None and not request.validate_only:
+                # Before the moves start, so their first fetches are throttled.
+                await self._set_throttle(None, throttle)
             for index, target in plans.items():
                 if request.validate_only:
                     record = self.cache.partitions[(topic.name, index)]
@@ -658,13 +721,89 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.ListReassignmentsResponse:
         self.authz.require(context, _SERVICE + "ListReassignments")
         self._require_active()
+        if request.page_size < 0:
+            raise BrookError("INVALID_REQUEST", f"page_size {request.page_size} is negative")
+        size = min(request.page_size or REASSIGN_PAGE_SIZE_DEFAULT, REASSIGN_PAGE_SIZE_MAX)
+        after = validation.decode_page_token(request.page_token)
+        topics = sorted(self.cache.topics)
+        if request.topic:
+            validation.check_topic_name_length(request.topic)
+            topics = [request.topic] if request.topic in self.cache.topics else []
         moving = [
             p
-            for name in sorted(self.cache.topics)
+            for name in topics
             for p in self.cache.topic_partitions(name)
             if p.adding_replicas or p.removing_replicas
         ]
-        return admin_pb2.ListReassignmentsResponse(reassignments=[_status(p) for p in moving])
+        self.copy_rates.forget_except(
+            {(p.topic, p.partition, n) for p in moving for n in p.adding_replicas}
+        )
+        remaining = [p for p in moving if _reassignment_token(p) > after]
+        page = remaining[:size]
+        next_token = (validation.encode_page_token(_reassignment_token(page[-1]))
+                      if len(remaining) > size else "")  # fmt: skip
+        statuses = await self._with_progress(page)
+        return admin_pb2.ListReassignmentsResponse(
+            reassignments=statuses, next_page_token=next_token,
+            throttle=_throttle(await read_rates(self.store)),
+        )  # fmt: skip
+
+    async def _with_progress(
+        self, records: list[PartitionRecord]
+    ) -> list[admin_pb2.ReassignmentStatus]:
+        """The records' statuses with each adding replica's progress, from the leader's
+        and the adding nodes' DescribeLogDirs (one call per node and topic)."""
+        asks = {(node, p.topic) for p in records if p.adding_replicas
+                for node in (p.leader, *p.adding_replicas) if node >= 0}  # fmt: skip
+        dirs = await gather_log_dirs(dict(self.cache.nodes), asks)
+        statuses = []
+        for record in records:
+            status = _status(record)
+            key = TopicPartition(record.topic, record.partition)
+            leader: LogDir | None = dirs.get(record.leader, {}).get(key)
+            for node in record.adding_replicas:
+                adding = dirs.get(node, {}).get(key)
+                rate = None
+                if adding is not None:
+                    rate = self.copy_rates.observe((record.topic, record.partition, node),
+                                                   adding.size_bytes)  # fmt: skip
+                status.progress.append(_progress(replica_progress(node, leader, adding, rate)))
+            statuses.append(status)
+        return statuses
+
+    # -- the replication throttle (issue 13) -------------------------------------------
+    async def _set_throttle(self, node_id: int | None, rate_bytes_per_s: int) -> None:
+        await write_rate(self.store, node_id, rate_bytes_per_s)
+        log.warning("replication throttle%s: %s", "" if node_id is None else f" of node {node_id}",
+                    f"{rate_bytes_per_s} bytes/s" if rate_bytes_per_s else "removed")
+
+    @handle_errors
+    async def AlterReplicationThrottle(
+        self, request: admin_pb2.AlterReplicationThrottleRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> admin_pb2.AlterReplicationThrottleResponse:  # fmt: skip
+        self.authz.require(context, _SERVICE + "AlterReplicationThrottle")
+        self._require_active()
+        node_id = None
+        if request.HasField("node_id"):
+            check_range("node_id", request.node_id, 0, NODE_ID_MAX)
+            node_id = int(request.node_id)
+        rate = check_rate("rate_bytes_per_second", request.rate_bytes_per_second)
+        async with self._lock:
+            await self._set_throttle(node_id, rate)
+            rates = await read_rates(self.store)
+        return admin_pb2.AlterReplicationThrottleResponse(throttle=_throttle(rates))
+
+    @handle_errors
+    async def DescribeReplicationThrottle(
+        self, request: admin_pb2.DescribeReplicationThrottleRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> admin_pb2.DescribeReplicationThrottleResponse:  # fmt: skip
+        self.authz.require(context, _SERVICE + "DescribeReplicationThrottle")
+        self._require_active()
+        return admin_pb2.DescribeReplicationThrottleResponse(
+            throttle=_throttle(await read_rates(self.store))
+        )
 
     # -- nodes and balancing (issue 13; balance.py, balance_driver.py) ----------------
     def _records(self) -> list[PartitionRecord]:
@@ -692,7 +831,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.ListNodesResponse:
         self.authz.require(context, _SERVICE + "ListNodes")
         self._require_active()
-        statuses = balance.node_statuses(self.cache.nodes, self.cache.node_states, self._records())
+        statuses = balance.node_statuses(self.cache.nodes, self.cache.node_states, self._records(),
+                                         self.balancer.known_node_sizes())  # fmt: skip
         return admin_pb2.ListNodesResponse(nodes=[views.node_status(s) for s in statuses])
 
     @handle_errors
@@ -750,11 +890,16 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self._require_active()
         check_range("max_moves", request.max_moves, 0, REBALANCE_MOVES_MAX)
         limit = request.max_moves or REBALANCE_MOVES_MAX
+        throttle = None
+        if request.HasField("throttle_bytes_per_second"):
+            throttle = check_rate("throttle_bytes_per_second", request.throttle_bytes_per_second)
         plan = await self.balancer.plan_async()
         moves = list(plan.moves[:limit])
         started: set[TopicPartition] = set()
         if not request.dry_run:
             async with self._lock:
+                if throttle is not None:
+                    await self._set_throttle(None, throttle)
                 startable = balance.moves_to_start(
                     dataclasses.replace(plan, moves=tuple(moves)),
                     self.balancer.records(),

@@ -14,6 +14,11 @@ RebalancePartitions call plans (and with execute starts) on demand either way.
 Hysteresis: a pass starts balancing when `needs_pass` says so and keeps planning after
 each move until the plan is empty, so a cluster ends balanced, not merely within the
 threshold.
+
+Partition sizes (so plans report bytes_to_copy and balance bytes): each live node's
+DescribeLogDirs, asked at most every `SIZES_TTL_S` (reassign_progress.gather_log_dirs,
+bounded concurrency and timeouts); a partition's size is its leader's log size, or the
+largest replica's when the leader did not answer; 0 when no replica answered.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 
+from brook.clock import SYSTEM_CLOCK, Clock
 from brook.errors import BrookError
 from brook.services.coordinator import balance, balancer, reassignment
 from brook.services.coordinator.balancer import Move
@@ -32,10 +38,30 @@ from brook.services.coordinator.limits import (
     BALANCE_SKEW_THRESHOLD_DEFAULT,
     REASSIGN_SCAN_INTERVAL_S_MIN,
 )
+from brook.services.coordinator.reassign_progress import LogDirs, gather_log_dirs
 from brook.services.metadata.model import PartitionRecord
 from brook.structs import TopicPartition
 
 log = logging.getLogger("brook.coordinator.balance")
+
+# How long partition sizes asked of the nodes are reused.
+SIZES_TTL_S = 10.0
+
+
+def partition_sizes(
+    records: dict[TopicPartition, PartitionRecord], dirs: LogDirs
+) -> dict[TopicPartition, int]:
+    """Each partition's size: its leader's log, else its largest replica's (see above)."""
+    sizes: dict[TopicPartition, int] = {}
+    for key, record in records.items():
+        leader = dirs.get(record.leader, {}).get(key)
+        if leader is not None:
+            sizes[key] = leader.size_bytes
+            continue
+        found = [d[key].size_bytes for n in record.replicas if key in (d := dirs.get(n, {}))]
+        if found:
+            sizes[key] = max(found)
+    return sizes
 
 
 class BalanceDriver:
@@ -49,6 +75,7 @@ class BalanceDriver:
         max_moves_in_flight: int = BALANCE_MAX_MOVES_IN_FLIGHT_DEFAULT,
         skew_threshold: int = BALANCE_SKEW_THRESHOLD_DEFAULT,
         interval_s: float = BALANCE_INTERVAL_S,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if max_moves_in_flight < 1:
             raise ValueError("max_moves_in_flight must be at least 1")
@@ -63,6 +90,10 @@ class BalanceDriver:
         self.balancing = False
         self._changed = asyncio.Event()
         self._planning = asyncio.Lock()
+        self._dirs: LogDirs = {}
+        self._dirs_at: float | None = None
+        self._refresh: asyncio.Task[None] | None = None  # owned; cancelled when run ends
+        self._clock = clock
         if enabled:
             controller.add_background(self.run)
 
@@ -77,18 +108,54 @@ class BalanceDriver:
     def plan(self) -> balancer.Plan:
         """The whole plan for the cluster as the cache shows it now (on the caller's
         thread: tests and small clusters; the coordinator uses `plan_async`)."""
+        records = self.records()
         return balance.plan_for(
-            self.cache.nodes, self.cache.node_states, list(self.records().values())
-        )
+            self.cache.nodes, self.cache.node_states, list(records.values()),
+            partition_sizes(records, self._dirs),
+        )  # fmt: skip
 
-    async def plan_async(self) -> balancer.Plan:
+    def known_node_sizes(self) -> dict[int, int]:
+        """Each node's replica bytes as the last DescribeLogDirs round found them (no call;
+        empty before the first plan)."""
+        return {node: sum(d.size_bytes for d in dirs.values())
+                for node, dirs in self._dirs.items()}  # fmt: skip
+
+    async def log_dirs(self, *, wait: bool = True) -> LogDirs:
+        """Every live node's replicas and sizes, asked again after SIZES_TTL_S. With
+        `wait` off (the automatic passes) the sizes known now are answered at once and a
+        stale set is refreshed in the background: a hung node (its DescribeLogDirs waits
+        out its timeout) must not hold a pass back, or the pass misses a node that is
+        live only briefly."""
+        now = self._clock.monotonic_s()
+        stale = self._dirs_at is None or now - self._dirs_at >= SIZES_TTL_S
+        if stale and (self._refresh is None or self._refresh.done()):
+            self._refresh = asyncio.get_running_loop().create_task(
+                self._refresh_dirs(), name="balancer-log-dirs"
+            )
+        if stale and wait and self._refresh is not None:
+            await asyncio.shield(self._refresh)
+        return self._dirs
+
+    async def _refresh_dirs(self) -> None:
+        try:
+            self._dirs = await gather_log_dirs(
+                dict(self.cache.nodes), [(node_id, "") for node_id in self.cache.nodes]
+            )
+        except Exception:  # sizes are an aid to the plan: keep the last ones
+            log.warning("partition sizes could not be refreshed", exc_info=True)
+        self._dirs_at = self._clock.monotonic_s()
+
+    async def plan_async(self, *, wait_for_sizes: bool = True) -> balancer.Plan:
         """`plan`, computed off the event loop: the planner takes seconds on thousands of
         partitions (about 3 s for 1,000 partitions on 10 nodes, measured on a loaded
         2-core box), and the loop must keep the lease alive. Its input is copied on the
         loop (immutable views), so the cache may change meanwhile. One plan at a time."""
+        dirs = await self.log_dirs(wait=wait_for_sizes)
+        records = self.records()
         views, partitions = balance.planner_input(
-            self.cache.nodes, self.cache.node_states, list(self.records().values())
-        )
+            self.cache.nodes, self.cache.node_states, list(records.values()),
+            partition_sizes(records, dirs),
+        )  # fmt: skip
         async with self._planning:
             return await asyncio.to_thread(balancer.plan, views, partitions)
 
@@ -115,6 +182,8 @@ class BalanceDriver:
                 await asyncio.sleep(REASSIGN_SCAN_INTERVAL_S_MIN)
         finally:
             self.cache.remove_listener(self._changed.set)
+            if self._refresh is not None:  # a refresh outliving the term is not needed
+                self._refresh.cancel()
 
     async def run_pass(self) -> int:
         """One automatic pass: plans when off balance, starts what the bound allows."""
@@ -128,7 +197,7 @@ class BalanceDriver:
         )
         if not self.balancing:
             return 0
-        plan = await self.plan_async()
+        plan = await self.plan_async(wait_for_sizes=False)
         records = self.records()  # the plan took a while: start from the newest view
         if not plan.moves:
             self.balancing = False

@@ -16,9 +16,17 @@ nothing fetched from elsewhere; a Content-Security-Policy forbids scripts):
 
 Everything shown comes from the public gRPC APIs (Admin on this coordinator, Group on the
 active group manager, Record and Storage on the nodes), called with this process's own
-credentials: in a secure cluster the console is a privileged view, to be bound to a
-trusted interface (`--console-token-file` adds a static bearer token the browser or a
-proxy must send as `Authorization: Bearer TOKEN`). Every value is HTML-escaped.
+credentials. So in a secure cluster (a coordinator with `--tls-cert`) the console speaks
+HTTPS with the coordinator's certificate and answers a viewer only what that viewer's own
+principal may see (http_security.py): the viewer is authenticated like a gRPC caller (a
+client certificate, or `Authorization: Bearer TOKEN` with a token of `--token-file` or a
+JWT), and each page is checked with the ACL rule of the RPC whose data it shows (the
+cluster page DescribeCluster's, a topic DescribeTopic's, the record browser ReadRecords'
+read on the topic, a group DescribeGroup's; the topic and group lists leave out what the
+viewer may not describe, and member ids need alter on the group, as DescribeGroup hides
+them). Without TLS (local development, or `--no-http-tls`) nobody is checked;
+`--console-token-file` can then require one static bearer token. Every value is
+HTML-escaped.
 
 Bounds: requests at most REQUEST_HEAD_MAX_BYTES of headers, CONCURRENT_MAX at once (503
 above), each answered within PAGE_TIMEOUT_S; each gRPC call CALL_TIMEOUT_S.
@@ -30,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hmac
 import html
 import logging
@@ -42,6 +51,14 @@ from typing import Any
 import grpc
 
 from brook.errors import BrookError, from_rpc_error
+from brook.services.common.authz.enforce import installed
+from brook.services.common.http_security import (
+    HANDSHAKE_TIMEOUT_S,
+    PLAINTEXT_HTTP,
+    HttpSecurity,
+    refusal_of,
+)
+from brook.services.common.principal import Principal
 from brook.services.common.tls import peer_channel
 from brook.v1 import (
     admin_pb2,
@@ -99,6 +116,42 @@ form input{margin-right:8px}
 """
 
 Handler = Callable[[dict[str, str]], Awaitable[str]]
+
+
+class Viewer:
+    """Who asked for the page being built (each connection is its own task, so a context
+    variable holds it), and the checks of the RPC rules its data falls under."""
+
+    def __init__(self, principal: Principal, peer: str) -> None:
+        self.principal = principal
+        self.peer = peer
+
+    def require(self, method: str, *, topic: str | None = None, group: str | None = None) -> None:
+        installed().require_as(self.principal, self.peer, method, topic=topic, group=group)
+
+    def topics(self, names: list[str]) -> list[str]:
+        return installed().visible_topics("brook.v1.AdminService/ListTopics", self.principal,
+                                          names)  # fmt: skip
+
+    def sees_group(self, group_id: str) -> bool:
+        return installed().visible_groups("brook.v1.GroupService/ListGroups", self.principal,
+                                          group_id)  # fmt: skip
+
+    def sees_members(self, group_id: str) -> bool:
+        return installed().shows_detail("brook.v1.GroupService/DescribeGroup", self.principal,
+                                        group_id)  # fmt: skip
+
+
+# None: the console checks nobody (no TLS: local development).
+_VIEWER: contextvars.ContextVar[Viewer | None] = contextvars.ContextVar(
+    "brook_console_viewer", default=None
+)
+
+
+def _require(method: str, *, topic: str | None = None, group: str | None = None) -> None:
+    viewer = _VIEWER.get()
+    if viewer is not None:
+        viewer.require(method, topic=topic, group=group)
 
 
 def esc(value: Any) -> str:
@@ -217,11 +270,20 @@ class Console:
         admin_address: Callable[[], str],
         *,
         token: str = "",
+        security: HttpSecurity = PLAINTEXT_HTTP,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if token and security.authenticator is not None:
+            raise BrookError(
+                "INVALID_CONFIG",
+                "--console-token-file is for a console without"
+                " TLS: a secure console authenticates viewers as gRPC callers"
+                " (client certificate, --token-file or --jwks-file)",
+            )
         self.listen = listen
         self._admin_address = admin_address
         self._token = token
+        self._security = security
         self._clock = clock
         self._server: asyncio.Server | None = None
         self._channels: dict[str, grpc.aio.Channel] = {}
@@ -245,7 +307,7 @@ class Console:
         )
         bound = self._server.sockets[0].getsockname()
         address = f"{host or '127.0.0.1'}:{bound[1]}"
-        log.info("web console on http://%s/", address)
+        log.info("web console on %s://%s/", self._security.scheme, address)
         return address
 
     async def stop(self) -> None:
@@ -261,21 +323,40 @@ class Console:
     # -- HTTP --------------------------------------------------------------------------
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
+            if self._security.tls is not None:
+                # Per connection, so a rotated certificate serves the next handshake.
+                await writer.start_tls(self._security.tls.current(),
+                                       ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S)  # fmt: skip
             try:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT_S)
             except (asyncio.LimitOverrunError, asyncio.IncompleteReadError, TimeoutError):
                 await self._respond(writer, 400, "bad request")
                 return
-            status, body, extra = await self._answer(head)
+            status, body, extra = await self._answer(head, writer)
             await self._respond(writer, status, body, extra)
-        except (ConnectionError, OSError):
-            pass
+        except (ConnectionError, OSError, TimeoutError):
+            pass  # a failed handshake or a client gone
         finally:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def _answer(self, head: bytes) -> tuple[int, str, dict[str, str]]:
+    def _viewer(
+        self, headers: dict[str, str], writer: asyncio.StreamWriter | None
+    ) -> Viewer | None:
+        """Who asks (BrookError UNAUTHENTICATED), or None when the console checks nobody."""
+        if self._security.authenticator is None:
+            return None
+        ssl_object = writer.get_extra_info("ssl_object") if writer is not None else None
+        peer_der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        address = writer.get_extra_info("peername") if writer is not None else None
+        peer = f"http:{address[0]}:{address[1]}" if address else "http:"
+        principal = self._security.authenticate(headers.get("authorization"), peer_der)
+        return Viewer(principal, peer)
+
+    async def _answer(
+        self, head: bytes, writer: asyncio.StreamWriter | None = None
+    ) -> tuple[int, str, dict[str, str]]:
         lines = head.decode("latin-1").split("\r\n")
         parts = lines[0].split(" ")
         if len(parts) != 3:
@@ -292,6 +373,11 @@ class Console:
             given = headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {self._token}".encode()):
                 return 401, "a bearer token is required", {"WWW-Authenticate": "Bearer"}
+        try:
+            _VIEWER.set(self._viewer(headers, writer))
+        except BrookError as error:
+            refusal = refusal_of(error)
+            return refusal.status, refusal.message, refusal.headers
         url = urllib.parse.urlsplit(target)
         handler = self.routes.get(url.path)
         if handler is None:
@@ -306,7 +392,8 @@ class Console:
             return 200, body, {}
         except BrookError as error:
             message = f'<p class="error">{esc(error.reason)}: {esc(error.message)}</p>'
-            return 502 if error.reason != "INVALID_REQUEST" else 400, page("Error", message), {}
+            status = {"INVALID_REQUEST": 400, "PERMISSION_DENIED": 403}.get(error.reason, 502)
+            return status, page("Error", message), {}
         except TimeoutError:
             return 504, page("Error", '<p class="error">the cluster did not answer</p>'), {}
         except Exception:
@@ -324,6 +411,7 @@ class Console:
             200: "OK",
             400: "Bad Request",
             401: "Unauthorized",
+            403: "Forbidden",
             404: "Not Found",
             405: "Method Not Allowed",
             500: "Internal Server Error",
@@ -391,10 +479,12 @@ class Console:
             token = response.next_page_token
             if not token:
                 break
-        return sorted(names)
+        viewer = _VIEWER.get()
+        return sorted(names if viewer is None else viewer.topics(names))
 
     # -- pages -------------------------------------------------------------------------
     async def cluster_page(self, params: dict[str, str]) -> str:
+        _require("brook.v1.AdminService/DescribeCluster")
         cluster = await self._cluster()
         under, offline = cluster.under_replicated_partitions, cluster.offline_partitions
         health = (
@@ -515,6 +605,7 @@ class Console:
         name = params.get("name", "")
         if not name:
             raise BrookError("INVALID_REQUEST", "name the topic: /topic?name=T")
+        _require("brook.v1.AdminService/DescribeTopic", topic=name)
         admin = self._admin()
         topic = (
             await self._call(admin.DescribeTopic, admin_pb2.DescribeTopicRequest(name=name))
@@ -605,6 +696,9 @@ class Console:
             token = response.next_page_token
             if not token:
                 break
+        viewer = _VIEWER.get()
+        if viewer is not None:
+            groups = [g for g in groups if viewer.sees_group(g.group_id)]
         groups.sort(key=lambda g: g.group_id)
         pages = max(1, math.ceil(len(groups) / GROUPS_PER_PAGE))
         number = _int_param(params, "page", 1, 1, pages)
@@ -629,6 +723,9 @@ class Console:
         group_id = params.get("id", "")
         if not group_id:
             raise BrookError("INVALID_REQUEST", "name the group: /group?id=G")
+        _require("brook.v1.GroupService/DescribeGroup", group=group_id)
+        viewer = _VIEWER.get()
+        members_shown = viewer is None or viewer.sees_members(group_id)
         stub = await self._groups_stub()
         group = (
             await self._call(
@@ -642,6 +739,12 @@ class Console:
                 group_id=group_id, max_series=SERIES_CHARTED_MAX, max_points=POINTS_PER_SERIES
             ),
         )
+        if not members_shown:  # as DescribeGroup answers this viewer: no member ids
+            for member in group.members:
+                member.member_id = ""
+                member.ClearField("member_epoch")
+            for offset in group.offsets:
+                offset.member_id = ""
         state = groups_pb2.GroupState.Name(group.state).removeprefix("GROUP_STATE_").lower()
         total = sum(o.lag for o in group.offsets if o.lag >= 0)
         members = table(
@@ -701,6 +804,7 @@ class Console:
         topic = params.get("topic", "")
         if not topic:
             raise BrookError("INVALID_REQUEST", "name the topic: /records?topic=T&partition=P")
+        _require("brook.v1.RecordService/ReadRecords", topic=topic)
         partition = _int_param(params, "partition", 0, 0, 1 << 31)
         offset = _int_param(params, "offset", 0, 0, 1 << 62)
         limit = _int_param(params, "limit", RECORDS_DEFAULT, 1, RECORDS_MAX)

@@ -94,14 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         metavar="HOST:PORT",
         help="serve the read-only web console here (port 0: a free one, written to the ready"
-        " file as console_address); empty, the default: off. In a secure cluster it shows"
-        " what this coordinator's credentials may see: bind it to a trusted interface",
+        " file as console_address); empty, the default: off. With --tls-cert it is HTTPS"
+        " and shows each viewer what the viewer's own principal may see",
     )
     parser.add_argument(
         "--console-token-file",
         default="",
         metavar="PATH",
-        help="a static bearer token the console requires (Authorization: Bearer TOKEN)",
+        help="a static bearer token the console requires (Authorization: Bearer TOKEN);"
+        " only without TLS: a secure console authenticates viewers as gRPC callers",
     )
     return parser
 
@@ -145,7 +146,8 @@ class CoordinatorProcess:
         self.role: RoleHolder | None = None
         self.admin: AdminServicer | None = None
         # Prometheus /metrics (--metrics-listen; services/common/metrics.py).
-        self.metrics = MetricsEndpoint(MetricsOptions.from_args(args).listen, role="coordinator")
+        self.metrics = MetricsEndpoint(MetricsOptions.from_args(args).listen, role="coordinator",
+                                       security=self.security.http)
         # The read-only web console (--console-listen; console.py), started after gRPC.
         self.console: Console | None = None
         self._console_token = (
@@ -195,7 +197,8 @@ class CoordinatorProcess:
         console_address = ""
         if self.args.console_listen:
             self.console = Console(
-                self.args.console_listen, lambda: address, token=self._console_token
+                self.args.console_listen, lambda: address, token=self._console_token,
+                security=self.security.http,
             )
             console_address = await self.console.start()
         if self.args.ready_file:

@@ -20,8 +20,10 @@ QUOTAS_PER_REQUEST_MAX = 100
 # How long a write waits to see itself in the cache, so a describe right after sees it.
 CATCH_UP_S = 5.0
 _FIELDS: tuple[
-    Literal["produce_bytes_per_s", "fetch_bytes_per_s", "requests_per_s", "streams_max"], ...
-] = ("produce_bytes_per_s", "fetch_bytes_per_s", "requests_per_s", "streams_max")
+    Literal["produce_bytes_per_s", "fetch_bytes_per_s", "requests_per_s", "streams_max",
+            "connections_per_s"], ...
+] = ("produce_bytes_per_s", "fetch_bytes_per_s", "requests_per_s", "streams_max",
+     "connections_per_s")  # fmt: skip
 
 
 def to_config(entry: admin_pb2.ClientQuota) -> QuotaConfig:

@@ -29,12 +29,13 @@ from brook.services.common.tls import process_security
 from brook.services.groups import lag_monitor, limits
 from brook.services.groups.lag_monitor import LagMonitor
 from brook.services.groups.manager import GroupManager
-from brook.services.groups.service import GroupService
+from brook.services.groups.service import GroupService, describable_topics
 from brook.services.groups.state import GroupConfig
 from brook.services.metadata.acls import AccessControl
 from brook.services.metadata.cache import MetadataCache
 from brook.services.metadata.keys import ROLE_GROUPS
 from brook.services.metadata.model import Endpoint
+from brook.services.metadata.quotas import QuotaControl
 from brook.services.metadata.role import CampaignBackoff, RoleHolder
 from brook.services.metadata.store import Lease, MetadataStore
 from brook.v1 import groups_pb2_grpc
@@ -112,6 +113,8 @@ class GroupsProcess:
         )
         self.cache = MetadataCache(self.store)
         self.access = AccessControl.from_args(args, self.store)  # authorization (issue 11)
+        # Client quotas, fed by an etcd watch: streams_max bounds WatchGroup streams.
+        self.quota_control = QuotaControl(self.store)
         defaults = GroupConfig()
         config = GroupConfig(
             heartbeat_interval_ms=args.heartbeat_interval_ms,
@@ -126,13 +129,18 @@ class GroupsProcess:
             self.cache,
             config=config,
             flush_interval_ms=args.commit_flush_interval_ms,
+            # Regex subscriptions match only topics the member's principal may describe.
+            topic_visible=describable_topics(self.access.authorizer),
         )
+        if self.access.cache is not None:
+            self.access.cache.add_listener(self.manager.on_acls_changed)
         self.server = GrpcServer(args.listen, security=self.security.server)
         self.endpoint: Endpoint | None = None
         self.role: RoleHolder | None = None
         # Prometheus /metrics (--metrics-listen) and the consumer lag it exports.
         metrics_options = MetricsOptions.from_args(args)
-        self.metrics = MetricsEndpoint(metrics_options.listen, role="groups")
+        self.metrics = MetricsEndpoint(metrics_options.listen, role="groups",
+                                       security=self.security.http)
         self.lag = LagMonitor(
             self.manager,
             interval_s=args.lag_sample_interval_ms / 1000,
@@ -145,8 +153,10 @@ class GroupsProcess:
         await self.store.connect()
         await self.cache.start()
         await self.access.start()
+        await self.quota_control.start()
         service = GroupService(
-            self.manager, authz=self.access.authorizer, lag_monitor=self.lag
+            self.manager, authz=self.access.authorizer, lag_monitor=self.lag,
+            quotas=self.quota_control.quotas,
         )
         self.server.add_service(
             "brook.v1.GroupService",
@@ -201,6 +211,7 @@ class GroupsProcess:
             await self.role.stop()
         await self.server.stop(limits.STOP_GRACE_S)
         await self.manager.close()
+        await self.quota_control.stop()
         await self.access.stop()
         await self.cache.stop()
         await self.store.close()

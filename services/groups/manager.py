@@ -95,13 +95,16 @@ class GroupManager:
         config: GroupConfig | None = None,
         flush_interval_ms: int = COMMIT_FLUSH_INTERVAL_MS_DEFAULT,
         clock: Clock = SYSTEM_CLOCK,
+        topic_visible: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.store = store
+        # (principal, topic) -> may describe: what a member's regex may match (None: all).
+        self.topic_visible = topic_visible
         self.cache = cache
         self.config = config or GroupConfig()
         self.flush_interval_ms = flush_interval_ms
         self._clock = clock
-        self.registry = GroupRegistry(self.config)
+        self.registry = self._new_registry()
         self.group_store: GroupStore | None = None
         self.log_offsets = LogOffsets(cache)
         self.active = False
@@ -119,6 +122,19 @@ class GroupManager:
         metrics.set_role_active("groups", False)
         cache.add_listener(self._on_metadata)
 
+    def _new_registry(self) -> GroupRegistry:
+        return GroupRegistry(self.config, topic_visible=self.topic_visible)
+
+    def on_acls_changed(self) -> None:
+        """The ACLs changed (the ACL cache's listener): regexes are resolved again, for
+        what each member's principal may describe now."""
+        if not self.active:
+            return
+        changed = self.registry.refresh_subscriptions(self._now())
+        if changed:
+            log.info("ACLs changed: regex subscriptions of %d groups re-resolved", len(changed))
+        self._persist_dirty()
+
     # -- lifecycle -----------------------------------------------------------------
     async def activate(self, role_key: bytes, role_create_revision: int) -> None:
         """Loads groups, targets and offsets from etcd and starts acting."""
@@ -135,7 +151,7 @@ class GroupManager:
                     offsets.setdefault(group_id, {})[tp] = OffsetRecord.from_json(value)
                 except (ValueError, KeyError, TypeError) as error:
                     log.error("skipping unreadable offset %s %s: %s", group_id, tp, error)
-        registry = GroupRegistry(self.config)
+        registry = self._new_registry()
         topics, ids = self._topics()
         registry.set_topics(topics, self._now(), ids)
         good_records = []
@@ -177,7 +193,7 @@ class GroupManager:
         group_store, self.group_store = self.group_store, None
         if group_store is not None:
             await group_store.stop(flush=flush)
-        self.registry = GroupRegistry(self.config)
+        self.registry = self._new_registry()
         self._inflight.clear()
         self._topics_seen = None
         self._notify_all()
@@ -340,9 +356,12 @@ class GroupManager:
         member_id: str,
         member_epoch: int,
         offsets: list[OffsetCommitInput],
+        principal: str | None = None,
     ) -> dict[TopicPartition, BrookError | None]:
         group_store = self.require_active()
-        results = self.registry.check_commit(group_id, member_id, member_epoch, offsets)
+        results = self.registry.check_commit(
+            group_id, member_id, member_epoch, offsets, principal
+        )
         now_ms = self._wall_ms()
         records = {
             TopicPartition.of(c): OffsetRecord(c.offset, c.leader_epoch, c.metadata, now_ms)

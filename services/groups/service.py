@@ -14,15 +14,17 @@ a describer sees them blank.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
 import grpc
 
 from brook.clock import SYSTEM_CLOCK, Clock
 from brook.errors import BrookError, Reason
-from brook.services.common.authz import ALLOW_ALL, Authorizer
+from brook.services.common.authz import ALLOW_ALL, Authorizer, Operation, Resource, ResourceType
 from brook.services.common.bounds import (
     check_chars,
     check_count,
@@ -31,6 +33,8 @@ from brook.services.common.bounds import (
     check_range,
     check_unique,
 )
+from brook.services.common.principal import ANONYMOUS, Principal
+from brook.services.common.quotas import Quotas
 from brook.services.common.rpc import handle_errors, handle_stream_errors
 from brook.services.groups import limits
 from brook.services.groups.lag_monitor import LagMonitor, LagPoint
@@ -262,6 +266,23 @@ def _commit_epoch(request: groups_pb2.CommitOffsetsRequest) -> int:
         )
     return NON_MEMBER_EPOCH
 
+def describable_topics(authz: Authorizer) -> Callable[[str, str], bool] | None:
+    """What a member's regex may match: (principal, topic) -> may the principal describe
+    the topic (as Kafka's regex subscriptions); None with the authorizer off."""
+    if not authz.enabled:
+        return None
+    parse = functools.lru_cache(maxsize=4096)(Principal.parse)
+
+    def visible(principal: str, topic: str) -> bool:
+        try:
+            who = parse(principal) if principal else ANONYMOUS
+        except ValueError:
+            return False
+        return authz.may(who, Operation.DESCRIBE, Resource(ResourceType.TOPIC, topic))
+
+    return visible
+
+
 class GroupService(groups_pb2_grpc.GroupServiceServicer):
     """brook.v1.GroupService over a GroupManager."""
 
@@ -269,10 +290,13 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
         self, manager: GroupManager, *, clock: Clock = SYSTEM_CLOCK,
         authz: Authorizer = ALLOW_ALL,
         lag_monitor: LagMonitor | None = None,
+        quotas: Quotas | None = None,
     ) -> None:  # fmt: skip
         self.manager = manager
         self._clock = clock
         self.authz = authz
+        # Client quotas (common/quotas.py): streams_max bounds a principal's WatchGroups.
+        self.quotas = quotas if quotas is not None else Quotas(clock)
         # The lag monitor: its latest samples fill lag_ms, its history GetLagHistory.
         self.lag_monitor = lag_monitor
 
@@ -333,6 +357,7 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
                     request.current_member_epoch
                     if request.HasField("current_member_epoch") else None
                 ),
+                principal=str(principal),
             )
         )
         return groups_pb2.HeartbeatResponse(
@@ -367,7 +392,8 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
         results: dict[TopicPartition, BrookError | None] = {}
         if allowed or not denied:
             results = dict(await self.manager.commit(
-                request.group_id, request.member_id, _commit_epoch(request), allowed
+                request.group_id, request.member_id, _commit_epoch(request), allowed,
+                str(principal),
             ))  # fmt: skip
         for commit in offsets:
             if commit.topic in denied:
@@ -530,9 +556,19 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
                 "INVALID_REQUEST",
                 f"lag_interval_ms must be at least {limits.WATCH_LAG_INTERVAL_MS_MIN}",
             )
+        self.manager.get_group(request.group_id)  # GROUP_NOT_FOUND up front
+        with self.quotas.stream(principal):  # THROTTLED past the principal's streams_max
+            updates = self._watch(context, request, interval_ms, principal, detail)
+            async with contextlib.aclosing(updates):
+                async for update in updates:
+                    yield update
+
+    async def _watch(
+        self, context: grpc.aio.ServicerContext, request: groups_pb2.WatchGroupRequest,
+        interval_ms: int, principal: Principal, detail: bool,
+    ) -> AsyncGenerator[groups_pb2.WatchGroupResponse, None]:  # fmt: skip
         manager = self.manager
         group_id = request.group_id
-        group = manager.get_group(group_id)  # GROUP_NOT_FOUND up front
         sent_version = -1
         next_lag_at = 0.0
         while True:

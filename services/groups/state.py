@@ -30,6 +30,12 @@ Model (server-side cooperative assignment, after Kafka's KIP-848):
   to the group's admins) proves nothing.
 - Offsets: a member commits with its current (or just-previous) epoch, only for
   partitions it owns; a non-member commits with member_epoch -1 only in an empty group.
+- Regex subscriptions under ACLs (as Kafka's): a member's `subscribed_topic_regex` matches
+  only the topics its principal may describe (`topic_visible`, given by the shell; None:
+  every topic). The principal is the one that joined, kept with the member (and in its
+  record): a heartbeat, leave or commit for that member id from another principal is
+  UNKNOWN_MEMBER_ID, so a borrowed id never widens access. `refresh_subscriptions`
+  re-resolves every regex when the ACLs change.
 """
 
 from __future__ import annotations
@@ -112,6 +118,8 @@ class HeartbeatInput:
     session_timeout_ms: int = 0
     # A leave's proof that it comes from the member: its current epoch (None: not sent).
     current_member_epoch: int | None = None
+    # Who is calling (str(Principal); "" when the shell has no authenticated caller).
+    principal: str = ""
 
 
 @dataclass(frozen=True)
@@ -193,6 +201,9 @@ class Member:
     # A static member that left with epoch -2: keeps its partitions until it comes back
     # or last_heartbeat_ms + session_timeout_ms passes.
     departed: bool = False
+    # The principal that joined as this member: what its regex resolves for, and the only
+    # one that may act as it ("" in a record written before principals were kept).
+    principal: str = ""
 
     @property
     def owned(self) -> set[TopicPartition]:
@@ -214,6 +225,7 @@ class Member:
             self.session_timeout_ms,
             self.rebalance_timeout_ms,
             self.departed,
+            self.principal,
         )
 
 
@@ -291,6 +303,7 @@ class Group:
                     "session_timeout_ms": m.session_timeout_ms,
                     "rebalance_timeout_ms": m.rebalance_timeout_ms,
                     "departed": m.departed,
+                    "principal": m.principal,
                 }
                 for m in sorted(self.members.values(), key=lambda m: m.member_id)
             },
@@ -327,6 +340,7 @@ class Group:
                 rebalance_timeout_ms=int(values["rebalance_timeout_ms"]),
                 last_heartbeat_ms=now_ms,
                 departed=bool(values.get("departed", False)),
+                principal=str(values.get("principal", "")),
             )
             if member.pending_revocation:
                 member.rebalance_deadline_ms = now_ms + member.rebalance_timeout_ms
@@ -429,8 +443,12 @@ class GroupRegistry:
         config: GroupConfig | None = None,
         *,
         new_member_id: Callable[[], str] | None = None,
+        topic_visible: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.config = config or GroupConfig()
+        # (principal, topic) -> may the principal describe the topic: what a regex may
+        # match (None: every topic; the authorizer is off).
+        self.topic_visible = topic_visible
         self.groups: dict[str, Group] = {}
         self.topics: dict[str, int] = {}
         self.topic_ids: dict[str, str] = {}
@@ -517,6 +535,14 @@ class GroupRegistry:
             raise
         before = member.persistent_view()
         epoch_before = group.group_epoch
+        if member.principal != request.principal:
+            # A new member (or a returning static one, or one from an older record): its
+            # regex resolves for the principal now acting as it.
+            member.principal = request.principal
+            resolved = self._resolve(member)
+            if resolved != member.resolved_topics:
+                member.resolved_topics = resolved
+                group.bump_requested = True
         self._update_member(group, member, request, now_ms)
         self._release_revoked(group, member, request.owned)
         self._settle(group)
@@ -577,8 +603,31 @@ class GroupRegistry:
         topics = set(member.subscribed_topic_names)
         if member.subscribed_topic_regex:
             pattern = self._regex(member.subscribed_topic_regex)
-            topics.update(t for t in self.topics if pattern.fullmatch(t))
+            visible = self.topic_visible
+            principal = member.principal
+            topics.update(
+                t for t in self.topics
+                if pattern.fullmatch(t) and (visible is None or visible(principal, t))
+            )  # fmt: skip
         return frozenset(topics)
+
+    def refresh_subscriptions(self, now_ms: int) -> set[str]:
+        """Re-resolves every member's regex (the ACLs changed: what a principal may
+        describe did); bumps the groups whose subscriptions moved. Their ids."""
+        change = self.set_topics(self.topics, now_ms, self.topic_ids)
+        return change.changed_groups
+
+    @staticmethod
+    def _check_principal(group_id: str, member: Member, principal: str) -> None:
+        """A member id acts only for the principal that joined as it (a member loaded
+        from a record without one adopts the first caller's)."""
+        if member.principal and member.principal != principal:
+            raise BrookError(
+                "UNKNOWN_MEMBER_ID",
+                f"group {group_id!r} has no member {member.member_id!r} of this principal;"
+                " rejoin with an empty member_id and member_epoch 0",
+                {"group_id": group_id},
+            )
 
     def _join(
         self, request: HeartbeatInput, group: Group | None, now_ms: int
@@ -592,9 +641,11 @@ class GroupRegistry:
             self.dirty.add(group.group_id)
         if not group.members:
             group.assignor = request.assignor or DEFAULT_ASSIGNOR
-        if request.member_id and request.member_id in group.members:
-            # A member rejoining with epoch 0 lost its state: start it over.
-            self._remove_member(group, group.members[request.member_id])
+        stale = group.members.get(request.member_id) if request.member_id else None
+        if stale is not None and stale.principal in ("", request.principal):
+            # A member rejoining with epoch 0 lost its state: start it over (only its own
+            # principal may: another one just joins as a new member).
+            self._remove_member(group, stale)
         if request.instance_id:
             previous = group.static_member(request.instance_id)
             if previous is not None:
@@ -656,6 +707,7 @@ class GroupRegistry:
                 "with an empty member_id and member_epoch 0",
                 {"group_id": request.group_id},
             )
+        self._check_principal(request.group_id, member, request.principal)
         if request.instance_id != member.instance_id:
             raise BrookError(
                 "INVALID_REQUEST",
@@ -753,6 +805,7 @@ class GroupRegistry:
                 f"group {request.group_id!r} has no member {request.member_id!r}",
                 {"group_id": request.group_id},
             )
+        self._check_principal(request.group_id, member, request.principal)
         # Knowing a member's id is not being the member (issue 11): a leave carries the
         # member's current epoch (or the previous one, when the last answer was lost).
         proof = request.current_member_epoch
@@ -860,9 +913,11 @@ class GroupRegistry:
         member_id: str,
         member_epoch: int,
         offsets: Iterable[OffsetCommitInput],
+        principal: str | None = None,
     ) -> dict[TopicPartition, BrookError | None]:
         """Checks a commit; raises for the whole request (fencing), or returns each
-        partition's error (None when the offset may be stored)."""
+        partition's error (None when the offset may be stored). With `principal`, a
+        member's commit must come from the principal that joined as it."""
         validate_group_id(group_id)
         group = self.groups.get(group_id)
         member: Member | None = None
@@ -881,6 +936,8 @@ class GroupRegistry:
                     f"group {group_id!r} has no member {member_id!r}",
                     {"group_id": group_id},
                 )
+            if principal is not None:
+                self._check_principal(group_id, member, principal)
             if member_epoch <= 0 or member_epoch not in (
                 member.member_epoch,
                 member.previous_member_epoch,

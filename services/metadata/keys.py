@@ -11,6 +11,7 @@ Layout (every key of a cluster lives under one prefix, so clusters share an etcd
     /brook/<cluster>/groups/<group_id>                   group record JSON
     /brook/<cluster>/offsets/<group_id>/<topic>/<p>      committed offset JSON
     /brook/<cluster>/quotas/<principal>                  QuotaConfig JSON ("<default>": the default)
+    /brook/<cluster>/replication_throttle/<scope>        {"bytes_per_second": N} (cluster, node id)
     /brook/<cluster>/acls/<type>/<pattern>/<name>/<principal>/<operation>/<permission>
                                                          AclBinding JSON (one key per ACL)
 
@@ -48,6 +49,7 @@ KIND_GROUP = "group"
 KIND_OFFSET = "offset"
 KIND_ACL = "acl"
 KIND_QUOTA = "quota"
+KIND_REPLICATION_THROTTLE = "replication_throttle"
 
 
 def _enc(segment: str) -> str:
@@ -178,6 +180,15 @@ class Keys:
         """The key of one principal's quotas (`QUOTA_DEFAULT` for the cluster default)."""
         return f"{self._root}quotas/{_enc(principal)}".encode()
 
+    # -- the reassignment replication throttle (issue 13) --------------------------------
+    @property
+    def replication_throttle_prefix(self) -> bytes:
+        return f"{self._root}replication_throttle/".encode()
+
+    def replication_throttle(self, scope: str) -> bytes:
+        """The key of one throttle rate: scope "cluster", or a node id's digits."""
+        return f"{self._root}replication_throttle/{_enc(scope)}".encode()
+
     # -- parsing -----------------------------------------------------------------------
     def parse(self, key: bytes) -> ParsedKey | None:
         """What a key of this cluster names, or None for keys this layout does not know.
@@ -202,6 +213,7 @@ class Keys:
             "offsets": (KIND_OFFSET, 3),
             "acls": (KIND_ACL, 6),
             "quotas": (KIND_QUOTA, 1),
+            "replication_throttle": (KIND_REPLICATION_THROTTLE, 1),
         }.get(head)
         if expected is None or len(segments) != expected[1] or not all(segments):
             return None

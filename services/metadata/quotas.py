@@ -94,6 +94,8 @@ class QuotaControl:
         self.quotas = Quotas(clock)
         self.cache = QuotaCache(store, clock=clock)
         self.cache.add_listener(self._apply)
+        # What was last handed to `quotas` (None: nothing yet).
+        self._applied: tuple[dict[str, QuotaConfig], QuotaConfig] | None = None
 
     async def start(self) -> None:
         await self.cache.start()
@@ -104,7 +106,12 @@ class QuotaControl:
     def _apply(self) -> None:
         configs: Mapping[str, QuotaConfig] = self.cache.by_principal()
         default = configs.get(QUOTA_DEFAULT, UNLIMITED)
-        self.quotas.set_configs(
-            {p: c for p, c in configs.items() if p != QUOTA_DEFAULT}, default
-        )
+        own = {p: c for p, c in configs.items() if p != QUOTA_DEFAULT}
+        if self._applied == (own, default):
+            # A reload that changed nothing (the cache reloads after every watch failure,
+            # say an etcd pause): `set_configs` would refill every bucket, forgiving what
+            # each throttled principal still owes.
+            return
+        self._applied = (own, default)
+        self.quotas.set_configs(own, default)
         log.info("quotas: %d principals, default %s", len(configs), default.to_mapping() or "none")

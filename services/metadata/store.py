@@ -285,6 +285,12 @@ class MetadataStore:
                 "grpc.keepalive_time_ms": 10_000,
                 "grpc.keepalive_timeout_ms": 5_000,
                 "grpc.keepalive_permit_without_calls": 1,
+                # ...also under an idle watch: by default gRPC stops pinging after two
+                # pings without data, so a hung or unreachable etcd (no RST) left the ACL,
+                # quota and metadata watches waiting forever on a dead stream, never
+                # reloading (tests/security/test_etcd_pause.py).
+                "grpc.http2.max_pings_without_data": 0,
+                "grpc.http2.ping_timeout_ms": 5_000,
             },
         )
         self._leases: set[Lease] = set()

@@ -19,6 +19,16 @@ picked up at once instead of after the long-poll.
 
 Errors back off exponentially (bounded), per partition and per leader connection.
 
+The replication throttle (issue 13, replication_throttle.py) applies to partitions this
+node is being added to by a reassignment (it is in their `adding_replicas`), and to
+nothing else. All fetchers of the node share one inbound budget: while it is in debt the
+throttled partitions are left out of the ReplicaFetch; otherwise their
+partition_max_bytes share what the budget allows; the bytes received are charged after
+(a debt-based token bucket: a batch larger than the budget is taken whole and paid off
+by holding back later). A fetcher that left throttled partitions out is woken when the
+budget refills, which cancels a long-poll of the unthrottled ones and re-plans, so a
+quiet long-poll never starves a move.
+
 Thread-safety: one event loop.
 """
 
@@ -34,11 +44,12 @@ import grpc
 
 from brook.clock import Clock
 from brook.errors import BrookError, from_partition_error
-from brook.services.common.metrics import node_metrics
+from brook.services.common.metrics import family, node_metrics
 from brook.services.common.tls import peer_channel, peer_security
 from brook.services.node.config import NodeLimits
 from brook.services.node.partition import Diverging, Role, truncation_target
 from brook.services.node.replica import Replica
+from brook.services.node.replication_throttle import ThrottleBudget
 from brook.services.node.wire import FetchedPartitionView, parse_replica_fetch_response
 from brook.structs import TopicPartition
 from brook.v1 import errors_pb2, storage_pb2
@@ -103,6 +114,7 @@ class LeaderFetcher:
         self._backoff = _Backoff(limits.replica_backoff_min_ms, limits.replica_backoff_max_ms, now)
         self._partition_backoff: dict[Key, _Backoff] = {}
         self._share_cursor = 0
+        self._refill_timer: asyncio.TimerHandle | None = None
         self._closed = False
         self.task = asyncio.get_running_loop().create_task(
             self._run(), name=f"fetcher-from-{leader_id}"
@@ -110,6 +122,8 @@ class LeaderFetcher:
 
     async def close(self) -> None:
         self._closed = True
+        if self._refill_timer is not None:
+            self._refill_timer.cancel()
         self.task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self.task
@@ -138,6 +152,34 @@ class LeaderFetcher:
                                self._now)
             self._partition_backoff[key] = backoff
         return backoff
+
+    def _throttled(self, replica: Replica) -> bool:
+        """True when this node is being added to the partition (reassignment traffic)."""
+        record = replica.partition.record
+        return record is not None and self.owner.node_id in record.adding_replicas
+
+    def _wake_after(self, delay_s: float) -> None:
+        """Wakes the fetcher when the throttle's budget has refilled."""
+        if self._refill_timer is not None:
+            self._refill_timer.cancel()
+        self._refill_timer = asyncio.get_running_loop().call_later(
+            max(delay_s, 0.001), self.wake.set
+        )
+
+    def _apply_throttle(self, ready: list[Replica]) -> tuple[list[Replica], set[Key]]:
+        """(the partitions to fetch now, the throttled ones among them): the throttled
+        partitions are left out while the inbound budget is in debt."""
+        budget = self.owner.throttle
+        if not budget.throttled:
+            return ready, set()
+        throttled = {r.key for r in ready if self._throttled(r)}
+        if not throttled:
+            return ready, set()
+        if budget.in_debt():
+            self.owner.holds.inc()
+            self._wake_after(budget.delay_s())
+            return [r for r in ready if r.key not in throttled], set()
+        return ready, throttled
 
     def _next_share(self, ready: list[Replica]) -> list[Replica]:
         """At most request_partitions_max partitions per request (the leader's bound),
@@ -210,7 +252,13 @@ class LeaderFetcher:
                     soonest = min(self._partition_backoff_for(r.key).until for r in partitions)
                     await self._sleep(max(soonest - self._now(), 0.005))
                     continue
-                await self._fetch_once(self._next_share(ready))
+                ready, throttled = self._apply_throttle(ready)
+                if not ready:
+                    # Only throttled partitions, and the budget is in debt: the refill
+                    # timer (or a role change) wakes us.
+                    await self.wake.wait()
+                    continue
+                await self._fetch_once(self._next_share(ready), throttled)
                 self._backoff.succeed()
             except asyncio.CancelledError:
                 raise
@@ -278,10 +326,19 @@ class LeaderFetcher:
             partition.truncation_done(generation)
 
     # -- fetching ----------------------------------------------------------------------
-    async def _fetch_once(self, replicas: list[Replica]) -> None:
+    async def _fetch_once(
+        self, replicas: list[Replica], throttle_keys: set[Key] | None = None
+    ) -> None:
         limits = self.owner.limits
         generations: dict[Key, int] = {}
         fetch_partitions = []
+        chosen = throttle_keys or set()
+        throttled = {r.key for r in replicas if r.key in chosen}
+        throttled_max_bytes = limits.replica_fetch_partition_max_bytes
+        if throttled:
+            # What the budget allows now, shared by the throttled partitions.
+            allowed = self.owner.throttle.available_bytes() // len(throttled)
+            throttled_max_bytes = max(1, min(throttled_max_bytes, allowed))
         for replica in replicas:
             partition = replica.partition
             offset, last_epoch = partition.fetch_position()
@@ -293,7 +350,8 @@ class LeaderFetcher:
                     fetch_offset=offset,
                     current_leader_epoch=partition.leader_epoch,
                     last_fetched_epoch=last_epoch,
-                    partition_max_bytes=limits.replica_fetch_partition_max_bytes,
+                    partition_max_bytes=(throttled_max_bytes if replica.key in throttled
+                                         else limits.replica_fetch_partition_max_bytes),
                 )
             )
         request = storage_pb2.ReplicaFetchRequest(
@@ -319,7 +377,16 @@ class LeaderFetcher:
                     await answered
         if answered.cancelled():
             return
-        for result in answered.result():
+        results = answered.result()
+        if throttled:
+            received = sum(len(payload)
+                           for result in results
+                           if TopicPartition(result.topic, result.partition) in throttled
+                           for payload in result.batches)  # fmt: skip
+            if received:
+                self.owner.throttle.charge(received)
+                self.owner.throttled_bytes.inc(received)
+        for result in results:
             key = TopicPartition(result.topic, result.partition)
             fetched = self.owner.manager.replicas.get(key)
             if (
@@ -410,10 +477,15 @@ class FetcherManager:
     """Keeps one LeaderFetcher per node this node follows partitions from."""
 
     def __init__(
-        self, manager: ReplicaManager, limits: NodeLimits, node_id: int, clock: Clock
-    ) -> None:
+        self, manager: ReplicaManager, limits: NodeLimits, node_id: int, clock: Clock,
+        *, throttle: ThrottleBudget | None = None,
+    ) -> None:  # fmt: skip
         self.manager = manager
         self.clock = clock
+        # The inbound replication throttle, shared by every fetcher (issue 13).
+        self.throttle = throttle if throttle is not None else ThrottleBudget(clock)
+        self.throttled_bytes = family("brook_node_replication_throttled_bytes_total").labels("in")
+        self.holds = family("brook_node_replication_throttle_holds_total").labels("in")
         self.limits = limits
         self.node_id = node_id
         self.fetchers: dict[int, LeaderFetcher] = {}
@@ -436,6 +508,11 @@ class FetcherManager:
             task = asyncio.get_running_loop().create_task(fetcher.close())
             self._stopping.add(task)
             task.add_done_callback(self._stopping.discard)
+        for fetcher in self.fetchers.values():
+            fetcher.wake.set()
+
+    def throttle_changed(self) -> None:
+        """The throttle's rate changed: every fetcher re-plans at once."""
         for fetcher in self.fetchers.values():
             fetcher.wake.set()
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from brook.clock import SYSTEM_CLOCK
 from brook.errors import BrookError
-from brook.services.common.metrics import MetricsEndpoint, MetricsOptions
+from brook.services.common.metrics import MetricsEndpoint, MetricsOptions, family
 from brook.services.common.process import (
     add_common_arguments,
     advertised_address,
@@ -44,6 +44,7 @@ from brook.services.metadata.acls import AccessControl
 from brook.services.metadata.cache import MetadataCache
 from brook.services.metadata.model import NodeInfo
 from brook.services.metadata.quotas import QuotaControl
+from brook.services.metadata.replication_throttle import ThrottleCache
 from brook.services.metadata.store import MetadataStore
 from brook.services.node import record_service, replica_service, storage_service
 from brook.services.node.config import NodeLimits, add_limit_arguments, limits_from_args
@@ -54,6 +55,7 @@ from brook.services.node.node_metrics import NodeSampler
 from brook.services.node.record_service import PeerChannels, RecordRouter, RecordService
 from brook.services.node.replica_manager import ReplicaManager
 from brook.services.node.replica_service import ReplicaService
+from brook.services.node.replication_throttle import NodeThrottle
 from brook.services.node.storage_service import StorageService
 
 log = logging.getLogger("brook.node")
@@ -103,6 +105,10 @@ class StorageNode:
         self.access = AccessControl.from_args(args, self.store)  # authorization (issue 11)
         # Client quotas, fed by an etcd watch (services/metadata/quotas.py).
         self.quota_control = QuotaControl(self.store)
+        # The reassignment replication throttle, fed by an etcd watch (issue 13).
+        self.throttle = NodeThrottle(SYSTEM_CLOCK)
+        self.throttle_cache = ThrottleCache(self.store)
+        self.throttle_cache.add_listener(self._throttle_changed)
         # The registration lease, kept alive on its own thread (lease_keeper.py).
         self.lease = LeaseKeeper(args.etcd, args.cluster_name, self.security.etcd)
         # True until registered, and from a lost lease until registered again.
@@ -115,7 +121,8 @@ class StorageNode:
             store=self.store, cache=self.cache, clock=SYSTEM_CLOCK,
             leadership_valid=self.leadership_valid, executor=self.io_executor,
         )
-        self.fetchers = FetcherManager(self.manager, limits, self.node_id, SYSTEM_CLOCK)
+        self.fetchers = FetcherManager(self.manager, limits, self.node_id, SYSTEM_CLOCK,
+                                       throttle=self.throttle.inbound)
         self.data_path = DataPath(self.manager, limits, SYSTEM_CLOCK, self.closing)
         self.manager.on_roles_changed = self.fetchers.update
         self.server = GrpcServer(
@@ -133,7 +140,8 @@ class StorageNode:
                                               data_dir=str(args.data_dir),
                                               node_id=self.node_id)
         self.replica_service = ReplicaService(self.data_path, limits,
-                                              authz=self.access.authorizer)
+                                              authz=self.access.authorizer,
+                                              throttle=self.throttle.outbound)
         self.server.add_service(storage_service.SERVICE_NAME, self.storage_service.register)
         self.server.add_service(replica_service.SERVICE_NAME, self.replica_service.register)
         # The record API: plain records from any node, forwarded to leaders over gRPC. Its
@@ -160,7 +168,17 @@ class StorageNode:
         self._stopping = False
         # Prometheus /metrics (--metrics-listen; services/common/metrics.py).
         self.metrics_options = MetricsOptions.from_args(args)
-        self.metrics = MetricsEndpoint(self.metrics_options.listen, role="node")
+        self.metrics = MetricsEndpoint(self.metrics_options.listen, role="node",
+                                       security=self.security.http)
+
+    def _throttle_changed(self) -> None:
+        rate = self.throttle_cache.rate_for(self.node_id)
+        gauge = family("brook_node_replication_throttle_rate_bytes")
+        gauge.labels("in").set(rate)
+        gauge.labels("out").set(rate)
+        if self.throttle.set_rate(rate):
+            log.info("replication throttle: %s", f"{rate} bytes/s" if rate else "off")
+            self.fetchers.throttle_changed()
 
     def leadership_valid(self) -> bool:
         """True while this node may act as a leader: registered, lease surely valid."""
@@ -174,6 +192,7 @@ class StorageNode:
         await self.cache.start()
         await self.access.start()
         await self.quota_control.start()
+        await self.throttle_cache.start()
         self.manager.start()
         self.data_path.start()
         await asyncio.wait_for(self.manager.reconciled.wait(), STARTUP_RECONCILE_TIMEOUT_S)
@@ -245,6 +264,7 @@ class StorageNode:
         await self.lease.stop()
         await self.access.stop()
         await self.quota_control.stop()
+        await self.throttle_cache.stop()
         await self.cache.stop()
         await self.store.close()
         self.io_executor.shutdown(wait=True)

@@ -13,6 +13,13 @@ high watermark. Without an authorizer (no authentication either) the node still 
 replica_id that is not a replica of the partition from touching the ISR or the high
 watermark (`Partition.follower_fetch`: NOT_LEADER_OR_FOLLOWER).
 
+The replication throttle (issue 13, replication_throttle.py), leader side: partitions
+asked by a node that is in their `adding_replicas` (reassignment traffic) share the
+node's outbound budget. While it is in debt they are left out of the answer (a request
+of nothing else waits for the refill first, bounded by its max_wait_ms); otherwise their
+partition_max_bytes is capped by what the budget allows, and the bytes served are
+charged. Other partitions are never held.
+
 Thread-safety: one event loop.
 """
 
@@ -26,6 +33,7 @@ import grpc
 from brook.errors import BrookError
 from brook.services.common.authz import ALLOW_ALL, Authorizer, Resource, ResourceType
 from brook.services.common.authz.model import Operation
+from brook.services.common.metrics import family
 from brook.services.common.principal import Principal
 from brook.services.common.rpc import handle_errors
 from brook.services.common.server import add_generic_service
@@ -36,6 +44,7 @@ from brook.services.node.data_path import (
     FollowerRead,
     yield_every,
 )
+from brook.services.node.replication_throttle import ThrottleBudget
 from brook.services.node.request_bounds import (
     KeysOf,
     OversizedRequest,
@@ -83,11 +92,58 @@ class ReplicaService:
     """brook.v1.ReplicaService over the node's data path."""
 
     def __init__(
-        self, data_path: DataPath, limits: NodeLimits, *, authz: Authorizer = ALLOW_ALL
-    ) -> None:
+        self, data_path: DataPath, limits: NodeLimits, *, authz: Authorizer = ALLOW_ALL,
+        throttle: ThrottleBudget | None = None,
+    ) -> None:  # fmt: skip
         self.data_path = data_path
         self.limits = limits
         self.authz = authz
+        # The outbound replication throttle (issue 13); unthrottled when not given.
+        self.throttle = throttle if throttle is not None else ThrottleBudget(data_path.clock)
+        self._throttled_bytes = family("brook_node_replication_throttled_bytes_total").labels(
+            "out")
+        self._holds = family("brook_node_replication_throttle_holds_total").labels("out")
+
+    def _throttled(
+        self, replica_id: int, partitions: list[storage_pb2.ReplicaFetchPartition]
+    ) -> set[TopicPartition]:
+        """The partitions `replica_id` is being added to (only while throttled)."""
+        if not self.throttle.throttled:
+            return set()
+        found = set()
+        for wanted in partitions:
+            key = TopicPartition.of(wanted)
+            try:
+                record = self.data_path.replicas.lookup(key).partition.record
+            except BrookError:
+                continue
+            if record is not None and replica_id in record.adding_replicas:
+                found.add(key)
+        return found
+
+    async def _hold_or_cap(
+        self, partitions: list[storage_pb2.ReplicaFetchPartition],
+        throttled: set[TopicPartition], max_wait_ms: int,
+    ) -> tuple[list[storage_pb2.ReplicaFetchPartition], int]:  # fmt: skip
+        """(the partitions to read now, the long-poll wait): the throttled ones are left
+        out while the budget is in debt, else capped by what it allows."""
+        budget = self.throttle
+        if budget.in_debt():
+            delay_s = budget.delay_s()
+            if len(throttled) == len(partitions):
+                # Nothing else asked for: wait for the refill (rate limiting, bounded by
+                # the request's own long-poll wait), then serve.
+                await asyncio.sleep(min(delay_s, max_wait_ms / 1000))
+            if budget.in_debt():
+                self._holds.inc()
+                rest = [p for p in partitions if TopicPartition.of(p) not in throttled]
+                return rest, min(max_wait_ms, int(budget.delay_s() * 1000) + 1)
+        share = max(1, budget.available_bytes() // len(throttled))
+        default = self.limits.replica_fetch_partition_max_bytes
+        for wanted in partitions:
+            if TopicPartition.of(wanted) in throttled:
+                wanted.partition_max_bytes = min(wanted.partition_max_bytes or default, share)
+        return partitions, max_wait_ms
 
     def _not_replicas(
         self, context: grpc.aio.ServicerContext, method: str, principal: Principal,
@@ -161,16 +217,28 @@ class ReplicaService:
         keys = [TopicPartition.of(p) for p in request.partitions]
         refused = self._not_replicas(context, REPLICA_FETCH, principal, request.replica_id, keys)
         wanted = [p for p, key in zip(request.partitions, keys, strict=True)
-                  if key not in refused] if refused else request.partitions  # fmt: skip
+                  if key not in refused] if refused else list(request.partitions)  # fmt: skip
+        max_wait_ms = request.max_wait_ms
+        throttled = self._throttled(request.replica_id, wanted)
+        if throttled:
+            wanted, max_wait_ms = await self._hold_or_cap(wanted, throttled, max_wait_ms)
         reads: list[FollowerRead] = []
         if wanted:
             reads = await self.data_path.replica_fetch(
-                request.replica_id, wanted, max_bytes, min_bytes, request.max_wait_ms
+                request.replica_id, wanted, max_bytes, min_bytes, max_wait_ms
             )
-        if refused:
-            served = iter(reads)
-            reads = [FollowerRead(key, error=refused[key]) if key in refused else next(served)
-                     for key in keys]  # fmt: skip
+        if throttled:
+            served_bytes = sum(len(batch) for read in reads if read.key in throttled
+                               for batch in read.batches)  # fmt: skip
+            if served_bytes:
+                self.throttle.charge(served_bytes)
+                self._throttled_bytes.inc(served_bytes)
+        if refused or len(reads) < len(keys):
+            # Refused partitions answer their error; held ones are left out this round
+            # (the follower asks again).
+            served = {read.key: read for read in reads}
+            reads = [FollowerRead(key, error=refused[key]) if key in refused else served[key]
+                     for key in keys if key in refused or key in served]  # fmt: skip
         pieces: list[bytes] = []
         for index, read in enumerate(reads):
             await yield_every(index)

@@ -183,6 +183,9 @@ async def test_a_new_node_gets_its_share_and_a_decommissioned_one_leaves_cleanly
     assert states[4].endswith("DRAINED") and states[1].endswith("ACTIVE"), states
     out = await brook(capsys, bootstrap, "partitions", "rebalance")
     assert out.strip().endswith("0 started")
+    planned = json.loads(await brook(capsys, bootstrap, "partitions", "rebalance", "--output",
+                                     "json"))  # fmt: skip
+    assert planned.get("started_count", 0) == 0 and "moves" not in planned  # balanced
     first = topic.partitions[0]
     spare = next(n for n in (1, 2, 3) if n not in first.replica_ids)
     target = [first.replica_ids[0], spare]

@@ -185,6 +185,41 @@ class EtcdServer:
         if not self._try_start():
             raise RuntimeError(f"etcd did not restart; log tail:\n{self.log_tail()}")
 
+    def terminate(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM (a clean etcd shutdown; a paused etcd is continued first), then waits;
+        SIGKILL to the group if it is still there after timeout_s."""
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGCONT)
+            os.killpg(self.process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            pass
+        self._kill()
+
+    def restart_gracefully(self) -> None:
+        """SIGTERM, then start again on the same ports with the same data dir (what an
+        operator's restart does); waits for /health."""
+        self.terminate()
+        if not self._try_start():
+            raise RuntimeError(f"etcd did not restart; log tail:\n{self.log_tail()}")
+
+    def etcdctl(self, *args: str, user: str | None = None) -> str:
+        """Runs etcdctl (v3 API) against this etcd's client port (plaintext only; `user` is
+        "name:password" with auth on); returns its stdout, raises on failure."""
+        assert self.tls is None, "etcdctl helper: plaintext etcd only"
+        command = [shutil.which("etcdctl") or "etcdctl", "--endpoints", f"http://{self.address}"]
+        command += [*(["--user", user] if user else []), *args]
+        done = subprocess.run(
+            command, check=True, capture_output=True, timeout=20,
+            env={"ETCDCTL_API": "3", "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        )  # fmt: skip
+        return done.stdout.decode(errors="replace")
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -20,7 +20,7 @@ from brook.client import Admin, Producer
 from brook.client.cli import quotas as quota_cli
 from brook.errors import from_rpc_error
 from brook.transport import default_security, set_default_security
-from brook.v1 import admin_pb2, storage_pb2, storage_pb2_grpc
+from brook.v1 import admin_pb2, groups_pb2, groups_pb2_grpc, storage_pb2, storage_pb2_grpc
 from tests.harness.cluster import ClientCredentials, LocalCluster
 from tests.harness.wait import eventually
 from tests.node.cluster_helpers import FAST_NODE_ARGS
@@ -196,3 +196,101 @@ async def _cli(base: list[str], args: list[str]) -> str:
     out = io.StringIO()
     assert await quota_cli.cmd_quota(parsed, out) == 0
     return out.getvalue()
+
+
+async def _produce_on_a_new_connection(cluster: LocalCluster, creds: ClientCredentials) -> bool:
+    """One tiny produce over a fresh channel (one new TCP connection); True when the node
+    made it wait (brook-throttle-ms)."""
+    async with creds.channel(cluster.address("node-1")) as channel:
+        stub = storage_pb2_grpc.StorageServiceStub(channel)
+        call = stub.Produce(storage_pb2.ProduceRequest(
+            acks=storage_pb2.ACKS_LEADER,
+            partitions=[storage_pb2.ProducePartition(
+                topic="flood", partition=0, batches=[make_batch([b"c"])])],
+        ), timeout=WAIT_S)  # fmt: skip
+        await call
+        return "brook-throttle-ms" in dict(await call.trailing_metadata() or ())
+
+
+async def test_a_principal_opening_connections_is_held_to_its_connection_rate(
+    local_cluster: Callable[..., LocalCluster],
+) -> None:
+    """connections_per_s 2 (Kafka's connection_creation_rate): 10 new connections of dave's
+    take about 4 s after the burst, waiting, never refused; erin's are not slowed."""
+    cluster = await start(local_cluster)
+    admin_creds = cluster.client_security("user:admin")
+    dave, erin = cluster.client_security("user:dave"), cluster.client_security("user:erin")
+    async with Admin(cluster.address("coordinator"), **admin_creds.kwargs) as admin:
+        await admin.alter_client_quotas(
+            [admin_pb2.ClientQuota(principal="user:dave", connections_per_s=2)]
+        )
+    await eventually(lambda: _produce_on_a_new_connection(cluster, dave), timeout_s=WAIT_S,
+                     what="dave's connection quota enforced")  # fmt: skip
+    started = time.monotonic()
+    for _ in range(10):
+        await _produce_on_a_new_connection(cluster, dave)
+    dave_s = time.monotonic() - started
+    started = time.monotonic()
+    waited = [await _produce_on_a_new_connection(cluster, erin) for _ in range(10)]
+    erin_s = time.monotonic() - started
+    assert dave_s >= 3.5, dave_s  # 10 connections at 2/s, the debt carried in
+    assert not any(waited) and erin_s < dave_s / 2, (erin_s, dave_s)
+
+
+async def test_watch_group_streams_are_capped_by_streams_max(
+    local_cluster: Callable[..., LocalCluster],
+) -> None:
+    """streams_max bounds WatchGroup streams on the group manager too: with one open, a
+    second is THROTTLED; once the first is closed, another is served."""
+    cluster = local_cluster(secure=True)
+    cluster.add_coordinator()
+    cluster.add_node(1, args=FAST_NODE_ARGS)
+    cluster.add_groups()
+    cluster.start()
+    admin_creds = cluster.client_security("user:admin")
+    frank = cluster.client_security("user:frank")
+    async with Admin(cluster.address("coordinator"), **admin_creds.kwargs) as admin:
+        await eventually(lambda: _nodes(admin, 1), timeout_s=WAIT_S, what="node registered")
+        await admin.create_topic("watched", partitions=1, replication_factor=1,
+                                 wait_for_leaders=True)  # fmt: skip
+        await admin.alter_client_quotas([admin_pb2.ClientQuota(principal="user:frank",
+                                                               streams_max=1)])  # fmt: skip
+    async with frank.channel(cluster.address("groups")) as channel:
+        stub = groups_pb2_grpc.GroupServiceStub(channel)
+        await stub.CommitOffsets(groups_pb2.CommitOffsetsRequest(
+            group_id="g-watched",
+            offsets=[groups_pb2.OffsetCommit(topic="watched", partition=0, offset=0)],
+        ), timeout=WAIT_S)  # fmt: skip
+        watch = groups_pb2.WatchGroupRequest(group_id="g-watched")
+
+        async def second_refused() -> bool:
+            first = stub.WatchGroup(watch)
+            second = None
+            try:
+                async with asyncio.timeout(WAIT_S):
+                    await first.read()
+                second = stub.WatchGroup(watch)
+                try:
+                    async with asyncio.timeout(WAIT_S):
+                        await second.read()
+                except grpc.aio.AioRpcError as error:
+                    return from_rpc_error(error).reason == "THROTTLED"
+                return False
+            finally:
+                first.cancel()
+                if second is not None:
+                    second.cancel()
+
+        # The group manager's quota cache learns the quota from its watch: bounded wait.
+        await eventually(second_refused, timeout_s=WAIT_S, what="frank's streams_max enforced")
+
+        async def served_again() -> bool:
+            again = stub.WatchGroup(watch)
+            try:
+                async with asyncio.timeout(WAIT_S):
+                    return (await again.read()).group.group_id == "g-watched"  # type: ignore[union-attr]
+            finally:
+                again.cancel()
+
+        # The cancelled streams give their slots back once the server sees them end.
+        await eventually(served_again, timeout_s=WAIT_S, what="a slot released")

@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -91,6 +94,21 @@ def test_dev_secure_cluster_works_with_the_cli(tmp_path: Path) -> None:
                        "topic", "create", "bobs", "--partitions", "1",
                        "--replication-factor", "1")  # fmt: skip
         assert as_bob.returncode != 0 and "PERMISSION_DENIED" in as_bob.stderr, as_bob.stderr
+
+        # The HTTP listeners speak HTTPS with the admin certificate (cluster.json's URLs).
+        services = description["services"]
+        assert isinstance(services, list)
+        urls = [s["metrics_url"] for s in services if "metrics_url" in s]
+        urls += [s["console_url"] for s in services if "console_url" in s]
+        assert urls and all(u.startswith("https://") for u in urls), urls
+        context = ssl.create_default_context(cafile=tls["ca"])
+        context.load_cert_chain(tls["cert"], tls["key"])
+        for url in urls:
+            with urllib.request.urlopen(url, context=context, timeout=10) as answer:
+                assert answer.status == 200, url
+        bare = ssl.create_default_context(cafile=tls["ca"])  # no client certificate
+        with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+            urllib.request.urlopen(urls[0], context=bare, timeout=10).read()
 
         # Plaintext gRPC to the coordinator fails at the TLS layer.
         with grpc.insecure_channel(f"127.0.0.1:{base}") as channel:

@@ -26,7 +26,7 @@ Thread-safety: one event loop.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 import grpc
 
@@ -60,7 +60,14 @@ class AclSource(Protocol):
     def bindings(self) -> Iterable[AclBinding]: ...
 
 
-def _peer(context: grpc.aio.ServicerContext) -> str:
+# Where a checked request came from: a gRPC call's context, or (for the HTTP listeners:
+# /metrics and the console) the peer address already as text.
+Origin: TypeAlias = "grpc.aio.ServicerContext | str"
+
+
+def _peer(context: Origin) -> str:
+    if isinstance(context, str):
+        return context
     try:
         return str(context.peer() or "")
     except Exception:
@@ -155,7 +162,7 @@ class Authorizer:
 
     # -- audit -------------------------------------------------------------------------
     def _audit(
-        self, context: grpc.aio.ServicerContext, method: str, principal: Principal,
+        self, context: Origin, method: str, principal: Principal,
         operation: Operation, resource: Resource, allowed: bool, basis: str,
         rule: AclBinding | None = None,
     ) -> None:  # fmt: skip
@@ -180,21 +187,29 @@ class Authorizer:
     ) -> Principal:  # fmt: skip
         """The caller, once the RPC's call-level needs are met (PERMISSION_DENIED, audited,
         otherwise). Allowed mutating admin operations are audited too."""
+        return self.require_as(principal_of(context), context, method, topic=topic,
+                               group=group)  # fmt: skip
+
+    def require_as(
+        self, principal: Principal, origin: Origin, method: str, *,
+        topic: str | None = None, group: str | None = None,
+    ) -> Principal:  # fmt: skip
+        """`require` for a principal authenticated elsewhere (the HTTP listeners check
+        their pages with the rule of the RPC each page shows)."""
         rule = rule_of(method)
-        principal = principal_of(context)
         if not self.enabled and not rule.audited:
             return principal
         audited: tuple[Decision, Operation, Resource] | None = None
         for need in rule.call:
             decision, operation, resource = self._meets(principal, need, topic, group)
             if not decision.allowed:
-                self._audit(context, method, principal, operation, resource, False,
+                self._audit(origin, method, principal, operation, resource, False,
                             decision.basis, decision.rule)  # fmt: skip
                 raise permission_denied(principal, operation, resource)
             audited = audited or (decision, operation, resource)
         if rule.audited and audited is not None:
             decision, operation, resource = audited
-            self._audit(context, method, principal, operation, resource, True, decision.basis,
+            self._audit(origin, method, principal, operation, resource, True, decision.basis,
                         decision.rule)  # fmt: skip
         return principal
 
@@ -212,7 +227,7 @@ class Authorizer:
         return principal
 
     def topic_errors(
-        self, context: grpc.aio.ServicerContext, method: str, principal: Principal,
+        self, context: Origin, method: str, principal: Principal,
         topics: Iterable[str],
     ) -> dict[str, BrookError]:  # fmt: skip
         """PERMISSION_DENIED by topic, for the topics (of `topics`) the caller may not

@@ -97,7 +97,9 @@ RPC_TABLE: dict[str, RpcRule] = {
     "brook.v1.StorageService/ListOffsets": RpcRule(
         topics=need((DESC, _T), _FORWARDED), note="per partition"),
     "brook.v1.StorageService/DescribeLogDirs": RpcRule(
-        call=(need((DESC, _C)),), note="sizes of every replica on the node"),
+        call=(need((DESC, _C), (CA, _C)),),
+        note="sizes of every replica on the node; cluster_action too: the coordinator"
+             " asks it for reassignment progress and the balancer's sizes"),
     "brook.v1.ReplicaService/ReplicaFetch": RpcRule(
         call=(need((CA, _C)),), node_identity=True,
         note="caller must be node:<replica_id> and a replica of each partition"),
@@ -136,6 +138,9 @@ RPC_TABLE: dict[str, RpcRule] = {
     "brook.v1.AdminService/RecommissionNode": RpcRule(call=(need((A, _C)),), audited=True),
     "brook.v1.AdminService/RebalancePartitions": RpcRule(
         call=(need((A, _C)),), audited=True, note="a dry run needs alter too: it plans"),
+    "brook.v1.AdminService/AlterReplicationThrottle": RpcRule(
+        call=(need((A, _C)),), audited=True, note="the reassignment replication throttle"),
+    "brook.v1.AdminService/DescribeReplicationThrottle": RpcRule(call=(need((DESC, _C)),)),
     # -- group manager ---------------------------------------------------------------------
     "brook.v1.GroupService/Heartbeat": RpcRule(
         call=(need((R, _G)),), topics=need((R, _T)), topics_denied=TopicsDenied.FAIL,
