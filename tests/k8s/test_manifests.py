@@ -34,8 +34,8 @@ PARSERS: dict[str, argparse.ArgumentParser] = {
 # Workload of each Brook process, and its kind.
 WORKLOADS = {
     "node": ("StatefulSet", "brook-node"),
-    "coordinator": ("Deployment", "brook-coordinator"),
-    "groups": ("Deployment", "brook-groups"),
+    "coordinator": ("StatefulSet", "brook-coordinator"),
+    "groups": ("StatefulSet", "brook-groups"),
 }
 ETCD = ("StatefulSet", "brook-etcd")
 ZONE = "topology.kubernetes.io/zone"
@@ -237,15 +237,16 @@ def test_namespace_is_created(overlay: str) -> None:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_node_identity_comes_from_the_ordinal(overlay: str, tmp_path: Path) -> None:
-    """Pod brook-node-<i> is node i + 1, advertises its stable name through the headless
-    Service on the port it listens on, and passes the zone file as --rack."""
+    """Pod brook-node-<i> is node <i> (its ordinal: the production certificates' CN
+    brook-node-<i> maps to node:<i>, test_security.py), advertises its stable name through
+    the headless Service on the port it listens on, and passes the zone file as --rack."""
     workload, container = brook_container(overlay, "node")
     service = workload["spec"]["serviceName"]
     namespace = workload["metadata"]["namespace"]
     for index in (0, 2):
         pod = pod_for(workload, index)
         args = PARSERS["node"].parse_args(brook_argv(container, pod, tmp_path, "zone-b")[1:])
-        assert args.node_id == index + 1
+        assert args.node_id == index
         assert (
             args.advertise == f"brook-node-{index}.{service}.{namespace}.svc:{port_of(args.listen)}"
         )
@@ -316,21 +317,46 @@ def test_nodes_have_volumes_and_a_headless_service(overlay: str, tmp_path: Path)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_coordinator_and_group_manager_run_two_replicas(overlay: str) -> None:
+def test_coordinator_and_group_manager_run_two_replicas(overlay: str, tmp_path: Path) -> None:
+    """Two replicas each, started together, replaced one at a time; StatefulSets (without
+    volumes) so that each pod advertises a stable DNS name its certificate can carry."""
     for process in ("coordinator", "groups"):
-        workload, _ = brook_container(overlay, process)
-        assert workload["spec"]["replicas"] == 2
-        assert workload["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+        workload, container = brook_container(overlay, process)
+        spec = workload["spec"]
+        assert spec["replicas"] == 2
+        assert spec["podManagementPolicy"] == "Parallel"
+        assert spec["updateStrategy"]["type"] == "RollingUpdate"
+        assert "volumeClaimTemplates" not in spec
+        service = find(overlay, "Service", spec["serviceName"])
+        assert service["spec"]["clusterIP"] == "None"
+        assert selects(service["spec"]["selector"], spec["template"]["metadata"]["labels"])
+        namespace = workload["metadata"]["namespace"]
+        for index in (0, 1):
+            _, args = parsed(container, pod_for(workload, index), tmp_path)
+            name = f"{workload['metadata']['name']}-{index}"
+            assert args.advertise == (
+                f"{name}.{spec['serviceName']}.{namespace}.svc:{port_of(args.listen)}"
+            )
+            assert port_of(args.listen) in {p["port"] for p in service["spec"]["ports"]}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_probes_are_grpc_on_the_listen_port(overlay: str, tmp_path: Path) -> None:
+def test_probes_are_grpc_on_a_plaintext_port(overlay: str, tmp_path: Path) -> None:
+    """The kubelet's grpc probe speaks plaintext only: on the --listen port where that is
+    plaintext (dev), else on the plaintext health-only --health-listen port (production)."""
     for process in PARSERS:
         workload, container = brook_container(overlay, process)
         _, args = parsed(container, pod_for(workload), tmp_path)
-        port = port_of(args.listen)
         assert args.listen.startswith("0.0.0.0:")
-        assert port in {p["containerPort"] for p in container["ports"]}
+        assert port_of(args.listen) in {p["containerPort"] for p in container["ports"]}
+        if args.tls_cert:
+            assert args.health_listen.startswith("0.0.0.0:"), process
+            port = port_of(args.health_listen)
+            assert port != port_of(args.listen)
+            assert {"name": "health", "containerPort": port} in container["ports"]
+        else:
+            assert not args.health_listen
+            port = port_of(args.listen)
         for probe in ("readinessProbe", "livenessProbe"):
             assert container[probe]["grpc"]["port"] == port, (process, probe)
         assert container.get("startupProbe", {"grpc": {"port": port}})["grpc"]["port"] == port
@@ -473,7 +499,7 @@ def test_production_spreads_over_three_zones(tmp_path: Path) -> None:
         labels = workload["spec"]["template"]["metadata"]["labels"]
         (zone,) = [c for c in spec["topologySpreadConstraints"] if c["topologyKey"] == ZONE]
         assert zone["maxSkew"] == 1 and selects(zone["labelSelector"]["matchLabels"], labels)
-        if workload["kind"] == "StatefulSet":  # the data: etcd members and storage nodes
+        if name in {ETCD[1], WORKLOADS["node"][1]}:  # the data: etcd members and nodes
             assert zone["whenUnsatisfiable"] == "DoNotSchedule", name
             assert zone["minDomains"] == 3, name
             (claim,) = workload["spec"]["volumeClaimTemplates"]
@@ -489,13 +515,20 @@ def test_production_spreads_over_three_zones(tmp_path: Path) -> None:
 
 
 def test_production_mounts_certificates_and_uses_etcd_tls(tmp_path: Path) -> None:
+    """Each Brook pod's own certificate (csi-driver volume; test_security.py checks it)
+    also authenticates it to etcd."""
     for process in PARSERS:
         workload, container = brook_container("production", process)
         volumes = {v["name"]: v for v in pod_spec(workload)["volumes"]}
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
-        assert volumes[mounts["/etc/brook/tls"]]["secret"]["secretName"] == f"brook-{process}-tls"
+        assert volumes[mounts["/etc/brook/tls"]]["csi"]["driver"] == "csi.cert-manager.io"
         _, args = parsed(container, pod_for(workload), tmp_path)
-        assert args.etcd_ca and args.etcd_cert and args.etcd_key
+        assert (args.etcd_ca, args.etcd_cert, args.etcd_key) == (
+            args.tls_ca,
+            args.tls_cert,
+            args.tls_key,
+        )
+        assert args.etcd_ca.startswith("/etc/brook/tls/")
     etcd = find("production", *ETCD)
     (container,) = pod_spec(etcd)["containers"]
     env = container_env(container, pod_for(etcd, 1))
