@@ -28,7 +28,7 @@ DATA ?= ./data
 NODES ?= 3
 DURATION ?= 300
 
-.PHONY: all setup proto proto-release typecheck lint test test-fast run bench bench-storage bench-cluster bench-scale bench-tls bench-kafka chaos clean etcd chromium fmt
+.PHONY: all setup proto proto-release typecheck lint test test-fast run bench bench-storage bench-cluster bench-scale bench-planner bench-tls bench-kafka chaos clean etcd chromium fmt
 
 all: test
 
@@ -147,6 +147,10 @@ bench-storage: setup
 
 bench-cluster: setup
 	$(PY) bench/cluster_bench.py
+
+# The balancer's planning time on clusters up to 30,000 partitions (pure CPU, seconds).
+bench-planner: setup
+	$(PY) bench/planner_bench.py
 
 # A 4th node's time to its share, unthrottled and throttled (SIZES=8,32 THROTTLE_MB=2).
 bench-scale: setup

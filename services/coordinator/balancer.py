@@ -181,26 +181,35 @@ class _State:
                 if node in active:
                     self.count[node] += 1
                     self.bytes[node] += sizes[key]
+        # Per node, the partitions it held when planning began, smallest first (sizes do
+        # not change while planning), and how far `_move_one_off` has consumed them: a
+        # replica the plan placed is never moved again, so the partitions a node may
+        # give away only shrink, and each move scans on from where the last one stopped
+        # instead of sorting all partitions again (what made plans quadratic).
+        self._candidates: dict[int, list[tuple[int, TopicPartition]]] = {}
+        self._cursor: Counter[int] = Counter()
 
-    def _rack_count(self, replicas: Iterable[int]) -> int:
-        return len({self.racks.get(n, "") for n in replicas})
-
-    def _targets(self, replicas: tuple[int, ...], leaving: int) -> list[int]:
-        """Active nodes that may take `leaving`'s place, best first: the rack spread does
-        not drop (a new rack first), fewest replicas, fewest bytes, lowest id."""
-        others = [n for n in replicas if n != leaving]
-        spread_now = self._rack_count(replicas) if leaving in self.active else 0
-        used_racks = {self.racks.get(n, "") for n in others}
-        candidates = []
-        for node in self.active:
+    def _best_target(
+        self, replicas: tuple[int, ...], leaving: int, among: Iterable[int] | None = None
+    ) -> int | None:
+        """The active node (of `among`, default all) best placed to take `leaving`'s
+        place, or None: the rack spread does not drop (a new rack first), then fewest
+        replicas, fewest bytes, lowest id. (One pass, no sort: it runs once per
+        candidate partition.)"""
+        racks = self.racks
+        used_racks = {racks.get(n, "") for n in replicas if n != leaving}
+        spread_now = len(used_racks | {racks.get(leaving, "")}) if leaving in self.active else 0
+        best: tuple[bool, int, int, int] | None = None
+        for node in self.active if among is None else among:
             if node in replicas:
                 continue
-            spread_after = self._rack_count([*others, node])
-            if spread_after < spread_now:
-                continue
-            new_rack = self.racks.get(node, "") not in used_racks
-            candidates.append((not new_rack, self.count[node], self.bytes[node], node))
-        return [node for *_, node in sorted(candidates)]
+            new_rack = racks.get(node, "") not in used_racks
+            if len(used_racks) + new_rack < spread_now:
+                continue  # the spread would drop
+            rank = (not new_rack, self.count[node], self.bytes[node], node)
+            if best is None or rank < best:
+                best = rank
+        return None if best is None else best[3]
 
     def _replace(self, key: TopicPartition, leaving: int, joining: int) -> None:
         replicas = self.assignment[key]
@@ -218,9 +227,9 @@ class _State:
             for leaving in self.assignment[key]:
                 if leaving in self.active:
                     continue
-                targets = self._targets(self.assignment[key], leaving)
-                if targets:
-                    self._replace(key, leaving, targets[0])
+                target = self._best_target(self.assignment[key], leaving)
+                if target is not None:
+                    self._replace(key, leaving, target)
 
     def balance_replicas(self) -> None:
         total = sum(self.count.values())
@@ -242,17 +251,31 @@ class _State:
         """Moves the smallest partition of `heaviest` to a lighter node (never a replica
         this plan just placed there); False when none can move (the rack spread forbids
         it)."""
-        mine = sorted(
-            (self.sizes[key], key)
-            for key, replicas in self.assignment.items()
-            if heaviest in replicas and heaviest not in self.added.get(key, ())
-        )
-        for _, key in mine:
-            for target in self._targets(self.assignment[key], heaviest):
-                if self.count[target] + 1 < self.count[heaviest]:
-                    self._replace(key, heaviest, target)
-                    return True
-                break  # the best target is not lighter: neither is any other
+        mine = self._candidates.get(heaviest)
+        if mine is None:
+            mine = self._candidates[heaviest] = sorted(
+                (self.sizes[key], key)
+                for key, replicas in self.assignment.items()
+                if heaviest in replicas
+            )
+        # Only nodes at least two replicas lighter can take one (the move must narrow the
+        # gap); the best of those for each partition, so a partition is passed over only
+        # when none of them may take it (rack spread), not when a heavier node on a new
+        # rack would be preferred.
+        lighter = [n for n in self.active if self.count[n] + 1 < self.count[heaviest]]
+        if not lighter:
+            return False
+        start = self._cursor[heaviest]
+        for index in range(start, len(mine)):
+            key = mine[index][1]
+            if heaviest not in self.assignment[key] or heaviest in self.added.get(key, ()):
+                if index == self._cursor[heaviest]:
+                    self._cursor[heaviest] = index + 1  # gone for good: skip it next time
+                continue
+            target = self._best_target(self.assignment[key], heaviest, lighter)
+            if target is not None:
+                self._replace(key, heaviest, target)
+                return True
         return False
 
     def balance_leaders(self) -> None:

@@ -1,5 +1,8 @@
 """A reassignment survives a restart of any node involved (issue 13): real etcd, a real
-coordinator and storage-node processes on loopback, real SIGKILLs.
+coordinator and storage-node processes on loopback, real SIGKILLs, in a secure cluster
+(TLS + mTLS, ACLs on, the test's client a non-super-user with exactly its ACLs; the
+coordinator reads progress from the nodes as itself). The throttle test
+(test_reassign_throttle_cluster.py) covers the plaintext cluster.
 
 Three nodes hold a topic; each partition's second replica moves to a 4th node under a
 throttle slow enough that the move is still running when, in turn, the adding node and
@@ -16,6 +19,7 @@ from collections.abc import Callable
 import pytest
 
 from brook.client import Admin
+from brook.transport import default_security, set_default_security
 from tests.coordinator.test_reassign_throttle_cluster import (
     PARTITIONS,
     TOPIC,
@@ -27,7 +31,8 @@ from tests.coordinator.test_reassign_throttle_cluster import (
     produce,
     read_all,
 )
-from tests.harness.cluster import LocalCluster
+from tests.harness.cluster import ClientCredentials, LocalCluster
+from tests.harness.secure import cluster_options, start_secured
 from tests.harness.wait import eventually
 from tests.node.cluster_helpers import FAST_NODE_ARGS
 
@@ -37,14 +42,29 @@ pytestmark = pytest.mark.integration
 THROTTLE_BYTES_PER_S = 1_000_000
 
 
+# The client's ACLs: the topic's data, and the cluster's description and moves.
+CLIENT_ACLS = [("create", "topic", TOPIC), ("write", "topic", TOPIC), ("read", "topic", TOPIC),
+               ("describe", "topic", TOPIC), ("describe", "cluster", ""),
+               ("alter", "cluster", "")]  # fmt: skip
+
+
 async def test_a_move_survives_restarts_of_the_adding_node_and_of_a_leader(
     local_cluster: Callable[..., LocalCluster],
 ) -> None:
-    cluster = local_cluster()
+    previous = default_security()
+    try:
+        await _moves_survive_restarts(local_cluster)
+    finally:
+        set_default_security(previous)
+
+
+async def _moves_survive_restarts(local_cluster: Callable[..., LocalCluster]) -> None:
+    cluster = local_cluster(**cluster_options("secure"))
     cluster.add_coordinator("coordinator", args=["--lease-ttl-s", "2", "--no-auto-balance"])
     for node_id in (1, 2, 3):
         cluster.add_node(node_id, args=FAST_NODE_ARGS)
-    cluster.start()
+    creds = start_secured(cluster, CLIENT_ACLS)
+    assert isinstance(creds, ClientCredentials)
     bootstrap = cluster.address("coordinator")
     async with Admin(bootstrap) as admin:
         await eventually(lambda: _live(admin, 3), timeout_s=WAIT_S, what="three nodes")
@@ -58,7 +78,8 @@ async def test_a_move_survives_restarts_of_the_adding_node_and_of_a_leader(
         await admin.reassign_partitions(TOPIC, targets, throttle_bytes_per_s=THROTTLE_BYTES_PER_S)
 
         async def copying(size: int) -> None:
-            sampler = SizeSampler(cluster.address("node-4"))
+            address = cluster.address("node-4")
+            sampler = SizeSampler(address, creds.channel(address))
             try:
                 await eventually(lambda: _at_least(sampler, size), timeout_s=WAIT_S,
                                  what=f"node 4 holding {size} bytes")  # fmt: skip
@@ -67,6 +88,11 @@ async def test_a_move_survives_restarts_of_the_adding_node_and_of_a_leader(
 
         # The adding node dies mid-copy and comes back on its data.
         await copying(1_000_000)
+        # Progress comes from the nodes' DescribeLogDirs, asked by the coordinator as
+        # itself (cluster_action): every adding replica has its figures.
+        moving = await admin.list_reassignments(TOPIC)
+        assert all(p.HasField("remaining_bytes") for m in moving for p in m.progress), moving
+        assert sum(len(m.progress) for m in moving) == PARTITIONS
         cluster.kill("node-4", signal.SIGKILL)
         assert await admin.list_reassignments(TOPIC), "the move ended before the kill"
         cluster.start(["node-4"])

@@ -47,8 +47,8 @@ MEASURE_S = 2.5
 class SizeSampler:
     """Samples the size of node 4's replicas of TOPIC (its DescribeLogDirs) over time."""
 
-    def __init__(self, address: str) -> None:
-        self.channel = grpc.aio.insecure_channel(address)
+    def __init__(self, address: str, channel: grpc.aio.Channel | None = None) -> None:
+        self.channel = channel if channel is not None else grpc.aio.insecure_channel(address)
         self.stub = storage_pb2_grpc.StorageServiceStub(self.channel)
 
     async def size(self) -> int:
