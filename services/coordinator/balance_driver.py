@@ -148,8 +148,9 @@ class BalanceDriver:
     async def plan_async(self, *, wait_for_sizes: bool = True) -> balancer.Plan:
         """`plan`, computed off the event loop: the planner takes up to seconds on tens of
         thousands of partitions (bench/planner_bench.py: 0.6 s for 5,000 partitions on
-        10 nodes, 2 s for 30,000 on 30), and the loop must keep the lease alive. Its input is copied on the
-        loop (immutable views), so the cache may change meanwhile. One plan at a time."""
+        10 nodes, 2 s for 30,000 on 30), and the loop must keep the lease alive. Its
+        input is copied on the loop (immutable views), so the cache may change meanwhile.
+        One plan at a time."""
         dirs = await self.log_dirs(wait=wait_for_sizes)
         records = self.records()
         views, partitions = balance.planner_input(
