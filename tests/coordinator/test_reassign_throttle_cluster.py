@@ -278,3 +278,41 @@ async def _progress_moved(admin: Admin, first: list[admin_pb2.ReplicaCopyProgres
     now = await _progress(admin)
     return (sum(p.remaining_bytes for p in now) < sum(p.remaining_bytes for p in first)
             and any(p.HasField("estimated_remaining_seconds") for p in now))  # fmt: skip
+
+
+async def test_the_leader_side_throttle_holds_a_move_from_one_source(
+    local_cluster: Callable[..., LocalCluster],
+) -> None:
+    """Only the source node (a partition's leader) is throttled, by its own per-node rate:
+    node 4, the adding replica, has no rate of its own, so what holds the copy to the rate
+    is the leader's outbound budget."""
+    cluster = local_cluster()
+    cluster.add_coordinator("coordinator", args=["--lease-ttl-s", "2", "--no-auto-balance"])
+    for node_id in (1, 2, 3):
+        cluster.add_node(node_id, args=FAST_NODE_ARGS)
+    cluster.start()
+    bootstrap = cluster.address("coordinator")
+    async with Admin(bootstrap) as admin:
+        await eventually(lambda: _live(admin, 3), timeout_s=WAIT_S, what="three nodes")
+        await admin.create_topic(TOPIC, PARTITIONS, 2)
+        sent = await produce(bootstrap)
+        cluster.add_node(4, args=FAST_NODE_ARGS)
+        cluster.start(["node-4"])
+        await eventually(lambda: _live(admin, 4), timeout_s=WAIT_S, what="node 4 registered")
+        partition = (await admin.describe_topic(TOPIC)).partitions[0]
+        leader = partition.leader_id
+        throttle = await admin.alter_replication_throttle(SLOW_BYTES_PER_S, node_id=leader)
+        assert throttle.cluster_bytes_per_second == 0
+        await admin.reassign_partitions(TOPIC, {0: [leader, 4]})
+        sampler = SizeSampler(cluster.address("node-4"))
+        try:
+            await eventually(lambda: _at_least(sampler, 200_000), timeout_s=WAIT_S,
+                             what="node 4 copying")  # fmt: skip
+            rate, size = await sampler.rate(MEASURE_S)
+        finally:
+            await sampler.close()
+        assert size < len(b"".join(sent[0])), "the move ended before the rate was measured"
+        assert rate == pytest.approx(SLOW_BYTES_PER_S, rel=0.2), rate
+        await admin.alter_replication_throttle(0, node_id=leader)
+        await eventually(lambda: _no_moves(admin), timeout_s=WAIT_S, what="the move done")
+    await read_all(bootstrap, sent)
