@@ -278,6 +278,17 @@ class Admin:
         response = await self._call(lambda s: s.DecommissionNode, request, mutating=True)
         return response.node
 
+    async def drain_leadership(
+        self, node_id: int, hold_ms: int = 0
+    ) -> admin_pb2.DrainLeadershipResponse:
+        """Moves every leadership of `node_id` to other in-sync replicas before it stops
+        (a controlled shutdown); preferred elections leave it alone for `hold_ms`."""
+        request = admin_pb2.DrainLeadershipRequest(node_id=node_id, hold_ms=hold_ms)
+        response: admin_pb2.DrainLeadershipResponse = await self._call(
+            lambda s: s.DrainLeadership, request, mutating=True
+        )
+        return response
+
     async def recommission_node(self, node_id: int) -> admin_pb2.NodeStatus:
         """Makes a decommissioned node active again (idempotent)."""
         request = admin_pb2.RecommissionNodeRequest(node_id=node_id)

@@ -7,7 +7,7 @@
     brook partitions reassign --cancel FILE               revert the running moves of FILE
     brook partitions rebalance [--execute] [--max-moves N] [--throttle-bytes N]
     brook partitions throttle [--bytes N] [--node ID] [--remove] [--output json]
-    brook node list | decommission N | recommission N
+    brook node list | decommission N | recommission N | drain-leadership N [--hold-s S]
     brook leaders elect --preferred|--unclean [--topic T [--partition P]]
 
 A plan file is kafka-reassign-partitions' JSON:
@@ -37,7 +37,7 @@ from brook.client.cli.options import add_output, message_json, print_json
 from brook.v1 import admin_pb2, errors_pb2
 
 # The node actions the client answers (any other `brook node ...` runs a storage node).
-NODE_ACTIONS = ("list", "decommission", "recommission")
+NODE_ACTIONS = ("list", "decommission", "recommission", "drain-leadership")
 # A plan file larger than this is refused before it is parsed.
 PLAN_FILE_BYTES_MAX = 16 << 20
 PLAN_VERSION = 1
@@ -117,6 +117,14 @@ def register(commands: Any) -> None:
     ):
         action = node_actions.add_parser(name, help=help_text)
         action.add_argument("node_id", type=int)
+    drain = node_actions.add_parser(
+        "drain-leadership",
+        help="move a node's leaderships to in-sync replicas before stopping it (Kubernetes"
+        " preStop; exit 1 when some partition has no other in-sync replica)",
+    )
+    drain.add_argument("node_id", type=int)
+    drain.add_argument("--hold-s", type=float, default=60.0,
+                       help="keep preferred elections off the node this long (1-600)")  # fmt: skip
 
     leaders = commands.add_parser("leaders", help="leader elections")
     leaders.set_defaults(handler=lambda args: cmd_leaders(args, sys.stdout))
@@ -412,6 +420,11 @@ async def cmd_node(args: argparse.Namespace, out: TextIO) -> int:
             for node in nodes:
                 print(_node_line(node), file=out)
             return 0
+        if args.node_command == "drain-leadership":
+            drained = await admin.drain_leadership(args.node_id, round(args.hold_s * 1000))
+            print(f"node {args.node_id}: {drained.moved_count} leaderships moved,"
+                  f" {drained.remaining_count} left", file=out)  # fmt: skip
+            return 0 if drained.remaining_count == 0 else 1
         if args.node_command == "decommission":
             node = await admin.decommission_node(args.node_id)
         else:

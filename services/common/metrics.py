@@ -227,7 +227,7 @@ _SPECS = [
     # -- coordinator -----------------------------------------------------------------------
     _spec("brook_coordinator_elections_total", "counter", "cause", "coordinator",
           "leader changes committed (epoch bumps), by cause: node_change, preferred,"
-          " reassignment, admin"),
+          " reassignment, admin, controlled_shutdown"),
     _spec("brook_coordinator_partition_writes_total", "counter", "cause", "coordinator",
           "partition records written by compare-and-swap, by the same causes"),
     _spec("brook_coordinator_reassignments_in_progress", "gauge", "", "coordinator",
@@ -834,7 +834,7 @@ class NodeMetrics:
 class CoordinatorMetrics:
     """The coordinator's event metrics (cluster state is sampled by the controller)."""
 
-    CAUSES = ("node_change", "preferred", "reassignment", "admin")
+    CAUSES = ("node_change", "preferred", "reassignment", "admin", "controlled_shutdown")
 
     def __init__(self) -> None:
         _make_all("coordinator")

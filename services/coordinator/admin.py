@@ -35,6 +35,7 @@ import grpc
 from brook.clock import SYSTEM_CLOCK, Clock
 from brook.errors import BrookError, Reason
 from brook.services.common.authz import ALLOW_ALL, Authorizer
+from brook.services.common.authz.model import CLUSTER, Operation
 from brook.services.common.bounds import (
     check_count,
     check_each_chars,
@@ -103,6 +104,10 @@ log = logging.getLogger("brook.coordinator.admin")
 
 # The RPCs, as the operations table names them.
 _SERVICE = "brook.v1.AdminService/"
+# DrainLeadership's hold: how long preferred elections keep leadership off the node.
+DRAIN_HOLD_MS_DEFAULT = 60_000
+DRAIN_HOLD_MS_MIN = 1_000
+DRAIN_HOLD_MS_MAX = 600_000
 
 # ListReassignments pages (partitions per page).
 REASSIGN_PAGE_SIZE_DEFAULT = 100
@@ -819,7 +824,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     @staticmethod
     def _check_node_id(request: admin_pb2.DecommissionNodeRequest
-                       | admin_pb2.RecommissionNodeRequest) -> int:  # fmt: skip
+                       | admin_pb2.RecommissionNodeRequest
+                       | admin_pb2.DrainLeadershipRequest) -> int:  # fmt: skip
         if not request.HasField("node_id"):
             raise BrookError("INVALID_REQUEST", "node_id is required", {"field": "node_id"})
         check_range("node_id", request.node_id, 0, NODE_ID_MAX)
@@ -834,6 +840,28 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         statuses = balance.node_statuses(self.cache.nodes, self.cache.node_states, self._records(),
                                          self.balancer.known_node_sizes())  # fmt: skip
         return admin_pb2.ListNodesResponse(nodes=[views.node_status(s) for s in statuses])
+
+    @handle_errors
+    async def DrainLeadership(
+        self, request: admin_pb2.DrainLeadershipRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.DrainLeadershipResponse:
+        method = _SERVICE + "DrainLeadership"
+        principal = self.authz.require(context, method)
+        node_id = self._check_node_id(request)
+        hold_ms = request.hold_ms or DRAIN_HOLD_MS_DEFAULT
+        check_range("hold_ms", hold_ms, DRAIN_HOLD_MS_MIN, DRAIN_HOLD_MS_MAX)
+        caller = principal.node_id
+        if self.authz.enabled and caller is not None and caller != node_id:
+            # cluster_action lets a storage node drain itself, not another node.
+            raise self.authz.deny(
+                context, method, principal, Operation.CLUSTER_ACTION, CLUSTER, "not_the_node",
+                f"a storage node may drain only its own leadership (node:{caller})",
+            )
+        self._require_active()
+        moved, remaining = await self.controller.drain_leadership(node_id, hold_ms / 1000)
+        log.warning("node %d: controlled shutdown: %d leaderships moved, %d left", node_id,
+                    moved, remaining)  # fmt: skip
+        return admin_pb2.DrainLeadershipResponse(moved_count=moved, remaining_count=remaining)
 
     @handle_errors
     async def DecommissionNode(

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from brook.clock import SYSTEM_CLOCK, Clock
 from brook.errors import BrookError, Reason
 from brook.services.common import metrics
 from brook.services.common.metrics import coordinator_metrics
@@ -60,8 +61,13 @@ class Controller:
         *,
         preferred_election_interval_s: float = PREFERRED_ELECTION_INTERVAL_S_DEFAULT,
         reconcile_interval_s: float = RECONCILE_INTERVAL_S,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.store = store
+        self._clock = clock
+        # Nodes in a controlled shutdown (DrainLeadership) and until when preferred
+        # elections keep leadership off them (monotonic seconds; at most one per node).
+        self._draining: dict[int, float] = {}
         self.cache = cache
         self.preferred_election_interval_s = preferred_election_interval_s
         self.reconcile_interval_s = reconcile_interval_s
@@ -242,9 +248,34 @@ class Controller:
 
         return await self._commit_many(todo, decide, "node_change")
 
+    def _preferred_live(self) -> frozenset[int]:
+        """The live nodes preferred elections may hand leadership to: not those draining
+        for a controlled shutdown (their hold not yet over)."""
+        now = self._clock.monotonic_s()
+        for node, until in list(self._draining.items()):
+            if until <= now:
+                del self._draining[node]
+        return self._live() - frozenset(self._draining)
+
+    async def drain_leadership(self, node_id: int, hold_s: float) -> tuple[int, int]:
+        """A controlled shutdown's first step: moves every leadership of `node_id` to
+        another live ISR member and keeps preferred elections off it for `hold_s`.
+        Returns (leaderships moved, partitions it still leads)."""
+        self._draining[node_id] = self._clock.monotonic_s() + hold_s
+        led = [TopicPartition(*key) for key, record in list(self.cache.partitions.items())
+               if record.leader == node_id and key[0] in self.cache.topics]  # fmt: skip
+
+        def decide(record: PartitionRecord) -> PartitionRecord | None:
+            return election.leadership_drain(record, node_id, self._live()).record
+
+        moved = await self._commit_many(led, decide, "controlled_shutdown")
+        remaining = sum(1 for key, record in self.cache.partitions.items()
+                        if record.leader == node_id and key[0] in self.cache.topics)  # fmt: skip
+        return moved, remaining
+
     async def run_preferred_elections(self) -> int:
         """Moves leadership back to preferred replicas that are in the ISR; returns count."""
-        live = self._live()
+        live = self._preferred_live()
         todo = [
             TopicPartition(*key)
             for key, record in list(self.cache.partitions.items())
@@ -252,7 +283,7 @@ class Controller:
         ]
 
         def decide(record: PartitionRecord) -> PartitionRecord | None:
-            return election.preferred_election(record, self._live()).record
+            return election.preferred_election(record, self._preferred_live()).record
 
         return await self._commit_many(todo, decide, "preferred")
 

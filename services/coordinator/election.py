@@ -108,6 +108,18 @@ def unclean_election(record: PartitionRecord, live: Collection[int]) -> Outcome:
     return Outcome(decided)
 
 
+def leadership_drain(record: PartitionRecord, node_id: int, live: Collection[int]) -> Outcome:
+    """Moves leadership off `node_id` (a controlled shutdown) to the first other live
+    ISR member in replica order; the ISR is unchanged (the node still follows until it
+    stops, and its lease loss then shrinks the ISR)."""
+    if record.leader != node_id:
+        return Outcome(None, ELECTION_NOT_NEEDED)
+    leader = _first_eligible(record, [r for r in record.isr if r != node_id and r in live])
+    if leader is None:
+        return Outcome(None, ELIGIBLE_LEADERS_NOT_AVAILABLE)
+    return Outcome(record.evolve(leader=leader, leader_epoch=record.leader_epoch + 1))
+
+
 def needs_preferred_election(record: PartitionRecord, live: Collection[int]) -> bool:
     """True when a preferred election would move leadership (cheap filter for the loop)."""
     return preferred_election(record, live).record is not None

@@ -131,3 +131,25 @@ def test_preferred_election() -> None:
     assert election.preferred_election(_record(), {1, 2, 3}).reason == "ELECTION_NOT_NEEDED"
     out = election.preferred_election(_record(leader=2, isr=(2, 3)), {1, 2, 3})
     assert out.reason == "ELIGIBLE_LEADERS_NOT_AVAILABLE"
+
+
+@settings(max_examples=300, deadline=None)
+@given(partitions(), live_sets, st.sampled_from(NODES))
+def test_leadership_drain_moves_only_to_another_live_isr_member(
+    record: PartitionRecord, live: set[int], node: int
+) -> None:
+    """A controlled shutdown's election: the node's leadership goes to the first other
+    live ISR replica in replica order (epoch + 1, ISR and replicas unchanged), and
+    nothing else ever changes."""
+    outcome = election.leadership_drain(record, node, live)
+    others = [r for r in record.replicas if r in record.isr and r != node and r in live]
+    if record.leader != node:
+        assert outcome.record is None
+        return
+    if not others:
+        assert outcome.record is None and outcome.reason is not None
+        return
+    new = outcome.record
+    assert new is not None
+    assert new.leader == others[0] and new.leader_epoch == record.leader_epoch + 1
+    assert (new.isr, new.replicas) == (record.isr, record.replicas)

@@ -538,3 +538,47 @@ def test_production_mounts_certificates_and_uses_etcd_tls(tmp_path: Path) -> Non
         url.split("=", 1)[1].startswith("https://")
         for url in env["ETCD_INITIAL_CLUSTER"].split(",")
     )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_pre_stop_drains_the_nodes_own_leadership(overlay: str, tmp_path: Path) -> None:
+    """The node's preStop hook runs `brook node drain-leadership <ordinal>` against the
+    coordinators' Service, bounded by `timeout`, as node:<ordinal> when the pod's
+    certificate is mounted, and never fails the stop; the hook fits in the grace period
+    with the SIGTERM drain."""
+    from brook.client.cli.main import build_parser as client_parser
+
+    workload, container = brook_container(overlay, "node")
+    command = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[:2] == ["/bin/sh", "-c"] and len(command) == 3
+    assert pod_spec(workload)["terminationGracePeriodSeconds"] >= 10 + 15
+    tls_dir = tmp_path / "tls"
+    tls_dir.mkdir()
+    (tls_dir / "tls.crt").write_text("certificate")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "brook"
+    fake.write_text('#!/bin/sh\nenv | grep ^BROOK_ > "$OUT.env"\n'
+                    'for a in "$@"; do printf \'%s\\0\' "$a"; done > "$OUT"\nexit 1\n')  # fmt: skip
+    fake.chmod(0o755)
+    pod = pod_for(workload, 3)
+    out = tmp_path / "argv"
+    for mounted in (True, False):
+        script = command[2].replace("/etc/brook/tls", str(tls_dir if mounted else tmp_path / "x"))
+        result = subprocess.run(
+            ["/bin/sh", "-c", script],
+            env={**container_env(container, pod), "OUT": str(out),
+                 "PATH": f"{bin_dir}:/usr/bin:/bin"},
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr  # a failed drain never blocks the stop
+        argv = out.read_text().split("\0")[:-1]
+        assert argv == ["node", "drain-leadership", "3"]
+        parsed_args = client_parser().parse_args(argv)
+        assert parsed_args.node_id == 3
+        env = dict(line.split("=", 1) for line in Path(f"{out}.env").read_text().split())
+        namespace = workload["metadata"]["namespace"]
+        assert env["BROOK_BOOTSTRAP"] == f"brook.{namespace}.svc:7070"
+        assert ("BROOK_TLS_CERT" in env) == mounted
+        if mounted:
+            assert env["BROOK_TLS_CERT"] == f"{tls_dir}/tls.crt"

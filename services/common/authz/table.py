@@ -138,6 +138,9 @@ RPC_TABLE: dict[str, RpcRule] = {
     "brook.v1.AdminService/RecommissionNode": RpcRule(call=(need((A, _C)),), audited=True),
     "brook.v1.AdminService/RebalancePartitions": RpcRule(
         call=(need((A, _C)),), audited=True, note="a dry run needs alter too: it plans"),
+    "brook.v1.AdminService/DrainLeadership": RpcRule(
+        call=(need((A, _C), (CA, _C)),), audited=True,
+        note="alter on the cluster, or cluster_action as the storage node being drained"),
     "brook.v1.AdminService/AlterReplicationThrottle": RpcRule(
         call=(need((A, _C)),), audited=True, note="the reassignment replication throttle"),
     "brook.v1.AdminService/DescribeReplicationThrottle": RpcRule(call=(need((DESC, _C)),)),
