@@ -268,10 +268,19 @@ class Controller:
         def decide(record: PartitionRecord) -> PartitionRecord | None:
             return election.leadership_drain(record, node_id, self._live()).record
 
-        moved = await self._commit_many(led, decide, "controlled_shutdown")
-        remaining = sum(1 for key, record in self.cache.partitions.items()
-                        if record.leader == node_id and key[0] in self.cache.topics)  # fmt: skip
-        return moved, remaining
+        semaphore = asyncio.Semaphore(PARTITION_COMMITS_CONCURRENT_MAX)
+
+        async def one(key: PartitionKey) -> tuple[bool, bool]:
+            """(moved, still led by the node), from what the write saw, not the cache
+            (which learns of the writes by its watch, a moment later)."""
+            async with semaphore:
+                self._require_acting()
+                written, seen = await self.commit(key, decide, cause="controlled_shutdown")
+                still = written is None and seen is not None and seen.leader == node_id
+                return written is not None, still
+
+        results = await asyncio.gather(*(one(key) for key in led))
+        return sum(m for m, _ in results), sum(s for _, s in results)
 
     async def run_preferred_elections(self) -> int:
         """Moves leadership back to preferred replicas that are in the ISR; returns count."""
