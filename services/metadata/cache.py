@@ -32,21 +32,20 @@ from brook.services.metadata.model import (
     TopicRecord,
 )
 from brook.services.metadata.store import MetadataStore
+from brook.services.metadata.watched import WatchedView
 
 log = logging.getLogger("brook.metadata.cache")
 
-# Back-off bounds between reload attempts while etcd is unreachable.
-RELOAD_BACKOFF_MIN_S = 0.1
-RELOAD_BACKOFF_MAX_S = 2.0
+# Keys under the cluster prefix that other caches follow: no change to this view.
+_OWN_CACHES = frozenset({keyspace.KIND_GROUP, keyspace.KIND_OFFSET, keyspace.KIND_ACL,
+                         keyspace.KIND_QUOTA, keyspace.KIND_REPLICATION_THROTTLE})  # fmt: skip
 
 
-class MetadataCache:
+class MetadataCache(WatchedView):
     """Watch-fed snapshot of nodes, roles, topics and partitions; one per process."""
 
     def __init__(self, store: MetadataStore, *, clock: Clock = SYSTEM_CLOCK) -> None:
-        self.store = store
-        self._clock = clock
-        self.revision = 0
+        super().__init__(store, "metadata", clock)
         self.cluster_id = ""
         self.nodes: dict[int, NodeInfo] = {}
         # Operator-set node states (decommission), live nodes or not; absent: active.
@@ -57,31 +56,14 @@ class MetadataCache:
         self.topic_revisions: dict[str, int] = {}
         self.coordinator: Endpoint | None = None
         self.group_manager: Endpoint | None = None
-        # Set once the first snapshot is loaded; cleared never (a reload keeps serving the
-        # last snapshot until the new one replaces it).
-        self.loaded = asyncio.Event()
         self._listeners: list[Callable[[], None]] = []
-        self._changed = asyncio.Event()
         self._notify_scheduled = False
-        self._watch: Any = None
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
         """Loads the first snapshot and starts following changes (raises if etcd is down)."""
         self.cluster_id = await self.store.cluster_id()
-        await self._load()
-        self._task = asyncio.get_running_loop().create_task(self._follow(), name="metadata-cache")
-
-    async def stop(self) -> None:
-        self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self._cancel_watch()
+        await super().start()
 
     # -- queries -----------------------------------------------------------------------
     def topic_partitions(self, topic: str) -> list[PartitionRecord]:
@@ -100,26 +82,7 @@ class MetadataCache:
         with contextlib.suppress(ValueError):
             self._listeners.remove(callback)
 
-    async def wait_for(self, predicate: Callable[[MetadataCache], bool], timeout_s: float) -> bool:
-        """Waits until predicate(cache) is true; False when timeout_s passes first."""
-        deadline = self._clock.monotonic_s() + timeout_s
-        while True:
-            if predicate(self):
-                return True
-            left = deadline - self._clock.monotonic_s()
-            if left <= 0:
-                return False
-            changed = self._changed
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), left)
-
     # -- internals ---------------------------------------------------------------------
-    async def _cancel_watch(self) -> None:
-        watch, self._watch = self._watch, None
-        if watch is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(watch.cancel(), 1.0)
-
     async def _load(self) -> None:
         """Replaces the whole view with a snapshot and opens a watch just after it."""
         revision, kvs = await self.store.read_snapshot()
@@ -174,40 +137,11 @@ class MetadataCache:
         self.loaded.set()
         self._schedule_notify()
 
-    async def _follow(self) -> None:
-        backoff_s = RELOAD_BACKOFF_MIN_S
-        while not self._stopping:
-            try:
-                watch = self._watch
-                if watch is not None:
-                    async for event in watch:
-                        self._apply(event)
-                        backoff_s = RELOAD_BACKOFF_MIN_S
-                if self._stopping:
-                    return
-                log.warning("metadata watch ended; reloading")
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                log.warning("metadata watch failed (%s); reloading", error)
-            while not self._stopping:
-                try:
-                    await self._load()
-                    log.info("metadata reloaded at revision %d", self.revision)
-                    break
-                except asyncio.CancelledError:
-                    raise
-                except Exception as error:
-                    log.warning("metadata reload failed: %s", error)
-                    await asyncio.sleep(backoff_s)
-                    backoff_s = min(backoff_s * 2, RELOAD_BACKOFF_MAX_S)
-
     def _apply(self, event: Any) -> None:
         kv = event.kv
         parsed = self.store.keys.parse(kv.key)
         self.revision = max(self.revision, kv.mod_revision)
-        if parsed is None or parsed.kind in (keyspace.KIND_GROUP, keyspace.KIND_OFFSET,
-                                             keyspace.KIND_ACL, keyspace.KIND_QUOTA):  # own caches
+        if parsed is None or parsed.kind in _OWN_CACHES:
             return
         deleted = event.kind == "DELETE"
         try:

@@ -3,10 +3,10 @@ quotas are read from on request paths, so no etcd call ever sits there.
 
 It reads all keys at one etcd revision R, then watches the prefix from R+1, so no change
 is missed or applied twice; when the watch breaks it reloads (capped back-off) and keeps
-serving the last snapshot meanwhile. `version` moves on every applied change or reload
-(what derived caches compare), and `wait_for` lets a writer wait until its own write is
-visible. Values are decoded once, by the `decode` the owner passes; an unreadable value
-is logged and skipped.
+serving the last snapshot meanwhile (that life is `WatchedView`'s). `version` moves on
+every applied change or reload (what derived caches compare), and `wait_for` lets a
+writer wait until its own write is visible. Values are decoded once, by the `decode` the
+owner passes; an unreadable value is logged and skipped.
 
 Thread-safety: one event loop.
 """
@@ -14,7 +14,6 @@ Thread-safety: one event loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -25,15 +24,13 @@ from brook.clock import SYSTEM_CLOCK, Clock
 from brook.errors import BrookError
 from brook.services.metadata.keys import prefix_range_end
 from brook.services.metadata.store import MetadataStore
+from brook.services.metadata.watched import WatchedView
 
 log = logging.getLogger("brook.metadata.prefix_cache")
 
 V = TypeVar("V")
 # What a decoder may raise on a value it cannot read.
 UNREADABLE = (ValueError, KeyError, TypeError, BrookError)
-# Back-off bounds between reload attempts while etcd is unreachable.
-RELOAD_BACKOFF_MIN_S = 0.1
-RELOAD_BACKOFF_MAX_S = 2.0
 
 
 async def read_prefix(
@@ -53,7 +50,7 @@ async def read_prefix(
     return int(response.header.revision), found
 
 
-class PrefixCache(Generic[V]):
+class PrefixCache(WatchedView, Generic[V]):
     """Every key under `prefix`, decoded, kept current by an etcd watch."""
 
     def __init__(
@@ -65,19 +62,11 @@ class PrefixCache(Generic[V]):
         *,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self.store = store
+        super().__init__(store, what, clock)  # what: for logs, "ACL", "quota"
         self.prefix = prefix
         self._decode = decode
-        self._what = what  # for logs: "ACL", "quota"
-        self._clock = clock
-        self.revision = 0
         self.version = 0
         self.values: dict[bytes, V] = {}
-        self.loaded = asyncio.Event()
-        self._changed = asyncio.Event()
-        self._watch: Any = None
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
         self._listeners: list[Callable[[], None]] = []
 
     def add_listener(self, callback: Callable[[], None]) -> None:
@@ -87,36 +76,6 @@ class PrefixCache(Generic[V]):
     def __len__(self) -> int:
         return len(self.values)
 
-    # -- lifecycle ---------------------------------------------------------------------
-    async def start(self) -> None:
-        """Loads the first snapshot and follows changes (raises if etcd is down)."""
-        await self._load()
-        self._task = asyncio.get_running_loop().create_task(
-            self._follow(), name=f"{self._what}-cache"
-        )
-
-    async def stop(self) -> None:
-        self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self._cancel_watch()
-
-    async def wait_for(self, predicate: Callable[[Any], bool], timeout_s: float) -> bool:
-        """Waits until predicate(self) is true; False when timeout_s passes first."""
-        deadline = self._clock.monotonic_s() + timeout_s
-        while True:
-            if predicate(self):
-                return True
-            left = deadline - self._clock.monotonic_s()
-            if left <= 0:
-                return False
-            changed = self._changed
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), left)
-
     # -- internals ---------------------------------------------------------------------
     def _bump(self) -> None:
         self.version += 1
@@ -125,11 +84,8 @@ class PrefixCache(Generic[V]):
         for callback in self._listeners:
             callback()
 
-    async def _cancel_watch(self) -> None:
-        watch, self._watch = self._watch, None
-        if watch is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(watch.cancel(), 1.0)
+    def _reloaded(self) -> str:
+        return f"at revision {self.revision} ({len(self.values)} keys)"
 
     async def _load(self) -> None:
         revision, found = await read_prefix(self.store, self.prefix, self._decode, self._what)
@@ -142,35 +98,6 @@ class PrefixCache(Generic[V]):
         self.revision = revision
         self.loaded.set()
         self._bump()
-
-    async def _follow(self) -> None:
-        backoff_s = RELOAD_BACKOFF_MIN_S
-        while not self._stopping:
-            try:
-                watch = self._watch
-                if watch is not None:
-                    async for event in watch:
-                        self._apply(event)
-                        backoff_s = RELOAD_BACKOFF_MIN_S
-                if self._stopping:
-                    return
-                log.warning("%s watch ended; reloading", self._what)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                log.warning("%s watch failed (%s); reloading", self._what, error)
-            while not self._stopping:
-                try:
-                    await self._load()
-                    log.info("%s keys reloaded at revision %d (%d keys)", self._what,
-                             self.revision, len(self.values))  # fmt: skip
-                    break
-                except asyncio.CancelledError:
-                    raise
-                except Exception as error:
-                    log.warning("%s reload failed: %s", self._what, error)
-                    await asyncio.sleep(backoff_s)
-                    backoff_s = min(backoff_s * 2, RELOAD_BACKOFF_MAX_S)
 
     def _apply(self, event: Any) -> None:
         kv = event.kv
