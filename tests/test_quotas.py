@@ -130,3 +130,18 @@ async def test_a_change_to_another_principal_keeps_this_ones_debt() -> None:
     with pytest.raises(BrookError):  # alice's 5 s of debt stands
         await quotas.admit(ALICE, budget_s=2)
     assert await quotas.admit(BOB, budget_s=2) == 0.0  # bob's rate changed: restarts full
+
+
+async def test_the_connections_remembered_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client cycling through client ports cannot grow the process's memory: at most
+    PEERS_KNOWN_MAX addresses are kept, the least recently seen forgotten first (and a
+    forgotten one counts as new again)."""
+    from brook.services.common import quotas as quotas_module
+
+    monkeypatch.setattr(quotas_module, "PEERS_KNOWN_MAX", 3)
+    quotas, _, _ = make({"user:alice": QuotaConfig(connections_per_s=1000)})
+    for port in range(100):
+        await quotas.admit(ALICE, budget_s=30, peer=lambda p=port: f"ipv4:10.0.0.1:{p}")  # type: ignore[misc]
+    assert len(quotas._peers) == 3
+    assert list(quotas._peers) == [f"ipv4:10.0.0.1:{p}" for p in (97, 98, 99)]
+    assert quotas._new_peer("ipv4:10.0.0.1:0") and not quotas._new_peer("ipv4:10.0.0.1:99")

@@ -858,6 +858,12 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                 f"a storage node may drain only its own leadership (node:{caller})",
             )
         self._require_active()
+        if node_id not in self.cache.nodes:
+            # Only a live node leads anything; also bounds the controller's drain holds.
+            raise BrookError(
+                "INVALID_REQUEST", f"node {node_id} is not live: it leads nothing to drain",
+                {"node_id": node_id},
+            )  # fmt: skip
         moved, remaining = await self.controller.drain_leadership(node_id, hold_ms / 1000)
         log.warning("node %d: controlled shutdown: %d leaderships moved, %d left", node_id,
                     moved, remaining)  # fmt: skip

@@ -128,3 +128,46 @@ async def test_unknown_election_type_is_refused(stubs: Stubs) -> None:
     assert_refused(
         await rpc_failure(stubs.admin.ElectLeaders(request, timeout=5)), "INVALID_REQUEST"
     )
+
+
+async def test_scaling_calls_refuse_out_of_range_inputs_and_change_nothing(
+    stubs: Stubs,
+) -> None:
+    """DrainLeadership, AlterReplicationThrottle and ListReassignments: missing, negative
+    and oversized values are INVALID_REQUEST naming the field, and nothing changes."""
+    admin = stubs.admin
+    drains = [
+        admin_pb2.DrainLeadershipRequest(),  # no node_id
+        admin_pb2.DrainLeadershipRequest(node_id=-1),
+        admin_pb2.DrainLeadershipRequest(node_id=2**31 - 1),  # a valid id, not a live node
+        admin_pb2.DrainLeadershipRequest(node_id=1, hold_ms=1),
+        admin_pb2.DrainLeadershipRequest(node_id=1, hold_ms=-5),
+        admin_pb2.DrainLeadershipRequest(node_id=1, hold_ms=2**62),
+    ]
+    for drain in drains:
+        assert_refused(await rpc_failure(admin.DrainLeadership(drain, timeout=5)),
+                       "INVALID_REQUEST")  # fmt: skip
+    throttles = [
+        admin_pb2.AlterReplicationThrottleRequest(rate_bytes_per_second=-1),
+        admin_pb2.AlterReplicationThrottleRequest(rate_bytes_per_second=2**62),
+        admin_pb2.AlterReplicationThrottleRequest(rate_bytes_per_second=10, node_id=-1),
+        admin_pb2.AlterReplicationThrottleRequest(rate_bytes_per_second=2**62, node_id=1),
+    ]
+    for throttle in throttles:
+        assert_refused(await rpc_failure(admin.AlterReplicationThrottle(throttle, timeout=5)),
+                       "INVALID_REQUEST")  # fmt: skip
+    described = await admin.DescribeReplicationThrottle(
+        admin_pb2.DescribeReplicationThrottleRequest(), timeout=5
+    )
+    assert described.throttle.cluster_bytes_per_second == 0 and not described.throttle.nodes
+    negative = admin_pb2.ListReassignmentsRequest(page_size=-1)
+    assert_refused(await rpc_failure(admin.ListReassignments(negative, timeout=5)),
+                   "INVALID_REQUEST")  # fmt: skip
+    forged = admin_pb2.ListReassignmentsRequest(page_token="not a token" * 1000)
+    assert_refused(await rpc_failure(admin.ListReassignments(forged, timeout=5)),
+                   "INVALID_PAGE_TOKEN")  # fmt: skip
+    # A valid drain of the (fake) only replica moves nothing: no other ISR member.
+    drained = await admin.DrainLeadership(admin_pb2.DrainLeadershipRequest(node_id=1), timeout=5)
+    assert (drained.moved_count, drained.remaining_count) == (0, 1)
+    topic = await admin.DescribeTopic(admin_pb2.DescribeTopicRequest(name=TOPIC), timeout=5)
+    assert [p.leader_id for p in topic.topic.partitions] == [1]
